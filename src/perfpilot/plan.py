@@ -1,0 +1,173 @@
+"""The Plan: every knob perfpilot may set, as a frozen value with a JSON form.
+
+Contract (DESIGN.md): JSON with a ``"version"`` field; unknown keys and bad values are
+rejected with a :class:`~perfpilot.errors.PlanError` whose message names the key. A plan
+file may be partial: missing keys are taken from a base plan (usually the workload's
+baseline), so ``{"batch_size": 128}`` is a valid plan file.
+
+Runtime application of a plan (device placement, autocast, compile, loader kwargs...)
+lives in :mod:`perfpilot.apply`; whether a device can do a plan lives in
+:mod:`perfpilot.hardware`. This module is pure data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from perfpilot.errors import PlanError
+
+PLAN_VERSION = 1
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16"]
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+COMPILE_MODES: tuple[str, ...] = ("off", "default", "reduce-overhead", "max-autotune")
+_DEVICE_RE = re.compile(r"^(cpu|mps|xla|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """All settings of one training configuration.
+
+    ``None`` for ``prefetch_factor``, ``cpu_threads`` and ``interop_threads`` means
+    "leave PyTorch's default".
+    """
+
+    device: str = "cpu"
+    precision: Precision = "fp32"
+    compile: CompileMode = "off"
+    channels_last: bool = False
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    grad_accum: int = 1
+    num_workers: int = 0
+    prefetch_factor: int | None = None
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    cpu_threads: int | None = None
+    interop_threads: int | None = None
+    cudnn_benchmark: bool = False
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> Plan:
+        """A copy with ``changes`` applied (validated; unknown keys rejected)."""
+        _reject_unknown(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, with ``version`` first."""
+        return {"version": PLAN_VERSION, **dataclasses.asdict(self)}
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def diff(self, other: Plan) -> dict[str, tuple[Any, Any]]:
+        """Keys whose values differ, as ``{key: (self_value, other_value)}``."""
+        a, b = dataclasses.asdict(self), dataclasses.asdict(other)
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: Plan | None = None) -> Plan:
+        """Build a plan from its JSON form; missing keys come from ``base`` (or defaults)."""
+        if not isinstance(data, dict):
+            raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("version", PLAN_VERSION)
+        if version != PLAN_VERSION:
+            raise PlanError(
+                f"plan key 'version': {version!r} is not supported (this perfpilot reads "
+                f"version {PLAN_VERSION})"
+            )
+        _reject_unknown(data)
+        return dataclasses.replace(base or cls(), **data)
+
+
+def knob_names() -> tuple[str, ...]:
+    """Names of every knob, in declaration order."""
+    return tuple(f.name for f in fields(Plan))
+
+
+def load_plan(path: str | Path, base: Plan | None = None) -> Plan:
+    """Read a plan file; errors name the file and the key."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise PlanError(f"plan file not found: {p}") from None
+    except OSError as e:
+        raise PlanError(f"cannot read plan file {p}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    try:
+        return Plan.from_dict(data, base=base)
+    except PlanError as e:
+        raise PlanError(f"{p}: {e}") from None
+
+
+def save_plan(plan: Plan, path: str | Path) -> None:
+    Path(path).write_text(plan.to_json() + "\n")
+
+
+def _reject_unknown(data: dict[str, Any]) -> None:
+    unknown = sorted(set(data) - set(knob_names()))
+    if unknown:
+        raise PlanError(
+            f"unknown plan key {unknown[0]!r} (known keys: {', '.join(knob_names())})"
+        )
+
+
+def _bad(key: str, value: Any, why: str) -> PlanError:
+    return PlanError(f"plan key {key!r}: {value!r} {why}")
+
+
+def _check_int(key: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    # bool is an int subclass; True as a batch size is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(key, value, "is not an integer")
+    if value < minimum:
+        raise _bad(key, value, f"must be >= {minimum}")
+
+
+def _check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _bad(key, value, "is not true or false")
+
+
+def validate(plan: Plan) -> None:
+    """Raise :class:`PlanError` naming the first bad key. Device support is not checked here."""
+    if not isinstance(plan.device, str) or not _DEVICE_RE.match(plan.device):
+        raise _bad("device", plan.device, "is not one of cpu, cuda, cuda:N, mps, xla")
+    if plan.precision not in PRECISIONS:
+        raise _bad("precision", plan.precision, f"is not one of {', '.join(PRECISIONS)}")
+    if plan.compile not in COMPILE_MODES:
+        raise _bad("compile", plan.compile, f"is not one of {', '.join(COMPILE_MODES)}")
+    for key in ("channels_last", "pin_memory", "persistent_workers", "cudnn_benchmark"):
+        _check_bool(key, getattr(plan, key))
+    _check_int("batch_size", plan.batch_size, 1)
+    _check_int("warmup_steps", plan.warmup_steps, 0)
+    _check_int("grad_accum", plan.grad_accum, 1)
+    _check_int("num_workers", plan.num_workers, 0)
+    _check_int("prefetch_factor", plan.prefetch_factor, 1, optional=True)
+    _check_int("cpu_threads", plan.cpu_threads, 1, optional=True)
+    _check_int("interop_threads", plan.interop_threads, 1, optional=True)
+    lr = plan.lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise _bad("lr", lr, "must be a finite number > 0")
+    if plan.num_workers == 0 and plan.prefetch_factor is not None:
+        raise _bad("prefetch_factor", plan.prefetch_factor, "needs num_workers > 0")
+    if plan.num_workers == 0 and plan.persistent_workers:
+        raise _bad("persistent_workers", True, "needs num_workers > 0")

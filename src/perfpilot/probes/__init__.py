@@ -1,0 +1,1 @@
+"""perfpilot.probes."""
