@@ -1,1 +1,88 @@
-"""perfpilot.diagnose."""
+"""perfpilot.diagnose: rules from a profiled :class:`~perfpilot.record.RunRecord` to findings.
+
+``diagnose(record) -> list[Finding]`` runs every rule (one small module per family) on
+facts read once from the record, adds lint findings for the measured hot code, drops
+findings another one explains better, and ranks them: by ``estimated_speedup`` (whole
+run, Amdahl from measured shares), except that a finding about something costing under
+:data:`MIN_FIRST_SHARE` of the run is never ranked above one that costs more.
+
+Rules are pure functions ``(Facts) -> list[Finding]``; see ``docs/findings.md`` for what
+each finding means, how it is measured and its fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from perfpilot.diagnose.batch import small_batch
+from perfpilot.diagnose.common import Facts, facts_of
+from perfpilot.diagnose.cuda import (
+    fp32_on_tensor_cores,
+    gpu_idle,
+    host_device_sync,
+    memory_headroom,
+    pageable_memcpy,
+)
+from perfpilot.diagnose.loader import dataloader_bound
+from perfpilot.diagnose.loop import eval_dominates, grad_in_eval, io_in_loop
+from perfpilot.diagnose.python import drop_covered, lint_findings, python_hotspot
+from perfpilot.diagnose.threads import thread_oversubscription
+from perfpilot.record import Finding, RunRecord
+
+Rule = Callable[[Facts], list[Finding]]
+RULES: dict[str, Rule] = {
+    "dataloader-bound": dataloader_bound,
+    "small-batch": small_batch,
+    "python-hotspot": python_hotspot,
+    "thread-oversubscription": thread_oversubscription,
+    "eval-dominates": eval_dominates,
+    "io-in-loop": io_in_loop,
+    "grad-in-eval": grad_in_eval,
+    "host-device-sync": host_device_sync,
+    "pageable-memcpy": pageable_memcpy,
+    "fp32-on-tensor-cores": fp32_on_tensor_cores,
+    "gpu-idle": gpu_idle,
+    "memory-headroom": memory_headroom,
+}
+MIN_FIRST_SHARE = 0.02
+
+__all__ = ["RULES", "Facts", "diagnose", "facts_of", "rank"]
+
+
+def diagnose(record: RunRecord, *, lint: bool = True,
+             notes: list[str] | None = None) -> list[Finding]:
+    """All findings for ``record``, ranked. ``notes`` (if given) collects why a source of
+    findings was unavailable (e.g. lint not installed)."""
+    facts = facts_of(record)
+    found: list[Finding] = []
+    for fid, rule in RULES.items():
+        try:
+            found.extend(rule(facts))
+        except Exception as e:  # one broken rule must not hide the others
+            if notes is not None:
+                notes.append(f"rule {fid} failed: {type(e).__name__}: {e}")
+    if lint:
+        extra, note = lint_findings(record)
+        if note and notes is not None:
+            notes.append(note)
+        hotspots = [f for f in found if f.id == "python-hotspot"]
+        kept = drop_covered(hotspots, extra)
+        found = [f for f in found if f.id != "python-hotspot"] + kept + extra
+    return rank(_dedupe(found))
+
+
+def _dedupe(found: list[Finding]) -> list[Finding]:
+    """A python-hotspot inside data loading is the dataloader-bound finding's business."""
+    if any(f.id == "dataloader-bound" for f in found):
+        found = [f for f in found
+                 if not (f.id == "python-hotspot" and f.extra.get("tag") == "data")]
+    return found
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Highest whole-run gain first; findings under 2% of the run never lead."""
+    def key(f: Finding) -> tuple[bool, float]:
+        small = f.time_share is not None and f.time_share < MIN_FIRST_SHARE
+        return (not small, f.estimated_speedup)
+
+    return sorted(findings, key=key, reverse=True)

@@ -1,0 +1,140 @@
+"""``perfpilot profile``: name the bottleneck of a training run, with evidence, a fix and
+its estimated gain.
+
+Two forms::
+
+    perfpilot profile WORKLOAD [--plan p.json]
+    perfpilot profile [OPTIONS] -- python script.py ARGS...
+
+The target runs in a child process with perfpilot's probes installed (no code changes);
+its output and exit code pass through. Then the raw profile becomes a RunRecord
+(:mod:`perfpilot.probes.assemble`), the rules name findings (:mod:`perfpilot.diagnose`),
+``--verify`` measures the top fixes that are settings (:mod:`perfpilot.probes.verify`),
+and the summary is printed (after the script's own output), with ``--json``/``--html``
+files on request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from perfpilot.errors import UserError
+
+if TYPE_CHECKING:
+    from perfpilot.probes.launch import Target
+    from perfpilot.record import RunRecord
+
+DEFAULT_RATE_HZ = 200
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile", context_settings={"allow_interspersed_args": False})(
+        profile_command)
+
+
+def profile_command(
+    target: list[str] = typer.Argument(
+        None, metavar="WORKLOAD | -- python script.py ARGS...",
+        help="A workload (file.py:factory, package.module:factory or a built-in name), or, "
+             "after --, the command that runs your script."),
+    plan: Path | None = typer.Option(
+        None, "--plan", metavar="FILE", help="Plan JSON for a WORKLOAD (partial is fine)."),
+    json_out: Path | None = typer.Option(
+        None, "--json", metavar="FILE", help="Write the RunRecord (with findings) here."),
+    html_out: Path | None = typer.Option(
+        None, "--html", metavar="FILE", help="Write a self-contained HTML report here."),
+    duration: float | None = typer.Option(
+        None, "--duration", metavar="S", min=0.1,
+        help="Profile S seconds from the first training step, then stop the run."),
+    steps: int | None = typer.Option(
+        None, "--steps", metavar="N", min=1,
+        help="Profile N steady steps (after 2 warm-up steps), then stop the run."),
+    verify: bool = typer.Option(
+        False, "--verify",
+        help="Re-run with the top fixes that are settings (workers, batch size, threads...) "
+             "applied and report the measured speedup with its 95% interval."),
+    rate: float = typer.Option(
+        DEFAULT_RATE_HZ, "--rate", metavar="HZ", min=1, max=2000,
+        help="Stack sampling rate."),
+    ops: bool = typer.Option(
+        True, "--ops/--no-ops", help="Record a short torch.profiler window (hot ops)."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print no summary."),
+) -> None:
+    """Profile a training run and name its bottleneck: evidence, fix, estimated gain."""
+    from perfpilot.probes.launch import parse_target, run_profiled
+
+    words = list(target or [])
+    if plan is not None and not plan.is_file():
+        raise UserError(f"plan file not found: {plan}")
+    tgt = parse_target(words, str(plan) if plan else None)
+    config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration,
+              "window": ops}
+    result = run_profiled(tgt, config)
+    if result.raw is None:
+        raise UserError(f"{tgt.display}: no profile was written (the command exited with "
+                        f"code {result.exit_code} before perfpilot's runner started)")
+    record, notes = analyze(result.raw)
+    if verify:
+        _verify(tgt, record, steps)
+    _write_outputs(record, json_out, html_out)
+    if not quiet:
+        from rich.console import Console
+
+        from perfpilot.render.profile_console import print_profile
+
+        console = Console()
+        console.print()
+        print_profile(record, console)
+        for note in notes:
+            console.print(f"[dim]note: {note}[/]")
+        for path in (json_out, html_out):
+            if path is not None:
+                console.print(f"[dim]wrote {path}[/]")
+    code = result.exit_code
+    if code:
+        raise typer.Exit(code)
+
+
+def analyze(raw: dict[str, Any]) -> tuple[RunRecord, list[str]]:
+    """RunRecord with ranked findings in ``extra["findings"]``, and notes on what was
+    unavailable (e.g. lint)."""
+    from perfpilot.diagnose import diagnose
+    from perfpilot.probes.assemble import build_record
+
+    record = build_record(raw)
+    notes: list[str] = []
+    findings = diagnose(record, notes=notes)
+    record.extra["findings"] = [f.to_dict() for f in findings]
+    return record, notes
+
+
+def _verify(tgt: Target, record: RunRecord, steps: int | None) -> None:
+    """Attach ``extra["verified"]`` to the findings whose fix is a setting."""
+    from rich.progress import Progress
+
+    from perfpilot.probes.verify import ROUNDS, verifiable, verify_finding
+
+    findings = record.findings
+    chosen = verifiable(findings)
+    if not chosen:
+        return
+    with Progress(transient=True) as bar:
+        for f in chosen:
+            task = bar.add_task(f"verifying {f.id} ({ROUNDS} rounds)", total=ROUNDS)
+            f.extra["verified"] = verify_finding(
+                tgt, record, f, steps=steps, on_round=lambda *_, t=task: bar.advance(t))
+    record.extra["findings"] = [f.to_dict() for f in findings]
+
+
+def _write_outputs(record: RunRecord, json_out: Path | None, html_out: Path | None) -> None:
+    if json_out is not None:
+        record.save(json_out)
+    if html_out is not None:
+        from perfpilot.render.profile_html import profile_page
+
+        tmp = html_out.with_name(html_out.name + ".tmp")
+        tmp.write_text(profile_page(record))
+        tmp.replace(html_out)

@@ -1,0 +1,86 @@
+"""``dataloader-bound``: the training loop waits for batches.
+
+Measured: the ``data`` phase (time inside ``next(loader_iter)`` and ``iter(loader)``) as a
+share of the steady window. Fix: load in parallel worker processes (``num_workers``),
+keep them alive across epochs (``persistent_workers``) and, on CUDA, pin memory.
+Gain: Amdahl with the data share sped up by the number of workers suggested (loading
+in ``w`` workers is at best ``w`` times faster; the overlap with compute that workers
+also bring is not counted, so the estimate is conservative).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from perfpilot.diagnose.common import MIN_STEPS, Facts, loc, make, pct, secs, where
+from perfpilot.record import Finding
+
+MIN_SHARE = 0.10
+MAX_WORKERS = 8
+
+
+def suggested_workers(current: int, cores: int) -> int:
+    """Workers to try: at least 2, doubling what is there, at most the usable cores
+    (waiting on I/O parallelizes beyond cores, but CPU-bound loading does not)."""
+    want = max(2, 2 * current)
+    return max(current + 1, min(want, max(cores, 2), MAX_WORKERS))
+
+
+def dataloader_bound(f: Facts) -> list[Finding]:
+    data_s = f.totals.get("data", 0.0)
+    share = f.share(data_s)
+    if f.steps < MIN_STEPS or share < MIN_SHARE:
+        return []
+    ld = f.train_loader() or {}
+    workers = int(ld.get("num_workers") or 0)
+    cores = int(f.section("threads", {}).get("usable_cores") or 2)
+    hot = _hot_loading_line(f)
+    evidence = (f"Waiting for the next batch is {pct(share)} of the run "
+                f"({secs(f.per_step.get('data', 0.0))} of a {secs(f.step_s)} step)")
+    if ld:
+        evidence += (f"; the DataLoader built at {where(ld.get('site'))} uses "
+                     f"num_workers={workers}")
+    if hot is not None:
+        evidence += (f"; {pct(hot['share'])} of the run is in {where(hot['site'])} "
+                     f"({hot['site'][2]})")
+    evidence += "."
+    iter_share = f.share(float(ld.get("iter_s") or 0.0))
+    if workers > 0 and not ld.get("persistent_workers") and iter_share >= 0.5 * share:
+        return [make("dataloader-bound", "Training waits for DataLoader workers to start",
+                     evidence + f" Starting workers each epoch costs {pct(iter_share)}.",
+                     "DataLoader(..., persistent_workers=True) so workers survive epochs.",
+                     iter_share, float("inf"), location=loc(ld.get("site")),
+                     confidence="high", plan_change={"persistent_workers": True},
+                     loader=_brief(ld))]
+    w = suggested_workers(workers, cores)
+    cuda = bool(f.section("cuda"))
+    args = f"num_workers={w}, persistent_workers=True" + (", pin_memory=True" if cuda else "")
+    change: dict[str, Any] = {"num_workers": w, "persistent_workers": True}
+    if cuda:
+        change["pin_memory"] = True
+    fix = f"DataLoader(..., {args}) to load batches in parallel with training"
+    if hot is not None and workers > 0:
+        fix += f", and make {hot['site'][2]}() cheaper ({where(hot['site'])})"
+    factor = w / max(workers, 1) if workers else float(w)
+    return [make("dataloader-bound", "Training waits for data loading", evidence, fix + ".",
+                 share, factor, location=loc(ld.get("site")) or loc(hot and hot["site"]),
+                 confidence="high" if share >= 0.3 else "medium", plan_change=change,
+                 loader=_brief(ld), hot_line=hot)]
+
+
+def _brief(ld: dict[str, Any]) -> dict[str, Any]:
+    keys = ("batch_size", "num_workers", "persistent_workers", "pin_memory", "dataset", "site")
+    return {k: ld.get(k) for k in keys}
+
+
+def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
+    """The user line with the most self time while fetching training batches."""
+    best = None
+    for h in f.section("hot_lines", []):
+        sec = (h.get("tags") or {}).get("data", 0.0)
+        if sec > 0 and (best is None or sec > best[0]):
+            best = (sec, h)
+    if best is None:
+        return None
+    h = best[1]
+    return {"site": [h["file"], h["line"], h["function"]], "share": f.share(best[0])}

@@ -1,0 +1,41 @@
+"""``thread-oversubscription``: more compute threads than cores this process may use.
+
+Measured: torch's intra-op thread count (and ``OMP_NUM_THREADS``...) against usable cores
+(affinity and cgroup quota); when torch uses more, the runner timed the same matmul batch
+at both thread counts, interleaved, on this machine. Gain: Amdahl with the compute phases
+(forward, backward, optimizer) sped up by that measured factor. Without a measurement
+that says the usable-core count is faster, the rule stays silent.
+"""
+
+from __future__ import annotations
+
+from perfpilot.diagnose.common import Facts, loc, make, pct, where
+from perfpilot.record import Finding
+
+
+def thread_oversubscription(f: Facts) -> list[Finding]:
+    th = f.section("threads", {}) or {}
+    cores = int(th.get("usable_cores") or 0)
+    current = int(th.get("torch_threads") or 0)
+    cal = (f.section("calibration", {}) or {}).get("threads") or {}
+    if not cores or current <= cores or not cal:
+        return []
+    factor, lo = float(cal.get("factor", 1.0)), float(cal.get("ci_low", 1.0))
+    if lo <= 1.0:
+        return []
+    calls = f.section("set_num_threads", []) or []
+    site = next((c.get("site") for c in reversed(calls) if c.get("value") == current), None)
+    share = f.share(f.compute_total)
+    who = f" (set at {where(site)})" if site else ""
+    env = th.get("env") or {}
+    if not site and env:
+        who = " (from " + ", ".join(f"{k}={v}" for k, v in env.items()) + ")"
+    evidence = (f"torch uses {current} intra-op threads{who} on {cores} usable cores; on this "
+                f"machine a {cal.get('size', 256)}x{cal.get('size', 256)} matmul batch ran "
+                f"{factor:.2f}x faster with {cores} threads (95% CI {lo:.2f}-"
+                f"{float(cal.get('ci_high', factor)):.2f}); compute is {pct(share)} of the run.")
+    fix = (f"torch.set_num_threads({cores}) (one thread per usable core), or unset the "
+           f"variable that asks for {current}.")
+    return [make("thread-oversubscription", "More threads than usable cores", evidence, fix,
+                 share, factor, location=loc(site), confidence="high",
+                 plan_change={"cpu_threads": cores}, calibration=cal)]

@@ -1,0 +1,14 @@
+"""The instrumented training loop used by ``run``, ``profile`` and the tuner.
+
+* :class:`Trainer` (:mod:`perfpilot.engine.trainer`) trains one workload under one plan
+  and times every optimizer step in phases; reusable for repeated measurement.
+* :func:`run` (:mod:`perfpilot.engine.runner`) trains until a step/time/target limit and
+  returns a :class:`~perfpilot.record.RunRecord`.
+"""
+
+from __future__ import annotations
+
+from perfpilot.engine.runner import run
+from perfpilot.engine.trainer import StepTiming, Trainer
+
+__all__ = ["StepTiming", "Trainer", "run"]

@@ -1,0 +1,1 @@
+"""Bridges from a Plan to other training frameworks (optional dependencies)."""

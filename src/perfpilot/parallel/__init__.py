@@ -1,0 +1,300 @@
+"""``perfpilot.pmap``: a parallel map that measures before it parallelizes.
+
+``pmap(fn, items)`` returns ``[fn(x) for x in items]``, computed serially, in threads, in
+worker processes or on Ray. With ``backend="auto"`` it times a few calls on the first
+items (their results are kept) and picks the backend with a cost model
+(:mod:`perfpilot.parallel._auto`); items go to workers in adaptive chunks
+(:mod:`perfpilot.parallel._chunks`); workers get intra-op thread limits so that
+workers x threads does not exceed the cores. ``pimap`` is the same as a generator.
+
+Failures: an exception in ``fn`` stops the map and is re-raised in the caller as the
+same exception type, with a note naming the item's index (and, from a process or Ray
+worker, the original traceback text as ``__cause__``). Ctrl-C cancels queued chunks,
+kills process workers and re-raises ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import Any, Literal
+
+from perfpilot.execute.base import Executor, ExecutorError, usable_cores
+from perfpilot.parallel import _auto
+from perfpilot.parallel._auto import Backend, Choice, decide, gil_test, probe, transfer_cost
+from perfpilot.parallel._chunks import ChunkResult, ChunkSizer, run_chunk
+
+__all__ = ["Backend", "Choice", "ChunkSizer", "pimap", "pmap"]
+
+logger = logging.getLogger("perfpilot.parallel")
+BACKENDS = ("auto", "serial", "thread", "process", "ray")
+PROGRESS_AFTER_S = 1.0  # a map shows its bar once it has run this long (short ones never do)
+
+
+def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
+         backend: Literal["auto"] | Backend = "auto", workers: int | Literal["auto"] = "auto",
+         chunksize: int | Literal["auto"] = "auto", ordered: bool = True,
+         progress: bool | Callable[[int, int], None] = True, executor: Executor | None = None,
+         address: str | None = None) -> list[Any]:
+    """``[fn(x) for x in iterable]`` in parallel; results in input order (``ordered=False``:
+    in completion order). See :func:`pimap` for the options."""
+    return list(pimap(fn, iterable, backend=backend, workers=workers, chunksize=chunksize,
+                      ordered=ordered, progress=progress, executor=executor, address=address))
+
+
+def pimap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
+          backend: Literal["auto"] | Backend = "auto", workers: int | Literal["auto"] = "auto",
+          chunksize: int | Literal["auto"] = "auto", ordered: bool = True,
+          progress: bool | Callable[[int, int], None] = True, executor: Executor | None = None,
+          address: str | None = None) -> Iterator[Any]:
+    """Yield ``fn(x)`` for each item as results arrive (the input is read up front).
+
+    ``backend``: ``auto`` (measure, then serial/thread/process), ``serial``, ``thread``,
+    ``process`` (warm worker processes; closures and lambdas work), ``ray`` (``address``:
+    ``None`` joins a running/``RAY_ADDRESS`` cluster or starts a local Ray; ``"auto"`` or
+    ``"host:port"`` joins that cluster). ``workers``: ``auto`` = usable cores (Ray: the
+    cluster's CPUs). ``chunksize``: items per task, ``auto`` adapts to ~0.2 s chunks.
+    ``progress``: a rich bar on a terminal's stderr once the map has run 1 s, or a callable
+    ``(done, total)``. ``executor``: run on this executor (not closed afterwards), e.g. a
+    warm :class:`~perfpilot.execute.ProcessExecutor` shared by several maps.
+    """
+    _check(backend, workers, chunksize)
+    items = iterable if isinstance(iterable, Sequence) else list(iterable)
+    bar = _Progress(progress, len(items))
+    try:
+        yield from _run(fn, items, backend, workers, chunksize, ordered, executor, address, bar)
+    finally:
+        bar.close()
+
+
+def _check(backend: str, workers: Any, chunksize: Any) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    for name, value in (("workers", workers), ("chunksize", chunksize)):
+        if value != "auto" and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r}: expected 'auto' or an integer >= 1")
+
+
+def _run(fn: Callable[[Any], Any], items: Sequence[Any], backend: str, workers: Any,
+         chunksize: Any, ordered: bool, executor: Executor | None, address: str | None,
+         bar: _Progress) -> Iterator[Any]:
+    fixed = None if chunksize == "auto" else chunksize
+    if executor is not None:
+        yield from _parallel(executor, fn, items, 0, ChunkSizer(executor.workers, fixed=fixed),
+                             ordered, bar, owned=False)
+        return
+    n_workers = min(usable_cores() if workers == "auto" else workers, max(1, len(items)))
+    first, per_item = 0, None
+    if backend == "auto":
+        head, choice = _choose(fn, items, n_workers)
+        logger.info("pmap: %s x%d (%s)", choice.backend, choice.workers, choice.reason)
+        bar.advance(len(head), choice.backend)
+        yield from head
+        first, per_item, backend = len(head), choice.per_call_s, choice.backend
+    if backend == "serial" or first >= len(items):
+        yield from _serial(fn, items, first, bar)
+        return
+    ex = _make_executor(backend, n_workers, address)
+    sizer = ChunkSizer(ex.workers, per_item_s=per_item, fixed=fixed)
+    yield from _parallel(ex, fn, items, first, sizer, ordered, bar, owned=True)
+
+
+def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> tuple[list, Choice]:
+    """Run and time the first calls; return their values and the decision."""
+    n = len(items)
+    pr = probe(fn, items, on_error=_annotate_at(items))
+    head = pr.values
+    transfer = transfer_cost(items[:len(head)], head)
+    choice = decide(pr.per_call_s, n - len(head), workers, transfer_s=transfer)
+    if choice.backend == "serial" and (workers < 2 or "too little" in choice.reason):
+        return head, choice
+    pairs = round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))
+    count = min(n - len(head), 2 * max(1, pairs))
+    if count < 2:
+        return head, choice
+    values, wall = gil_test(fn, items, len(head), count, on_error=_annotate_at(items))
+    ratio = wall / (count * max(pr.per_call_s, 1e-9))
+    head = head + values
+    return head, decide(pr.per_call_s, n - len(head), workers, gil_ratio=ratio,
+                        transfer_s=transfer)
+
+
+def _serial(fn: Callable[[Any], Any], items: Sequence[Any], first: int,
+            bar: _Progress) -> Iterator[Any]:
+    for i in range(first, len(items)):
+        try:
+            value = fn(items[i])
+        except Exception as e:
+            raise _annotate(e, i, items[i]) from None
+        bar.advance(1, "serial")
+        yield value
+
+
+def _make_executor(backend: str, workers: int, address: str | None) -> Executor:
+    if backend == "thread":
+        from perfpilot.parallel._threads import ThreadExecutor
+
+        return ThreadExecutor(workers)
+    if backend == "process":
+        from perfpilot.execute.process import ProcessExecutor
+
+        return ProcessExecutor(workers, threads_per_worker=max(1, usable_cores() // workers))
+    from perfpilot.execute.ray_executor import RayExecutor
+
+    return RayExecutor(address, resources={"num_cpus": 1})
+
+
+def _parallel(ex: Executor, fn: Callable[[Any], Any], items: Sequence[Any], first: int,
+              sizer: ChunkSizer, ordered: bool, bar: _Progress, *, owned: bool) -> Iterator[Any]:
+    """Feed chunks to ``ex`` (two per worker in flight) and yield their values."""
+    import cloudpickle
+
+    remote = ex.isolated
+    stop = threading.Event()
+    payload: Any = cloudpickle.dumps(fn) if remote else fn
+    extra = () if remote else (stop,)
+    inflight: dict[Future, tuple[int, int]] = {}
+    ready: dict[int, list[Any]] = {}
+    sent = out = first
+    clean = False
+    try:
+        with _thread_limits(ex):
+            while sent < len(items) or inflight:
+                while sent < len(items) and len(inflight) < 2 * ex.workers:
+                    k = sizer.next(len(items) - sent)
+                    f = ex.submit(run_chunk, payload, items[sent:sent + k], sent, *extra)
+                    inflight[f] = (sent, k)
+                    sent += k
+                done, _ = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                for f in done:
+                    start, k = inflight.pop(f)
+                    res = _chunk_result(f, start, k, fn, items, remote)
+                    sizer.observe(len(res.values), res.seconds)
+                    bar.advance(len(res.values), ex.kind)
+                    if not ordered:
+                        yield from res.values
+                        continue
+                    ready[start] = res.values
+                    while out in ready:
+                        values = ready.pop(out)
+                        out += len(values)
+                        yield from values
+        clean = True
+    finally:
+        stop.set()
+        for f in inflight:
+            f.cancel()
+        if owned:
+            ex.close(wait=clean)
+
+
+def _chunk_result(f: Future, start: int, k: int, fn: Any, items: Sequence[Any],
+                  remote: bool) -> ChunkResult:
+    """The chunk's result, or raise its failure naming the item (or the chunk's range)."""
+    from perfpilot.execute._worker import exception_of
+
+    try:
+        res: ChunkResult = f.result()
+    except ExecutorError as e:
+        _add_note(e, f"pmap: while running items {start}..{start + k - 1}")
+        raise
+    if res.error is None:
+        return res
+    index, err = res.error
+    exc = exception_of(err, fn) if remote else err
+    raise _annotate(exc, index, items[index])
+
+
+def _annotate_at(items: Sequence[Any]) -> Callable[[int, Exception], BaseException]:
+    return lambda index, e: _annotate(e, index, items[index])
+
+
+def _annotate(exc: BaseException, index: int, item: Any) -> BaseException:
+    """Name the failing item on the exception (a note, and ``exc.pmap_index``)."""
+    text = repr(item)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    _add_note(exc, f"pmap: fn raised on item {index}: {text}")
+    with contextlib.suppress(AttributeError, TypeError):
+        exc.pmap_index = index  # type: ignore[attr-defined]
+    return exc
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # Python 3.10: kept for tools that read __notes__
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _thread_limits(ex: Executor) -> Iterator[None]:
+    """Threads share this process's BLAS/OpenMP/torch pools: size them cores // workers."""
+    if ex.kind != "thread":
+        yield
+        return
+    n = max(1, usable_cores() // ex.workers)
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        limits: Any = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(limits=n)
+    try:
+        if torch is not None:
+            torch.set_num_threads(n)
+        with limits:
+            yield
+    finally:
+        if torch is not None and old is not None:
+            torch.set_num_threads(old)
+
+
+class _Progress:
+    """A callable ``(done, total)`` or a rich bar (stderr, terminal only, after 1 s)."""
+
+    def __init__(self, progress: bool | Callable[[int, int], None], total: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.callback = progress if callable(progress) else None
+        self.enabled = progress is True and sys.stderr.isatty()
+        self.total, self.done = total, 0
+        self.clock, self.start = clock, clock()
+        self.bar: Any = None
+
+    def advance(self, n: int, backend: str) -> None:
+        self.done += n
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+        if not self.enabled:
+            return
+        if self.bar is None and self.clock() - self.start >= PROGRESS_AFTER_S:
+            self._open(backend)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+
+    def _open(self, backend: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn(f"pmap [{backend}]"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.task = self.bar.add_task("pmap", total=self.total, completed=self.done)
+        self.bar.start()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,152 @@
+"""``backend="auto"``: measure a few calls, then pick serial, threads or processes.
+
+The decision is a cost model fed with measurements taken on the user's own items (their
+results are kept, nothing is computed twice):
+
+- ``per_call_s``: median time of a few calls run serially in the caller;
+- ``gil_ratio``: wall time of some calls split over 2 threads divided by their serial
+  time; about 0.5 when ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more
+  when it holds it. With Amdahl's law it extrapolates to ``workers`` threads;
+- ``transfer_s``: time to pickle and unpickle one item and its result (a process worker
+  pays it, and so does the caller, which feeds the workers alone).
+
+Estimated times for what is left: serial ``n·t``; threads ``n·t·((1-p) + p/w)`` with
+``p = 2(1 - gil_ratio)``; processes ``start + n·max(c, (t + c)/w)``. A parallel backend
+is chosen only if it is estimated :data:`MIN_GAIN` times faster than serial, and never
+when the serial rest is under :data:`MIN_PARALLEL_S`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Backend = Literal["serial", "thread", "process", "ray"]
+
+MIN_PARALLEL_S = 0.05  # below this much serial work, no pool start-up pays for itself
+MIN_GAIN = 1.25  # a parallel backend must be estimated this much faster than serial
+# Start-up of a process worker (a fresh interpreter importing cloudpickle and perfpilot's
+# worker): ~0.1-0.2 s measured on the 2-core dev machine (benchmarks/pmap.py prints it);
+# taken pessimistically since the workers of fn may import more (torch: ~1 s).
+PROCESS_START_S = 0.3
+PROBE_S = 0.02  # measure at least this long (and >= 3 calls) ...
+PROBE_MAX_S = 0.1  # ... but stop as soon as this much serial time is spent
+GIL_TEST_S = 0.04  # serial work handed to the 2-thread GIL test
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``auto`` chose and why (logged on ``perfpilot.parallel`` at INFO)."""
+
+    backend: Backend
+    workers: int
+    reason: str
+    per_call_s: float | None = None
+    gil_ratio: float | None = None
+    transfer_s: float | None = None
+
+
+def decide(per_call_s: float, remaining: int, workers: int, *, gil_ratio: float | None = None,
+           transfer_s: float = 0.0, process_start_s: float | None = None) -> Choice:
+    """The cost-model decision (module docstring) from measured numbers."""
+    t, n, w = per_call_s, remaining, workers
+    start = PROCESS_START_S if process_start_s is None else process_start_s
+    serial = t * n
+    facts = dict(per_call_s=t, gil_ratio=gil_ratio, transfer_s=transfer_s)
+    if w < 2:
+        return Choice("serial", 1, "one usable core", **facts)
+    if serial < MIN_PARALLEL_S:
+        return Choice("serial", 1, f"~{serial * 1e3:.0f} ms of work left: too little to pay "
+                      "for parallel start-up", **facts)
+    costs = {"process": start + n * max(transfer_s, (t + transfer_s) / w)}
+    if gil_ratio is not None:
+        p = min(1.0, max(0.0, 2 * (1 - gil_ratio)))
+        costs["thread"] = serial * ((1 - p) + p / w)
+    best = min(costs, key=lambda k: costs[k])
+    gain = serial / costs[best]
+    if gain < MIN_GAIN:
+        return Choice("serial", 1, f"best parallel estimate ({best}) only {gain:.2f}x faster "
+                      "than serial", **facts)
+    return Choice(best, w, f"{best} estimated {gain:.1f}x faster than serial "  # type: ignore[arg-type]
+                  f"({n} calls of ~{t * 1e3:.2g} ms)", **facts)
+
+
+@dataclass
+class Probe:
+    """Results of the calls run while measuring (in input order) and the measurements."""
+
+    values: list[Any]
+    per_call_s: float
+    gil_ratio: float | None = None
+    transfer_s: float = 0.0
+
+
+def probe(fn: Callable[[Any], Any], items: Sequence[Any], *,
+          on_error: Callable[[int, Exception], BaseException],
+          clock: Callable[[], float] = time.perf_counter) -> Probe:
+    """Run the first calls serially, timing each (stops per PROBE_S / PROBE_MAX_S)."""
+    values: list[Any] = []
+    times: list[float] = []
+    start = clock()
+    while len(values) < len(items):
+        t0 = clock()
+        values.append(_call(fn, items, len(values), on_error))
+        times.append(clock() - t0)
+        spent = clock() - start
+        if spent >= PROBE_MAX_S or (len(values) >= 3 and spent >= PROBE_S):
+            break
+    return Probe(values, statistics.median(times))
+
+
+def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, count: int, *,
+             on_error: Callable[[int, Exception], BaseException],
+             clock: Callable[[], float] = time.perf_counter) -> tuple[list[Any], float]:
+    """Run items ``first .. first+count`` in 2 threads; return values and the wall time."""
+    values: list[Any] = [None] * count
+    errors: list[BaseException] = []
+
+    def work(offsets: range) -> None:
+        for k in offsets:
+            try:
+                values[k] = _call(fn, items, first + k, on_error)
+            except BaseException as e:  # noqa: B036 - re-raised in the caller below
+                errors.append(e)
+                return
+
+    half = count // 2
+    threads = [threading.Thread(target=work, args=(r,), daemon=True)
+               for r in (range(0, half), range(half, count))]
+    t0 = clock()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    wall = clock() - t0
+    if errors:
+        raise errors[0]
+    return values, wall
+
+
+def transfer_cost(items: Sequence[Any], values: Sequence[Any],
+                  clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds to pickle + unpickle one item and one result (pipes roughly double it)."""
+    import cloudpickle
+
+    if not items:
+        return 0.0
+    t0 = clock()
+    for obj in (list(items), list(values)):
+        cloudpickle.loads(cloudpickle.dumps(obj))
+    return 2 * (clock() - t0) / len(items)
+
+
+def _call(fn: Callable[[Any], Any], items: Sequence[Any], index: int,
+          on_error: Callable[[int, Exception], BaseException]) -> Any:
+    try:
+        return fn(items[index])
+    except Exception as e:
+        raise on_error(index, e) from None

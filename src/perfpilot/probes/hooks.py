@@ -1,0 +1,511 @@
+"""Hooks that let perfpilot see inside an unmodified PyTorch script.
+
+:class:`TorchHooks` patches a handful of PyTorch entry points and reports to a
+:class:`~perfpilot.probes.steps.StepTracker`:
+
+* ``DataLoader.__init__``/``__iter__`` and ``_BaseDataLoaderIter.__next__``: loader
+  settings, where the loader was built, time waiting for batches, batch sizes;
+* module forwards of *root* modules (called while no other module runs): global module
+  hooks find the roots during warm-up, then only the roots keep (local) hooks, because
+  global hooks put every submodule call on PyTorch's slow path (measured: +12% on a
+  small MLP step, see docs/profile.md); global hooks come back for one step every
+  :data:`REDISCOVER_EVERY` step boundaries to catch new roots;
+* ``torch.autograd.backward``/``grad``, global optimizer step pre/post hooks and
+  ``Optimizer.zero_grad``;
+* ``torch.save``/``load``, ``pickle``/``numpy`` save and load: I/O time per call site;
+* ``torch.set_num_threads``: who set the thread count, and to what.
+
+``overrides`` apply settings perfpilot controls to the script (for ``--verify``):
+``num_workers``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``,
+``batch_size`` (applied to every DataLoader built) and ``cpu_threads``.
+
+Every wrapper catches its own failures: a probe must never break the user's program.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from perfpilot.probes.frames import caller_site, user_site
+from perfpilot.probes.steps import StepTracker
+
+REDISCOVER_EVERY = 50
+NOGRAD_PROBES = 5  # grad-in-eval forwards re-run under no_grad to measure the cost of grad
+LOADER_KNOBS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_factor",
+                "batch_size")
+
+
+def batch_size_of(batch: Any, _depth: int = 0) -> int | None:
+    """Leading dimension of the first tensor in a (nested) batch, or None."""
+    shape = getattr(batch, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    if _depth > 3:
+        return None
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch[:4]:
+            n = batch_size_of(item, _depth + 1)
+            if n is not None:
+                return n
+    return None
+
+
+def _site_list(site: tuple[str, int, str] | None) -> list[Any] | None:
+    return list(site) if site else None
+
+
+class TorchHooks:
+    """Installs and removes the patches (see the module docstring)."""
+
+    def __init__(self, tracker: StepTracker, *, overrides: dict[str, Any] | None = None,
+                 measure_nograd: bool = True,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.t = tracker
+        self.clock = clock
+        self.overrides = dict(overrides or {})
+        self.measure_nograd = measure_nograd
+        self._undo: list[Callable[[], None]] = []
+        self.loaders: dict[int, dict[str, Any]] = {}
+        self.io: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.grad_in_eval: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.nograd_ratios: list[float] = []
+        self.set_threads_calls: list[dict[str, Any]] = []
+        self.optimizers: dict[int, dict[str, Any]] = {}
+        self.roots: dict[int, dict[str, Any]] = {}
+        self.errors: list[str] = []
+        self._boundary_opt: int | None = None
+        self._depth = 0
+        self._active: Any = None  # the root module whose forward is running
+        self._active_local = False
+        self._global: list[Any] = []
+        self._boundaries = 0
+        self._bwd_depth = 0
+        self._io_depth = 0
+        self._probing = False
+        self._gie_last: dict[str, Any] | None = None
+        self._probe: dict[str, Any] | None = None
+        self.on_boundary: list[Callable[[str], None]] = []
+        tracker.on_boundary = self._boundary
+
+    # ------------------------------------------------------------ install
+
+    def install(self) -> None:
+        import torch
+
+        self.torch = torch
+        self._patch_loader()
+        self._enable_global()
+        self._patch_backward()
+        self._patch_optimizer()
+        self._patch_io()
+        self._patch_threads()
+        if "cpu_threads" in self.overrides:
+            torch.set_num_threads(int(self.overrides["cpu_threads"]))
+
+    def uninstall(self) -> None:
+        self._disable_global()
+        for root in self.roots.values():
+            for h in root.pop("handles", []):
+                h.remove()
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception:
+                pass
+
+    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        orig = getattr(owner, name)
+        setattr(owner, name, make(orig))
+        self._undo.append(lambda: setattr(owner, name, orig))
+
+    def _error(self, where: str, e: BaseException) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"{where}: {type(e).__name__}: {e}")
+
+    # ------------------------------------------------------------ data loading
+
+    def _patch_loader(self) -> None:
+        from torch.utils.data import dataloader as dl
+
+        hooks = self
+
+        def make_init(orig: Any) -> Any:
+            def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+                args, kwargs = hooks._loader_args(orig, self, args, kwargs)
+                orig(self, *args, **kwargs)
+                hooks._record_loader(self)
+            return __init__
+
+        def make_iter(orig: Any) -> Any:
+            def __iter__(self: Any) -> Any:
+                key = id(self)
+                hooks.t.data_begin(key)
+                t0 = hooks.clock()
+                try:
+                    it = orig(self)
+                finally:
+                    hooks.t.data_end(None)
+                info = hooks.loaders.get(key)
+                if info is not None:
+                    info["iters"] += 1
+                    info["iter_s"] += hooks.clock() - t0
+                try:
+                    it._perfpilot_loader = key
+                except AttributeError:
+                    pass
+                return it
+            return __iter__
+
+        def make_next(orig: Any) -> Any:
+            def __next__(self: Any) -> Any:
+                key = getattr(self, "_perfpilot_loader", None)
+                hooks.t.data_begin(key)
+                t0 = hooks.clock()
+                n = None
+                try:
+                    batch = orig(self)
+                    n = batch_size_of(batch)
+                    return batch
+                finally:
+                    hooks.t.data_end(n)
+                    info = hooks.loaders.get(key) if key is not None else None
+                    if info is not None:
+                        info["batches"] += 1
+                        info["fetch_s"] += hooks.clock() - t0
+                        if n:
+                            info["samples"] += n
+            return __next__
+
+        self._patch(dl.DataLoader, "__init__", make_init)
+        self._patch(dl.DataLoader, "__iter__", make_iter)
+        self._patch(dl._BaseDataLoaderIter, "__next__", make_next)
+
+    def _loader_args(self, orig: Any, loader: Any, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments with the loader overrides applied (unchanged when there are none)."""
+        wanted = {k: v for k, v in self.overrides.items() if k in LOADER_KNOBS}
+        if not wanted:
+            return args, kwargs
+        import inspect
+
+        try:
+            bound = inspect.signature(orig).bind(loader, *args, **kwargs)
+        except TypeError:
+            return args, kwargs  # let DataLoader raise its own error
+        call = dict(bound.arguments)
+        call.pop(next(iter(call)))  # self
+        call.update(call.pop("kwargs", {}) or {})
+        if call.get("batch_sampler") is not None:
+            wanted.pop("batch_size", None)
+        call.update(wanted)
+        if not call.get("num_workers"):
+            call.pop("persistent_workers", None)
+            call.pop("prefetch_factor", None)
+        return (), call
+
+    def _record_loader(self, loader: Any) -> None:
+        try:
+            ds = loader.dataset
+            try:
+                n = len(ds)
+            except TypeError:
+                n = None
+            self.loaders[id(loader)] = {
+                "id": id(loader), "dataset": type(ds).__name__, "dataset_len": n,
+                "batch_size": loader.batch_size, "num_workers": loader.num_workers,
+                "pin_memory": bool(loader.pin_memory),
+                "persistent_workers": bool(loader.persistent_workers),
+                "prefetch_factor": loader.prefetch_factor,
+                "site": _site_list(caller_site(2)), "batches": 0, "samples": 0,
+                "fetch_s": 0.0, "iters": 0, "iter_s": 0.0,
+            }
+        except Exception as e:
+            self._error("DataLoader", e)
+
+    # ------------------------------------------------------------ module forwards
+
+    def _enable_global(self) -> None:
+        from torch.nn.modules import module as m
+
+        if self._global:
+            return
+        self._depth = 0
+        self._global = [m.register_module_forward_pre_hook(self._gpre),
+                        m.register_module_forward_hook(self._gpost, always_call=True)]
+
+    def _disable_global(self) -> None:
+        for h in self._global:
+            h.remove()
+        self._global = []
+
+    def _gpre(self, module: Any, args: Any) -> None:
+        if self._depth == 0 and self._active is None and not self._probing:
+            self._adopt(module)
+            self._active, self._active_local = module, False
+            self._root_begin(module, args)
+        self._depth += 1
+
+    def _gpost(self, module: Any, args: Any, out: Any) -> None:
+        self._depth = max(self._depth - 1, 0)
+        if (self._depth == 0 and self._active is module and not self._active_local
+                and not self._probing):
+            self._active = None
+            self._root_end(module, args)
+
+    def _adopt(self, module: Any) -> None:
+        key = id(module)
+        if key in self.roots:
+            return
+        has_params = any(True for _ in module.parameters())
+        info = {"type": type(module).__name__, "has_params": has_params, "calls": 0,
+                "handles": [module.register_forward_pre_hook(self._lpre),
+                            module.register_forward_hook(self._lpost, always_call=True)]}
+        self.roots[key] = info
+
+    def _lpre(self, module: Any, args: Any) -> None:
+        if self._global or self._probing or self._active is not None:
+            return  # discovering (the global hooks time it), probing, or nested
+        self._active, self._active_local = module, True
+        self._root_begin(module, args)
+
+    def _lpost(self, module: Any, args: Any, out: Any) -> None:
+        if self._active is module and self._active_local and not self._probing:
+            self._active = None
+            self._root_end(module, args)
+
+    def _root_begin(self, module: Any, args: Any) -> None:
+        try:
+            root = self.roots.get(id(module))
+            grad = self.torch.is_grad_enabled()
+            training = module.training
+            if root is not None:
+                root["calls"] += 1
+            if root is not None and not root["has_params"]:
+                mode = self.t.in_eval  # a loss or activation module follows the model
+            else:
+                mode = (not training) or (not grad)
+            self.t.forward_begin(eval_mode=mode, batch_size=batch_size_of(args))
+            if root is not None and root["has_params"]:
+                if grad and not training:
+                    self._grad_in_eval(module, args)
+                elif not mode:
+                    self._gie_last = None  # a training forward: what follows is its backward
+        except Exception as e:
+            self._error("forward", e)
+
+    def _root_end(self, module: Any, args: Any) -> None:
+        self.t.forward_end()
+        probe = self._probe
+        if probe is not None and probe["module"] is module:
+            self._probe = None
+            self._finish_nograd_probe(probe, args)
+
+    # ------------------------------------------------------------ grad-in-eval
+
+    def _grad_in_eval(self, module: Any, args: Any) -> None:
+        site = user_site(sys._getframe(3))
+        key = (id(module), site)
+        rec = self.grad_in_eval.get(key)
+        if rec is None:
+            rec = self.grad_in_eval[key] = {"module": type(module).__name__,
+                                            "site": _site_list(site), "calls": 0,
+                                            "then_backward": 0}
+        rec["calls"] += 1
+        self._gie_last = rec
+        n = len(self.nograd_ratios)
+        if self.measure_nograd and rec["calls"] >= 2 and n < NOGRAD_PROBES:
+            # Time this forward as it runs (with grad) and an identical one under
+            # no_grad, alternating which goes first; their ratio is the measured cost.
+            self._probe = {"module": module, "t0": self.clock(), "first": n % 2 == 0}
+            if self._probe["first"]:
+                self._probe["nograd_s"] = self._nograd_forward(module, args)
+                self._probe["t0"] = self.clock()
+
+    def _nograd_forward(self, module: Any, args: Any) -> float:
+        self._probing = True
+        try:
+            with self.torch.no_grad():
+                t0 = self.clock()
+                module(*args)
+                return self.clock() - t0
+        finally:
+            self._probing = False
+            self.t.skip()
+
+    def _finish_nograd_probe(self, probe: dict[str, Any], args: Any) -> None:
+        grad_s = self.clock() - probe["t0"]
+        try:
+            nograd_s = probe.get("nograd_s")
+            if nograd_s is None:
+                nograd_s = self._nograd_forward(probe["module"], args)
+            if nograd_s > 0:
+                self.nograd_ratios.append(grad_s / nograd_s)
+        except Exception as e:
+            self._error("no_grad probe", e)
+
+    # ------------------------------------------------------------ backward, optimizer
+
+    def _patch_backward(self) -> None:
+        import torch.autograd as ag
+
+        hooks = self
+
+        def make(orig: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if hooks._bwd_depth:
+                    return orig(*args, **kwargs)
+                hooks._bwd_depth += 1
+                if hooks._gie_last is not None:
+                    # Grad was needed: this eval-mode forward was training (frozen BN...).
+                    hooks._gie_last["then_backward"] += 1
+                    hooks._gie_last = None
+                hooks.t.backward_begin()
+                try:
+                    return orig(*args, **kwargs)
+                finally:
+                    hooks.t.backward_end()
+                    hooks._bwd_depth -= 1
+            wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
+            return wrapper
+
+        self._patch(ag, "backward", make)
+        self._patch(ag, "grad", make)
+
+    def _patch_optimizer(self) -> None:
+        import torch.optim.optimizer as om
+
+        handles = [om.register_optimizer_step_pre_hook(self._opt_pre),
+                   om.register_optimizer_step_post_hook(self._opt_post)]
+        self._undo.append(lambda: [h.remove() for h in handles])
+        hooks = self
+
+        def make(orig: Any) -> Any:
+            def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+                hooks.t.optimizer_begin()
+                try:
+                    return orig(self, *args, **kwargs)
+                finally:
+                    hooks.t.optimizer_end(step=False)
+            return zero_grad
+
+        self._patch(om.Optimizer, "zero_grad", make)
+
+    def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        self.t.optimizer_begin()
+
+    def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        key = id(opt)
+        if key not in self.optimizers:
+            self.optimizers[key] = {"type": type(opt).__name__, "steps": 0,
+                                    "groups": len(opt.param_groups)}
+            if self._boundary_opt is None:
+                self._boundary_opt = key
+        self.optimizers[key]["steps"] += 1
+        # With several optimizers (GANs), the first one seen marks the steps.
+        self.t.optimizer_end(step=key == self._boundary_opt)
+
+    def _boundary(self, kind: str) -> None:
+        # Switch discovery on/off only between forwards, at loader/optimizer boundaries.
+        if kind != "forward" and self._active is None:
+            self._boundaries += 1
+            if self._global and self.t.warmup_end is not None:
+                self._disable_global()
+            elif not self._global and self._boundaries % REDISCOVER_EVERY == 0:
+                self._enable_global()
+        for fn in self.on_boundary:
+            try:
+                fn(kind)
+            except Exception as e:
+                self._error("boundary", e)
+
+    # ------------------------------------------------------------ I/O
+
+    def _patch_io(self) -> None:
+        import pickle
+
+        targets: list[tuple[Any, str, str]] = [(self.torch, "save", "write"),
+                                               (self.torch, "load", "read"),
+                                               (pickle, "dump", "write"),
+                                               (pickle, "load", "read")]
+        np = sys.modules.get("numpy")
+        if np is not None:
+            targets += [(np, "save", "write"), (np, "savez", "write"),
+                        (np, "savez_compressed", "write"), (np, "load", "read")]
+        for owner, name, kind in targets:
+            self._patch(owner, name, self._io_wrapper(f"{owner.__name__}.{name}", kind))
+
+    def _io_wrapper(self, label: str, kind: str) -> Callable[[Any], Any]:
+        hooks = self
+
+        def make(orig: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if hooks._io_depth:
+                    return orig(*args, **kwargs)
+                hooks._io_depth += 1
+                hooks.t.io_begin()
+                t0 = hooks.clock()
+                try:
+                    return orig(*args, **kwargs)
+                finally:
+                    dt = hooks.clock() - t0
+                    hooks.t.io_end()
+                    hooks._io_depth -= 1
+                    hooks._record_io(label, kind, dt)
+            wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
+            return wrapper
+
+        return make
+
+    def _record_io(self, label: str, kind: str, dt: float) -> None:
+        site = caller_site(2)
+        phase = ("startup" if self.t.first_activity is None else
+                 "eval" if self.t.in_eval else
+                 "warmup" if self.t.warmup_end is None else "steady")
+        key = (label, site, phase)
+        rec = self.io.get(key)
+        if rec is None:
+            rec = self.io[key] = {"call": label, "kind": kind, "site": _site_list(site),
+                                  "phase": phase, "count": 0, "seconds": 0.0}
+        rec["count"] += 1
+        rec["seconds"] += dt
+
+    # ------------------------------------------------------------ threads
+
+    def _patch_threads(self) -> None:
+        hooks = self
+
+        def make(orig: Any) -> Any:
+            def set_num_threads(n: int) -> None:
+                hooks.set_threads_calls.append({"value": int(n),
+                                                "site": _site_list(caller_site(1))})
+                if "cpu_threads" in hooks.overrides:
+                    return orig(int(hooks.overrides["cpu_threads"]))
+                return orig(n)
+            return set_num_threads
+
+        self._patch(self.torch, "set_num_threads", make)
+
+    # ------------------------------------------------------------ output
+
+    def section(self) -> dict[str, Any]:
+        """Loaders, roots, optimizers, I/O, grad-in-eval, thread settings, hook errors."""
+        roles = self.t.loader_role
+        loaders = []
+        for key, info in self.loaders.items():
+            loaders.append({**info, "role": roles.get(key, "unused" if not info["batches"]
+                                                    else "unknown")})
+        roots = [{k: v for k, v in r.items() if k != "handles"} for r in self.roots.values()]
+        return {
+            "loaders": loaders, "roots": roots, "optimizers": list(self.optimizers.values()),
+            "io": sorted(self.io.values(), key=lambda r: r["seconds"], reverse=True),
+            "grad_in_eval": {"calls": sorted(self.grad_in_eval.values(),
+                                             key=lambda r: r["calls"], reverse=True),
+                             "grad_over_nograd": self.nograd_ratios},
+            "set_num_threads": self.set_threads_calls[:20],
+            "overrides": self.overrides, "errors": self.errors,
+        }

@@ -1,0 +1,428 @@
+"""Run a Python script (or a workload) with perfpilot's probes installed.
+
+Usage (normally through ``perfpilot profile``)::
+
+    PERFPILOT_PROFILE='{"out": "raw.json"}' python -m perfpilot.probes.runner script.py ARGS
+    ... python -m perfpilot.probes.runner -m package.module ARGS
+    ... python -m perfpilot.probes.runner -c "code" ARGS
+
+The script runs unmodified in this process (``runpy``), as ``__main__``, with ``sys.argv``
+and ``sys.path[0]`` as ``python script.py`` would set them. The stack sampler starts
+first; the torch hooks are installed the moment the script imports torch (so a script
+that sets ``OMP_NUM_THREADS`` before importing torch behaves as usual). A *raw* profile
+(JSON, see :mod:`perfpilot.probes.assemble`) is written every few seconds and at exit,
+so a crash keeps what ran. The exit code is the script's; its output is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from perfpilot.probes.frames import is_user_file
+from perfpilot.probes.memory import MemoryProbe
+from perfpilot.probes.sampler import DEFAULT_INTERVAL_S, StackSampler
+from perfpilot.probes.steps import StepTracker
+
+ENV = "PERFPILOT_PROFILE"
+RAW_FORMAT = "perfpilot.profile-raw/1"
+WORKLOAD_DEFAULT_S = 6.0
+
+
+class StopProfiling(BaseException):
+    """Raised from a step boundary when the --steps/--duration window is over."""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What the parent asks of the runner (JSON in the ``PERFPILOT_PROFILE`` variable)."""
+
+    out: str
+    interval_s: float = DEFAULT_INTERVAL_S
+    steps: int | None = None
+    duration_s: float | None = None
+    window: bool = True
+    window_steps: int = 3
+    overrides: dict[str, Any] = field(default_factory=dict)
+    save_every_s: float = 5.0
+    measure_nograd: bool = True
+    calibrate: bool = True
+    workload: str | None = None
+    plan: str | None = None
+
+    @classmethod
+    def from_env(cls) -> ProbeConfig:
+        raw = os.environ.get(ENV)
+        if not raw:
+            raise SystemExit(f"perfpilot.probes.runner: set {ENV} (run it via perfpilot profile)")
+        data = json.loads(raw)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _process_start(now_pc: float) -> float:
+    """Process creation time on the perf_counter clock (Linux /proc; else ``now_pc``).
+
+    psutil's create_time is avoided: it derives boot time from the wall clock and was
+    observed off by most of a second in containers.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return now_pc
+    return now_pc - min(max(age, 0.0), 60.0)
+
+
+class Session:
+    """Everything one profiled run owns: tracker, sampler, probes, and the raw output."""
+
+    def __init__(self, cfg: ProbeConfig, argv: list[str]) -> None:
+        self.cfg, self.argv = cfg, argv
+        self.clock = time.perf_counter
+        now = self.clock()
+        self.origin = _process_start(now)
+        self.tracker = StepTracker(self.clock, process_start=self.origin)
+        self.memory = MemoryProbe(self.clock)
+        self.hooks: Any = None
+        self.window: Any = None
+        self.cuda: Any = None
+        self.torch: Any = None
+        self.steady_count: dict[str, int] = {}
+        self.stop_reason = ""
+        self._interrupted = False
+        self._save_lock = threading.Lock()
+        self._final = False
+        periodic: list[tuple[float, Any]] = [(0.1, self.memory.sample),
+                                             (0.5, self._sample_cuda),
+                                             (0.5, self._watch_deadline)]
+        if cfg.save_every_s > 0:
+            periodic.append((cfg.save_every_s, self._save_partial))
+        self.sampler = StackSampler(cfg.interval_s, tag=self.tracker.tag, periodic=periodic)
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> None:
+        self.memory.sample()
+        self.sampler.start()
+        if "torch" in sys.modules:
+            self.on_torch(sys.modules["torch"])
+        else:
+            sys.meta_path.insert(0, _ImportWatcher("torch", self.on_torch))
+
+    def on_torch(self, torch: Any) -> None:
+        """Install the torch probes (called right after the script imports torch)."""
+        from perfpilot.probes.hooks import TorchHooks
+        from perfpilot.probes.opwindow import OpWindow
+
+        self.torch = torch
+        self.hooks = TorchHooks(self.tracker, overrides=self.cfg.overrides,
+                                measure_nograd=self.cfg.measure_nograd)
+        self.hooks.install()
+        self.hooks.on_boundary.append(self._on_boundary)
+        cuda = torch.cuda.is_available()
+        if self.cfg.window:
+            self.window = OpWindow(self.tracker, steps=self.cfg.window_steps, cuda=cuda)
+            self.hooks.on_boundary.append(self.window.on_boundary)
+        if cuda:
+            from perfpilot.probes.cuda import CudaProbe
+
+            self.cuda = CudaProbe(torch, lambda: self.tracker.warmup_end is not None)
+            self.cuda.install()
+
+    # ------------------------------------------------------------ window limits
+
+    def _on_boundary(self, kind: str) -> None:
+        if self.tracker.warmup_end is None or self.cfg.workload:
+            return
+        self.steady_count[kind] = self.steady_count.get(kind, 0) + 1
+        best = ("optimizer" if self.hooks.optimizers else
+                "data" if self.tracker.boundaries()["data"] else "forward")
+        if self.cfg.steps and kind == best and self.steady_count[kind] >= self.cfg.steps:
+            self.stop_reason = "steps"
+            raise StopProfiling("steps")
+        deadline = self._deadline()
+        if deadline is not None and self.clock() >= deadline:
+            self.stop_reason = "duration"
+            raise StopProfiling("duration")
+
+    def _deadline(self) -> float | None:
+        if not self.cfg.duration_s or self.cfg.workload:
+            return None
+        start = self.tracker.first_activity or self.tracker.script_start
+        return start + self.cfg.duration_s
+
+    def _watch_deadline(self) -> None:
+        deadline = self._deadline()
+        if deadline is not None and not self._interrupted and self.clock() > deadline + 1.0:
+            # No step boundary came to stop at: interrupt the main thread instead.
+            self._interrupted = True
+            self.stop_reason = "duration"
+            import _thread
+
+            _thread.interrupt_main()
+
+    def _sample_cuda(self) -> None:
+        if self.cuda is not None:
+            self.cuda.sample_util()
+
+    # ------------------------------------------------------------ output
+
+    def raw(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """The raw profile (see :mod:`perfpilot.probes.assemble` for its use)."""
+        hooks = self.hooks.section() if self.hooks else None
+        tracker = self.tracker.export(self.origin)
+        steps_n = len([s for s in tracker["steps"] if not s["excluded"]])
+        warm = self.tracker.warmup_end
+        out: dict[str, Any] = {
+            "format": RAW_FORMAT, "argv": self.argv, "cwd": os.getcwd(),
+            "mode": "workload" if self.cfg.workload else "script",
+            "config": {k: getattr(self.cfg, k) for k in ("interval_s", "steps", "duration_s",
+                                                         "window", "overrides", "workload",
+                                                         "plan")},
+            "partial": not self._final, **outcome, "tracker": tracker,
+            "stacks": _compact_stacks(self.sampler.section()), "hooks": hooks,
+            "memory": self.memory.section(warm, self.origin, steps_n),
+            "torch_imported": self.torch is not None,
+        }
+        if self.window is not None and self._final:
+            out["hot_ops"] = self.window.section()
+        if self.cuda is not None and self._final:
+            out["cuda"] = self.cuda.section()
+            from perfpilot.probes.memory import cuda_memory
+
+            out["cuda"]["memory"] = cuda_memory(self.torch)
+        return out
+
+    def _write(self, data: dict[str, Any]) -> None:
+        with self._save_lock:
+            tmp = self.cfg.out + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(data, f, default=str)
+            os.replace(tmp, self.cfg.out)
+
+    def _save_partial(self) -> None:
+        if self._final:
+            return
+        for _ in range(3):  # the main thread may mutate a dict while we copy it
+            try:
+                self._write(self.raw({"exit_code": None, "stopped": "running"}))
+                return
+            except RuntimeError:
+                continue
+
+    def finish(self, outcome: dict[str, Any]) -> None:
+        """Stop every probe, run calibrations, and write the final raw profile."""
+        self.tracker.finish(outcome.get("stopped", "end"))
+        if self.window is not None:
+            self.window.close()
+        self.sampler.stop()
+        if self.hooks is not None:
+            self.hooks.uninstall()
+        if self.cuda is not None:
+            self.cuda.uninstall()
+        self._final = True
+        outcome = dict(outcome)
+        outcome["threads"], outcome["calibration"] = self._threads_and_calibration()
+        self._write(self.raw(outcome))
+
+    def _threads_and_calibration(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        from perfpilot.probes import threads
+
+        loaders = self.hooks.section()["loaders"] if self.hooks else []
+        facts = threads.thread_facts(self.torch, loaders)
+        cal: dict[str, Any] = {}
+        if self.torch is None or not self.cfg.calibrate or self.tracker.first_activity is None:
+            return facts, cal
+        t0 = self.clock()
+        try:
+            cal["op_overhead_s"] = threads.op_overhead_s(self.torch)
+            cur, cores = facts.get("torch_threads", 1), facts["usable_cores"]
+            if cur > cores:
+                cal["threads"] = threads.calibrate_threads(self.torch, cur, cores)
+            if self.cuda is not None and _fp32_gemm(self.window):
+                from perfpilot.probes.cuda import calibrate_matmul
+
+                cal["matmul"] = calibrate_matmul(self.torch)
+        except Exception as e:
+            cal["error"] = f"{type(e).__name__}: {e}"
+        cal["seconds"] = self.clock() - t0
+        return facts, cal
+
+
+def _fp32_gemm(window: Any) -> bool:
+    if window is None or window.state != "done":
+        return False
+    facts = window.section().get("cuda") or {}
+    return facts.get("gemm_s", 0) > facts.get("gemm_tensor_core_s", 0)
+
+
+def _compact_stacks(section: dict[str, Any]) -> dict[str, Any]:
+    """Frames as ``[file_index, line, function]`` with a file table (smaller, faster JSON)."""
+    files: dict[str, int] = {}
+    stacks = []
+    for s in section["stacks"]:
+        frames = [[files.setdefault(f, len(files)), ln, fn] for f, ln, fn in s["frames"]]
+        stacks.append({**s, "frames": frames})
+    return {**section, "files": list(files), "stacks": stacks}
+
+
+class _ImportWatcher:
+    """A meta-path finder that calls ``callback(module)`` once ``name`` has been imported."""
+
+    def __init__(self, name: str, callback: Any) -> None:
+        self.name, self.callback = name, callback
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+        callback = self.callback
+
+        def exec_and_notify(module: Any) -> None:
+            exec_module(module)
+            try:
+                callback(module)
+            except Exception as e:  # the script must run even if a probe cannot
+                print(f"perfpilot: torch probes not installed: {type(e).__name__}: {e}",
+                      file=sys.stderr)
+
+        spec.loader.exec_module = exec_and_notify  # type: ignore[method-assign]
+        return spec
+
+
+# ---------------------------------------------------------------- running the target
+
+
+def _run_target(argv: list[str], cfg: ProbeConfig) -> Any:
+    if cfg.workload:
+        return _run_workload(cfg)
+    if not argv:
+        raise SystemExit("perfpilot.probes.runner: no script given")
+    if argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    elif argv[0] == "-c":
+        sys.argv = ["-c", *argv[2:]]
+        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+    else:
+        path = os.path.abspath(argv[0])
+        sys.argv = [argv[0], *argv[1:]]
+        sys.path[0] = os.path.dirname(path)
+        runpy.run_path(path, run_name="__main__")
+    return None
+
+
+def _run_workload(cfg: ProbeConfig) -> dict[str, Any]:
+    """Train a perfpilot workload through the engine, under the probes."""
+    from perfpilot.engine import run
+    from perfpilot.plan import load_plan
+    from perfpilot.workload import load_workload
+
+    w = load_workload(cfg.workload or "")
+    plan = load_plan(cfg.plan, base=w.baseline) if cfg.plan else w.baseline
+    if cfg.overrides:
+        plan = plan.replace(**cfg.overrides)
+    steps = cfg.steps + 2 if cfg.steps else None  # the engine's 2 warm-up steps
+    time_s = cfg.duration_s or (None if steps else WORKLOAD_DEFAULT_S)
+    record = run(w, plan, steps=steps, time_s=time_s, progress=False)
+    return record.to_dict()
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the first user frame on (runner and runpy frames dropped)."""
+    tb = exc.__traceback__
+    while tb is not None and not is_user_file(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def _error_info(exc: BaseException) -> dict[str, Any]:
+    site = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        if is_user_file(frame.f_code.co_filename):
+            site = [frame.f_code.co_filename, line, frame.f_code.co_name]
+    return {"type": type(exc).__name__, "message": str(exc)[:2000], "site": site,
+            "traceback": _user_traceback(exc)[-6000:]}
+
+
+def _exit_code(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _is_user_error(e: BaseException) -> bool:
+    from perfpilot.errors import UserError
+
+    return isinstance(e, UserError)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = ProbeConfig.from_env()
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)  # so a terminated run still writes its record
+    session = Session(cfg, argv)
+    outcome: dict[str, Any] = {"exit_code": 0, "stopped": "end", "error": None}
+    session.start()
+    try:
+        engine_record = _run_target(argv, cfg)
+        if engine_record is not None:
+            outcome["engine_record"] = engine_record
+    except StopProfiling as e:
+        outcome["stopped"] = str(e)
+    except SystemExit as e:
+        outcome["exit_code"] = _exit_code(e.code)
+        if outcome["exit_code"]:
+            outcome["stopped"] = "exit"
+    except KeyboardInterrupt as e:
+        if session._interrupted:
+            outcome["stopped"] = "duration"
+        else:
+            traceback.print_exception(type(e), e, None)
+            outcome.update(exit_code=130, stopped="interrupt", error=_error_info(e))
+    except BaseException as e:
+        if cfg.workload and _is_user_error(e):  # perfpilot's own one-line error, exit 2
+            print(f"error: {e}", file=sys.stderr)
+            outcome.update(exit_code=2, stopped="crash", error=_error_info(e))
+        else:
+            sys.stderr.write(_user_traceback(e))
+            outcome.update(exit_code=1, stopped="crash", error=_error_info(e))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            session.finish(outcome)
+        except Exception as e:
+            print(f"perfpilot: could not write the profile: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+    return int(outcome["exit_code"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""An in-process, privilege-free sampler of Python stacks (line level, all threads).
+
+Why in-process (see docs/profile.md, "Sampler choice"): an external sampler such as
+py-spy reads the target's memory with ``ptrace``/``process_vm_readv``, which containers
+often deny (``CAP_SYS_PTRACE``, Yama ``ptrace_scope``); a thread that reads
+``sys._current_frames()`` needs nothing and is cheap at 100-200 Hz.
+
+Each tick the sampler walks every thread's stack (except its own) and attributes the
+wall time since the previous tick to it, so samples are *time weighted*: a tick that
+waited for the GIL still accounts for all the time it covers. For the main thread it
+also records
+
+* whether the main thread was running Python bytecode: the sampler must take the GIL to
+  sample; when the main thread holds it (pure Python), the sampler waits for the switch
+  interval (5 ms by default) before it gets it, while a thread inside a torch op, I/O or
+  a sleep has released it and the sampler gets it at once. A tick delayed by more than
+  :data:`GIL_WAIT_FRACTION` of the switch interval is counted as Python time.
+* the main thread's CPU time (``pthread_getcpuclockid``), so waiting (for workers, I/O,
+  a lock) can be told from computing.
+* a phase tag from the step tracker (``data``, ``forward``, ``startup``...).
+
+The section it produces follows the ``stack_samples`` contract in :mod:`perfpilot.record`
+(``count`` per stack) with extra per-stack fields ``seconds``, ``python_s``, ``cpu_s``,
+``thread`` and ``tag``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+GIL_WAIT_FRACTION = 0.6
+DEFAULT_INTERVAL_S = 0.005  # 200 Hz; see benchmarks/profile_overhead.py
+MAX_DEPTH = 96
+MAX_STACKS = 20000  # distinct stacks kept; beyond that new stacks fold into their leaf
+
+Frame = tuple[str, int, str]
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+@dataclass
+class _Agg:
+    count: int = 0
+    seconds: float = 0.0
+    python_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+def _thread_cpu_clock(ident: int | None) -> Callable[[], float] | None:
+    if ident is None or not hasattr(time, "pthread_getcpuclockid"):
+        return None
+    try:
+        clk = time.pthread_getcpuclockid(ident)
+        time.clock_gettime(clk)
+    except (OSError, OverflowError):
+        return None
+    return lambda: time.clock_gettime(clk)
+
+
+class StackSampler:
+    """Samples all Python threads every ``interval_s`` from a daemon thread.
+
+    ``tag()`` (optional) labels main-thread samples; ``periodic`` is a list of
+    ``(period_s, fn)`` run on the sampler thread (memory, GPU utilization, partial
+    saves). ``clock`` is injectable for tests; :meth:`tick` can be called directly.
+    """
+
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, *,
+                 tag: Callable[[], str] | None = None,
+                 periodic: list[tuple[float, Callable[[], None]]] | None = None,
+                 clock: Callable[[], float] = time.perf_counter,
+                 main_ident: int | None = None) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self._tag = tag or (lambda: "")
+        self._periodic = [[period, 0.0, fn] for period, fn in (periodic or [])]
+        self._clock = clock
+        self._main = main_ident if main_ident is not None else threading.main_thread().ident
+        self._main_cpu = _thread_cpu_clock(self._main)
+        self._stacks: dict[tuple[Any, ...], _Agg] = {}
+        self._codes: dict[int, Any] = {}  # id -> code object (kept alive: ids stay unique)
+        self._cache: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._next_cache: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._names: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last = self._last_cpu = 0.0
+        self.ticks = 0
+        self.busy_s = 0.0  # time the sampler itself spent holding the GIL
+        self.python_s = self.total_s = 0.0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._last = self._clock()
+        self._last_cpu = self._main_cpu() if self._main_cpu else 0.0
+        self._thread = threading.Thread(target=self._run, name="perfpilot-sampler",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+        self._thread = None
+
+    def _run(self) -> None:
+        own = threading.get_ident()
+        target = self._clock() + self.interval_s
+        while not self._stop.is_set():
+            delay = target - self._clock()
+            if delay > 0:
+                time.sleep(delay)
+            woke = self._clock()
+            late = woke - target
+            try:
+                self.tick(late_s=max(late, 0.0), skip=own)
+                self._run_periodic(woke)
+            except Exception:  # never let a probe kill the user's program
+                pass
+            self.busy_s += self._clock() - woke
+            # Catch up after a late tick instead of bursting, but keep the cadence.
+            target = max(target + self.interval_s, self._clock() + 0.2 * self.interval_s)
+
+    def _run_periodic(self, now: float) -> None:
+        for entry in self._periodic:
+            period, last, fn = entry
+            if now - last >= period:
+                entry[1] = now
+                fn()
+
+    # ------------------------------------------------------------ sampling
+
+    def tick(self, late_s: float = 0.0, skip: int | None = None) -> None:
+        """Take one sample of every thread; ``late_s`` is how late this tick woke."""
+        now = self._clock()
+        dt = now - self._last
+        self._last = now
+        cpu_dt = 0.0
+        if self._main_cpu is not None:
+            cpu = self._main_cpu()
+            cpu_dt, self._last_cpu = cpu - self._last_cpu, cpu
+        is_python = late_s > GIL_WAIT_FRACTION * sys.getswitchinterval()
+        frames = sys._current_frames()
+        self._next_cache = {}
+        if len(self._names) != len(frames):
+            self._names = {t.ident: t.name for t in threading.enumerate() if t.ident}
+        with self._lock:
+            for ident, frame in frames.items():
+                if ident == skip:
+                    continue
+                main = ident == self._main
+                name = "MainThread" if main else self._names.get(ident, str(ident))
+                key = (name, self._tag() if main else "", self._walk(frame))
+                agg = self._stacks.get(key)
+                if agg is None:
+                    if len(self._stacks) >= MAX_STACKS:
+                        key = (key[0], key[1], key[2][-2:])
+                    agg = self._stacks.setdefault(key, _Agg())
+                agg.count += 1
+                agg.seconds += dt
+                if main:
+                    agg.cpu_s += min(max(cpu_dt, 0.0), dt)
+                    if is_python:
+                        agg.python_s += dt
+                        self.python_s += dt
+            self.total_s += dt
+            self.ticks += 1
+        self._cache = self._next_cache
+
+    def _walk(self, frame: Any) -> tuple[int, ...]:
+        """The stack as a flat ``(code id, line, ...)`` tuple, outermost first.
+
+        Callers' frames do not change while they wait for a callee, so the walk stops at
+        the first (non-generator) frame seen on the previous tick and reuses what lay
+        above it there.
+        Cached frames are the ones on the stacks at the last tick only (no frame is kept
+        alive longer than one interval).
+        """
+        walked: list[Any] = []
+        above: tuple[int, ...] = ()
+        cache, codes = self._cache, self._codes
+        while frame is not None and len(walked) < MAX_DEPTH:
+            hit = cache.get(id(frame))
+            code = frame.f_code
+            cid = id(code)
+            if cid not in codes:
+                codes[cid] = code
+            walked.append((frame, cid, frame.f_lineno or 0))
+            # A generator frame can be resumed from elsewhere: its callers may differ.
+            if hit is not None and hit[0] is frame and not code.co_flags & _GENERATOR_FLAGS:
+                above = hit[1]
+                break
+            frame = frame.f_back
+        acc = above
+        for f, cid, line in reversed(walked):
+            self._next_cache[id(f)] = (f, acc)
+            acc = acc + (cid, line)
+        return acc
+
+    # ------------------------------------------------------------ output
+
+    def section(self) -> dict[str, Any]:
+        """The ``stack_samples`` section (see the module docstring)."""
+        with self._lock:
+            items = list(self._stacks.items())
+        stacks = [
+            {"thread": name, "tag": tag, "frames": self._resolve(frames),
+             "count": a.count, "seconds": round(a.seconds, 6),
+             "python_s": round(a.python_s, 6), "cpu_s": round(a.cpu_s, 6)}
+            for (name, tag, frames), a in items
+        ]
+        stacks.sort(key=lambda s: s["seconds"], reverse=True)
+        return {"interval_s": self.interval_s, "total": self.ticks,
+                "seconds": round(self.total_s, 6), "busy_s": round(self.busy_s, 6),
+                "stacks": stacks}
+
+    def _resolve(self, flat: tuple[int, ...]) -> list[list[Any]]:
+        out = []
+        for i in range(0, len(flat), 2):
+            code = self._codes.get(flat[i])
+            if code is None:
+                out.append(["?", flat[i + 1], "?"])
+            else:
+                out.append([code.co_filename, flat[i + 1], code.co_name])
+        return out

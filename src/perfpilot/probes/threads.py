@@ -1,0 +1,111 @@
+"""Thread counts versus the cores this process may use, and what oversubscription costs.
+
+:func:`thread_facts` reads the settings (torch intra/inter-op threads, ``OMP_NUM_THREADS``
+and friends, the process's OS threads, loader workers). When torch uses more threads
+than usable cores, :func:`calibrate_threads` measures the cost on this machine: the same
+matmul batch at the current thread count and at the usable-core count, interleaved,
+compared with :func:`perfpilot.measure.compare`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+            "NUMEXPR_NUM_THREADS", "TORCH_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """Cores this process may use (affinity and cgroup quota aware when available)."""
+    try:
+        from perfpilot.hardware import usable_cores as hw_usable_cores
+    except ImportError:
+        hw_usable_cores = None
+    if hw_usable_cores is not None:
+        return int(hw_usable_cores())
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return max(1, min(n, _cgroup_quota() or n))
+
+
+def _cgroup_quota() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, int(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+def thread_facts(torch: Any | None, loaders: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``threads`` section (without calibration)."""
+    facts: dict[str, Any] = {
+        "usable_cores": usable_cores(), "cpu_count": os.cpu_count(),
+        "os_threads": os_threads(),
+        "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
+        "max_loader_workers": max([ld.get("num_workers") or 0 for ld in loaders] or [0]),
+    }
+    if torch is not None:
+        facts["torch_threads"] = torch.get_num_threads()
+        facts["torch_interop_threads"] = torch.get_num_interop_threads()
+    return facts
+
+
+def calibrate_threads(torch: Any, current: int, target: int, *, size: int = 256,
+                      reps: int = 8, repeats: int = 5,
+                      clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Time ``reps`` ``size``x``size`` matmuls at ``current`` and ``target`` threads.
+
+    Returns ``{"current", "target", "factor", "ci_low", "ci_high", "n"}`` where
+    ``factor`` > 1 means ``target`` threads are faster. Restores the thread count.
+    """
+    before = torch.get_num_threads()
+    a = torch.randn(size, size)
+
+    def at(n: int) -> Callable[[], float]:
+        def measure() -> float:
+            torch.set_num_threads(n)
+            t0 = clock()
+            for _ in range(reps):
+                a @ a
+            return clock() - t0
+        return measure
+
+    try:
+        from perfpilot.measure import compare
+
+        c = compare(at(current), at(target), repeats=repeats, warmup=1)
+        return {"current": current, "target": target, "factor": c.ratio,
+                "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n, "size": size}
+    finally:
+        torch.set_num_threads(before)
+
+
+def op_overhead_s(torch: Any, n: int = 2000,
+                  clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median per-op time of a tiny elementwise op: PyTorch's fixed dispatch cost."""
+    x = torch.ones(4)
+    samples = []
+    for _ in range(5):
+        t0 = clock()
+        for _ in range(n // 5):
+            torch.add(x, x)
+        samples.append((clock() - t0) / (n // 5))
+    samples.sort()
+    return samples[len(samples) // 2]

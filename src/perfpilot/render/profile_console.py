@@ -1,0 +1,231 @@
+"""Terminal summary of a profile: the top finding first, then steps, hot lines, hot ops.
+
+Pure formatting of a :class:`~perfpilot.record.RunRecord` built by ``perfpilot profile``
+(its findings already in ``extra["findings"]``); nothing is measured here.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from perfpilot.record import PHASES, Finding
+from perfpilot.render.console import PHASE_LABELS, format_bytes, format_seconds
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from perfpilot.record import RunRecord
+
+_BAR = 24
+MAX_OTHER = 8
+MAX_LINES = 8
+MAX_OPS = 8
+
+
+def print_profile(record: RunRecord, console: Console | None = None) -> None:
+    """Print the whole summary (see the module docstring)."""
+    from rich.console import Console
+
+    console = console or Console()
+    console.print(header(record))
+    exit_note = exit_text(record)
+    if exit_note:
+        console.print(exit_note)
+    findings = record.findings
+    if findings:
+        console.print(top_finding(findings[0]))
+        if len(findings) > 1:
+            console.print(other_findings(findings[1:]))
+    else:
+        console.print("\n[green]No bottleneck found[/]: nothing costs enough to name.")
+    console.print(step_table(record))
+    console.print(timeline_text(record))
+    lines = hot_lines_table(record)
+    if lines is not None:
+        console.print(lines)
+    ops = hot_ops_table(record)
+    if ops is not None:
+        console.print(ops)
+    console.print(footer(record))
+
+
+def _short(path: str) -> str:
+    return os.path.basename(path)
+
+
+def header(record: RunRecord) -> str:
+    prof = record.extra.get("profile", {})
+    tl = record.extra.get("timeline", {})
+    kind = {"optimizer": "optimizer steps", "data": "batches", "forward": "forward calls"}.get(
+        prof.get("step_kind") or "", "no steps seen")
+    return (f"[bold]perfpilot profile[/]: {record.workload} — {format_seconds(record.wall_time_s)}"
+            f" wall; startup {format_seconds(tl.get('startup_s', 0.0))} (imports "
+            f"{format_seconds(tl.get('imports_s', 0.0))}), then "
+            f"{prof.get('steady_steps', 0)} steady {kind} over "
+            f"{format_seconds(tl.get('steady_s', 0.0))}")
+
+
+def exit_text(record: RunRecord) -> str | None:
+    prof = record.extra.get("profile", {})
+    code, stopped, err = prof.get("exit_code"), prof.get("stopped"), prof.get("error")
+    if stopped in ("steps", "duration"):
+        return f"[dim]Stopped after the requested window ({stopped}); the script did not finish.[/]"
+    if prof.get("partial"):
+        return ("[bold red]The script ended without perfpilot's final save (killed or "
+                "os._exit); this profile holds what was saved last.[/]")
+    if code:
+        where = ""
+        if err and err.get("site"):
+            where = f" at {_short(err['site'][0])}:{err['site'][1]}"
+        what = f" ({err['type']}: {err['message'][:120]}{where})" if err else ""
+        return (f"[bold red]The script exited with code {code}{what}[/] after "
+                f"{prof.get('steps', 0)} steps; the profile covers what ran.")
+    return None
+
+
+def top_finding(f: Finding) -> str:
+    lines = [f"\n[bold]#1 {f.id}[/]  [bold green]~{f.estimated_speedup:.2f}x faster run[/] "
+             f"(estimated, {f.confidence} confidence)",
+             f"   {f.title}",
+             f"   [bold]evidence[/] {f.evidence}",
+             f"   [bold]fix[/]      {f.fix}"]
+    if f.location:
+        lines.append(f"   [bold]where[/]    {_location(f.location)}")
+    verified = f.extra.get("verified")
+    if verified:
+        lines.append("   [bold]verified[/] " + verified_text(verified))
+    return "\n".join(lines)
+
+
+def verified_text(v: dict[str, Any]) -> str:
+    if v.get("error"):
+        return f"[yellow]not verified: {v['error']}[/]"
+    return (f"measured {v['ratio']:.2f}x (95% CI {v['ci_low']:.2f}-{v['ci_high']:.2f}, "
+            f"{v['n']} interleaved rounds, {v.get('verdict', '')}) with "
+            + ", ".join(f"{k}={val}" for k, val in (v.get("change") or {}).items()))
+
+
+def _location(location: dict[str, Any]) -> str:
+    import linecache
+
+    text = linecache.getline(location["file"], int(location["line"])).strip()
+    where = f"{_short(location['file'])}:{location['line']}"
+    return f"{where}  [dim]{text[:90]}[/]" if text else where
+
+
+def other_findings(findings: list[Finding]) -> Any:
+    from rich.table import Table
+
+    t = Table(title="Other findings (ranked by estimated whole-run gain)", title_justify="left",
+              show_edge=False, pad_edge=False)
+    t.add_column("gain", justify="right")
+    t.add_column("finding")
+    t.add_column("where")
+    t.add_column("evidence", overflow="fold")
+    for f in findings[:MAX_OTHER]:
+        where = f"{_short(f.location['file'])}:{f.location['line']}" if f.location else ""
+        gain = f"{f.estimated_speedup:.2f}x"
+        if f.extra.get("verified") and not f.extra["verified"].get("error"):
+            gain += f" ({f.extra['verified']['ratio']:.2f}x measured)"
+        t.add_row(gain, f.id, where, f.evidence)
+    if len(findings) > MAX_OTHER:
+        t.caption = f"{len(findings) - MAX_OTHER} more in the JSON/HTML report"
+    return t
+
+
+def step_table(record: RunRecord) -> Any:
+    from rich.table import Table
+
+    ph = record.extra.get("step_phases", {})
+    per = ph.get("per_step_s") or record.phases_s
+    rows = [(PHASE_LABELS.get(p, p), per.get(p, 0.0)) for p in PHASES if p != "other"]
+    rows.append(("file I/O", per.get("io", 0.0)))
+    rows.append(("other (your code)", per.get("other", 0.0)))
+    total = sum(v for _, v in rows) or 1.0
+    s = record.step_time_s
+    title = (f"Step breakdown ({ph.get('steps', 0)} steady steps; median "
+             f"{format_seconds(s.median)}, 95% CI {format_seconds(s.ci_low)}-"
+             f"{format_seconds(s.ci_high)}")
+    if record.samples_per_s:
+        title += f"; {record.samples_per_s:,.0f} samples/s"
+    t = Table(title=title + ")", title_justify="left", show_edge=False, pad_edge=False)
+    t.add_column("phase")
+    t.add_column("per step", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("", no_wrap=True)
+    for name, v in rows:
+        if v <= 0 and name in ("host→device copy", "file I/O"):
+            continue
+        t.add_row(name, format_seconds(v), f"{100 * v / total:.0f}%",
+                  "█" * round(_BAR * v / total))
+    return t
+
+
+def timeline_text(record: RunRecord) -> str:
+    tl = record.extra.get("timeline", {})
+    parts = [("startup", tl.get("startup_s", 0.0)), ("warm-up", tl.get("warmup_s", 0.0)),
+             ("train steps", tl.get("train_s", 0.0)), ("eval", tl.get("eval_s", 0.0)),
+             ("tail", tl.get("tail_s", 0.0)), ("profiler window", tl.get("profiler_s", 0.0))]
+    text = " | ".join(f"{n} {format_seconds(v)}" for n, v in parts if v > 0)
+    return f"Run timeline: {text}"
+
+
+def hot_lines_table(record: RunRecord) -> Any:
+    from rich.table import Table
+
+    hot = sorted(record.extra.get("hot_lines", []), key=lambda h: h["self_share"],
+                 reverse=True)
+    hot = [h for h in hot if h["self_share"] >= 0.005][:MAX_LINES]
+    if not hot:
+        return None
+    import linecache
+
+    t = Table(title="Hot lines (your code, steady window; self = the line and what it calls)",
+              title_justify="left", show_edge=False, pad_edge=False)
+    t.add_column("self", justify="right")
+    t.add_column("python", justify="right")
+    t.add_column("line")
+    t.add_column("source", overflow="ellipsis", no_wrap=True, max_width=60)
+    for h in hot:
+        text = linecache.getline(h["file"], h["line"]).strip()
+        t.add_row(f"{100 * h['self_share']:.1f}%", f"{100 * h.get('python_share', 0):.1f}%",
+                  f"{_short(h['file'])}:{h['line']} {h['function']}", text)
+    return t
+
+
+def hot_ops_table(record: RunRecord) -> Any:
+    from rich.table import Table
+
+    ops = record.extra.get("hot_ops") or {}
+    rows = [o for o in ops.get("ops", []) if o["device"] == "cuda"] or ops.get("ops", [])
+    if not rows:
+        return None
+    steps = max(int(ops.get("steps") or 1), 1)
+    t = Table(title=f"Hot ops (torch.profiler, {steps} steps, by self time)",
+              title_justify="left", show_edge=False, pad_edge=False)
+    t.add_column("self/step", justify="right")
+    t.add_column("calls/step", justify="right")
+    t.add_column("op", overflow="ellipsis", no_wrap=True, max_width=70)
+    for o in rows[:MAX_OPS]:
+        t.add_row(format_seconds(o["self_s"] / steps), f"{o['count'] / steps:.3g}", o["name"])
+    return t
+
+
+def footer(record: RunRecord) -> str:
+    mem = record.extra.get("memory", {})
+    th = record.extra.get("threads", {})
+    prof = record.extra.get("profile", {})
+    parts = [f"peak RSS {format_bytes(mem.get('peak_rss_bytes', 0))}"]
+    growth = mem.get("growth_bytes_per_s")
+    if growth is not None and abs(growth) * mem.get("steady_span_s", 0) > 8 * 2**20:
+        parts.append(f"RSS grows {format_bytes(growth)}/s")
+    if th.get("torch_threads"):
+        parts.append(f"torch {th['torch_threads']} threads on {th.get('usable_cores')} usable "
+                     "cores")
+    samp = prof.get("sampler") or {}
+    if samp.get("busy_s") is not None and record.wall_time_s:
+        parts.append(f"sampler {samp.get('total', 0)} samples at "
+                     f"{1 / (samp.get('interval_s') or 1):.0f} Hz, busy "
+                     f"{100 * samp['busy_s'] / record.wall_time_s:.1f}% of the wall time")
+    return "[dim]" + "; ".join(parts) + "[/]"

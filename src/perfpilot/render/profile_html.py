@@ -1,0 +1,172 @@
+"""The self-contained HTML profile report: findings, step breakdown, hot lines, hot ops.
+
+Built with :mod:`perfpilot.render.html` from a profiled :class:`RunRecord` (findings in
+``extra["findings"]``). Charts: the step's phase split, the run timeline, step times over
+the run, and RSS over time.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+from typing import Any
+
+from perfpilot.record import PHASES, Finding, RunRecord
+from perfpilot.render import html as h
+from perfpilot.render.console import PHASE_LABELS, format_bytes, format_seconds
+
+CONTEXT_LINES = 2
+
+
+def profile_page(record: RunRecord) -> str:
+    """The whole report as one HTML string."""
+    sections = [h.Section("Findings", _findings(record.findings), "findings"),
+                h.Section("Step breakdown", _steps(record), "steps"),
+                h.Section("Hot lines", _hot_lines(record), "hot-lines"),
+                h.Section("Hot ops", _hot_ops(record), "hot-ops"),
+                h.Section("Run", _run(record), "run")]
+    prof = record.extra.get("profile", {})
+    sub = (f"{format_seconds(record.wall_time_s)} wall, {prof.get('steady_steps', 0)} steady "
+           f"steps, exit code {prof.get('exit_code')}")
+    return h.page(f"perfpilot profile: {record.workload}", sections, subtitle=sub)
+
+
+def _snippet(location: dict[str, Any] | None) -> str:
+    if not location:
+        return ""
+    file, line = location["file"], int(location["line"])
+    rows = []
+    for n in range(max(1, line - CONTEXT_LINES), line + CONTEXT_LINES + 1):
+        text = linecache.getline(file, n)
+        if text:
+            mark = ">" if n == line else " "
+            rows.append(f"{mark}{n:5d}  {text.rstrip()}")
+    head = f"<div class='muted'>{h.escape(file)}:{line}</div>"
+    return head + (h.code("\n".join(rows)) if rows else "")
+
+
+def _finding_body(f: Finding) -> str:
+    parts = [f"<p><b>Evidence.</b> {h.escape(f.evidence)}</p>",
+             f"<p><b>Fix.</b> {h.escape(f.fix)}</p>",
+             f"<p><b>Estimated whole-run gain:</b> {f.estimated_speedup:.2f}x "
+             f"<span class='muted'>({h.escape(f.confidence)} confidence"
+             + (f"; acts on {100 * f.time_share:.1f}% of the run" if f.time_share else "")
+             + ")</span></p>"]
+    v = f.extra.get("verified")
+    if v and not v.get("error"):
+        parts.append(f"<p><b>Verified:</b> {v['ratio']:.2f}x measured (95% CI "
+                     f"{v['ci_low']:.2f}-{v['ci_high']:.2f}, {v['n']} interleaved rounds)</p>")
+    elif v:
+        parts.append(h.paragraph(f"Not verified: {v['error']}", muted=True))
+    parts.append(_snippet(f.location))
+    return "".join(parts)
+
+
+def _findings(findings: list[Finding]) -> str:
+    if not findings:
+        return h.card("No bottleneck found", h.paragraph(
+            "Nothing in the steady run costs enough to name."), "good")
+    out = [h.card(f"#1 {findings[0].id}: {findings[0].title}", _finding_body(findings[0]),
+                  "bad" if findings[0].estimated_speedup >= 1.2 else "warn")]
+    for i, f in enumerate(findings[1:], start=2):
+        out.append(h.card(f"#{i} {f.id}: {f.title}", _finding_body(f), "info"))
+    return "".join(out)
+
+
+def _steps(record: RunRecord) -> str:
+    ph = record.extra.get("step_phases", {})
+    per = ph.get("per_step_s") or record.phases_s
+    segs = [(PHASE_LABELS.get(p, p), per.get(p, 0.0)) for p in PHASES if p != "other"]
+    segs += [("file I/O", per.get("io", 0.0)), ("other", per.get("other", 0.0))]
+    segs = [(n, v) for n, v in segs if v > 0]
+    s = record.step_time_s
+    out = [h.paragraph(f"{ph.get('steps', 0)} steady steps ({ph.get('kind')} boundaries); "
+                       f"median {format_seconds(s.median)} (95% CI "
+                       f"{format_seconds(s.ci_low)}-{format_seconds(s.ci_high)}); "
+                       f"{record.samples_per_s:,.0f} samples/s.")]
+    if segs:
+        out.append(h.stacked_bar(segs, xlabel="seconds per step", fmt=format_seconds))
+    tl = record.extra.get("timeline", {})
+    parts = [("startup", tl.get("startup_s", 0.0)), ("warm-up", tl.get("warmup_s", 0.0)),
+             ("train steps", tl.get("train_s", 0.0)), ("eval", tl.get("eval_s", 0.0)),
+             ("tail", tl.get("tail_s", 0.0)), ("profiler window", tl.get("profiler_s", 0.0))]
+    parts = [(n, v) for n, v in parts if v > 0]
+    if parts:
+        out.append("<h3>Where the wall time went</h3>")
+        out.append(h.bar_chart([n for n, _ in parts], [v for _, v in parts],
+                               xlabel="seconds", fmt=format_seconds))
+    series = ph.get("step_s_series") or []
+    if len(series) >= 3:
+        out.append("<h3>Step time over the run</h3>")
+        out.append(h.line_chart({"step": (list(range(len(series))), series)},
+                                xlabel="steady step (thinned)", ylabel="seconds"))
+    return "".join(out)
+
+
+def _hot_lines(record: RunRecord) -> str:
+    hot = sorted(record.extra.get("hot_lines", []), key=lambda x: x["self_share"],
+                 reverse=True)[:15]
+    if not hot:
+        return h.paragraph("No samples in the user's code.", muted=True)
+    rows = []
+    for x in hot:
+        text = linecache.getline(x["file"], x["line"]).strip()
+        rows.append([f"{100 * x['self_share']:.1f}%", f"{100 * x['total_share']:.1f}%",
+                     f"{100 * x.get('python_share', 0.0):.1f}%",
+                     f"{os.path.basename(x['file'])}:{x['line']}", x["function"],
+                     f"<code>{h.escape(text)}</code>"])
+    note = h.paragraph("Main thread, steady window. self: the line was the innermost line of "
+                       "your code (time in what it calls counts); total: anywhere on the "
+                       "stack; python: running Python bytecode.", muted=True)
+    return note + h.table(["self", "total", "python", "line", "function", "source"], rows,
+                          numeric=(0, 1, 2), raw=(5,))
+
+
+def _hot_ops(record: RunRecord) -> str:
+    ops = record.extra.get("hot_ops") or {}
+    if not ops.get("ops"):
+        why = ops.get("error") or f"profiler window {ops.get('state', 'not run')}"
+        return h.paragraph(f"No operator profile ({why}).", muted=True)
+    steps = max(int(ops.get("steps") or 1), 1)
+    top = ops["ops"][:15]
+    rows = [[o["name"], o["device"], format_seconds(o["self_s"] / steps),
+             format_seconds(o["total_s"] / steps), f"{o['count'] / steps:.3g}"] for o in top]
+    chart = h.bar_chart([o["name"][:40] for o in top[:10]],
+                        [o["self_s"] / steps for o in top[:10]], xlabel="self seconds per step",
+                        fmt=format_seconds)
+    return (h.paragraph(f"torch.profiler over {steps} steps "
+                        f"({format_seconds(ops.get('window_s', 0.0))}).", muted=True)
+            + chart + h.table(["op", "device", "self/step", "total/step", "calls/step"], rows,
+                              numeric=(2, 3, 4)))
+
+
+def _run(record: RunRecord) -> str:
+    prof = record.extra.get("profile", {})
+    mem = record.extra.get("memory", {})
+    th = record.extra.get("threads", {})
+    tl = record.extra.get("timeline", {})
+    pairs = [("command", " ".join(prof.get("argv") or [])),
+             ("exit code", prof.get("exit_code")), ("stopped", prof.get("stopped")),
+             ("startup", f"{format_seconds(tl.get('startup_s', 0.0))} (imports "
+                         f"{format_seconds(tl.get('imports_s', 0.0))})"),
+             ("peak RSS", format_bytes(mem.get("peak_rss_bytes", 0))),
+             ("threads", f"torch {th.get('torch_threads')} intra-op, "
+                         f"{th.get('torch_interop_threads')} inter-op; "
+                         f"{th.get('usable_cores')} usable cores")]
+    for ld in record.extra.get("loaders", []):
+        pairs.append((f"DataLoader ({ld.get('role')})",
+                      f"batch_size={ld.get('batch_size')}, num_workers={ld.get('num_workers')}, "
+                      f"pin_memory={ld.get('pin_memory')}, "
+                      f"persistent_workers={ld.get('persistent_workers')}"))
+    err = prof.get("error")
+    out = [h.key_values(pairs)]
+    if err:
+        out.append(h.card(f"The script failed: {err.get('type')}",
+                          h.code(err.get("traceback", "")), "bad"))
+    series = mem.get("series") or []
+    if len(series) >= 3:
+        out.append("<h3>Resident memory</h3>")
+        out.append(h.line_chart({"RSS": ([p[0] for p in series],
+                                         [p[1] / 2**20 for p in series])},
+                                xlabel="seconds since start", ylabel="MiB"))
+    return "".join(out)

@@ -1,0 +1,396 @@
+"""The batch stage: the batch size and learning rate that reach the target soonest.
+
+Peers pick the largest batch that fits or the highest throughput; neither changes the LR
+or checks accuracy. This stage predicts with a model and decides with real runs:
+
+1. **Fit limit** (:mod:`~perfpilot.tune.fit`): doubling, bisection, safety margin; every
+   probe a real step on a fresh model; on a CPU, a memory budget.
+2. **Throughput curve**: samples/s on a geometric grid (``B0 * 2**k``) up to the fit limit,
+   interleaved windows, median and interval per size, and its knee.
+3. **Gradient noise scale** (:mod:`~perfpilot.tune.noise_scale`) at the start and along
+   the baseline's run to the target (it grows as the loss falls).
+4. **Goodput** (:mod:`~perfpilot.tune.goodput`): throughput x statistical efficiency
+   relative to the baseline batch; LR per optimizer family (:mod:`~perfpilot.tune.lr`).
+5. **Validation**: time-to-target runs of the baseline and the top candidates, the later
+   ones stopped once they can no longer win; the finalists are repeated with new seeds and
+   compared through :mod:`perfpilot.measure`. The measured winner is chosen (the baseline
+   unless a candidate is shown faster); the evidence keeps prediction and measurement.
+
+Every measurement is a trial of ``ctx.trials`` and every decision is computed from trial
+results and trial durations (the budget), so a resumed run decides the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
+
+from perfpilot.errors import PlanError, UserError
+from perfpilot.tune.batch_runs import BatchRuns, NoiseSpec, RunConfig, Runs
+from perfpilot.tune.batch_validate import Validation, decide
+from perfpilot.tune.fit import FitResult, NothingFits, Probe, find_fit_limit
+from perfpilot.tune.goodput import (
+    NoisePoint,
+    ThroughputPoint,
+    goodput_curve,
+    knee,
+    top_candidates,
+)
+from perfpilot.tune.lr import LR_RULES, LrPolicy, optimizer_family, rule_for
+from perfpilot.tune.stage import StageContext, StageResult
+
+if TYPE_CHECKING:
+    from perfpilot.plan import Plan
+    from perfpilot.record import Trial
+    from perfpilot.workload import Workload
+
+STAGE = "batch"
+FIT_SHARE, THROUGHPUT_SHARE, BASELINE_BOX_SHARE = 0.1, 0.15, 0.4
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Options of the batch stage (``ctx.options["batch"]``, every key optional).
+
+    ``lr_rule``: ``auto`` (linear for SGD, sqrt for adaptive optimizers) or a rule;
+    ``warmup_fraction``: when the LR grows, warm up over this fraction of the samples the
+    baseline needed to reach the target; ``warmup_steps``: a fixed warmup instead;
+    ``min_batch``/``max_batch``: bounds of the search (default ``B0 // 8`` and the dataset
+    size); ``memory_fraction``: CPU memory budget as a fraction of available RAM;
+    ``margin``: safety margin below an out-of-memory failure; ``candidates``: how many
+    predicted sizes to validate; ``repeats``: most time-to-target runs per finalist;
+    ``throughput_repeats``: windows per batch size; ``noise_*``: noise-scale estimator
+    settings; ``prune_slack``: a run is stopped at ``(1 + slack) x`` the best time to
+    target; ``eval_fraction``: evaluation spacing as a fraction of elapsed training time;
+    ``refine_runs``: most runs of the pattern search over batch and LR (0: validate the
+    predicted candidates only); ``finalists``: configurations repeated with the baseline;
+    ``lr_factor``: the LR step of the search.
+    """
+
+    lr_rule: Literal["auto", "linear", "sqrt", "none"] = "auto"
+    warmup_fraction: float = 0.05
+    warmup_steps: int | None = None
+    min_batch: int | None = None
+    max_batch: int | None = None
+    memory_fraction: float = 0.5
+    margin: float = 0.1
+    candidates: int = 3
+    repeats: int = 5
+    throughput_repeats: int = 5
+    noise_estimates: int = 8
+    noise_small_batch: int | None = None
+    noise_large_batch: int | None = None
+    prune_slack: float = 0.2
+    eval_fraction: float = 0.03
+    refine_runs: int = 8
+    finalists: int = 2
+    lr_factor: float = 2.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> BatchOptions:
+        raw = options.get("batch") or {}
+        if not isinstance(raw, Mapping):
+            raise UserError(f"option 'batch' must be a mapping, got {type(raw).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        for key, value in raw.items():
+            if key not in known:
+                raise UserError(f"unknown batch option {key!r} (options: {', '.join(known)})")
+            _check_option(key, value)
+        return cls(**raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# option -> (smallest allowed value, whether the value must be whole, largest or None)
+_BOUNDS: dict[str, tuple[float, bool, float | None]] = {
+    "warmup_fraction": (0, False, 1), "memory_fraction": (0, False, 1), "margin": (0, False, 1),
+    "eval_fraction": (0, False, 1), "prune_slack": (0, False, None),
+    "lr_factor": (1.0001, False, None), "warmup_steps": (0, True, None),
+    "refine_runs": (0, True, None), "finalists": (1, True, None),
+    "repeats": (1, True, None), "throughput_repeats": (2, True, None),
+    "noise_estimates": (2, True, None), "candidates": (1, True, None),
+}
+_OPTIONAL = ("warmup_steps", "min_batch", "max_batch", "noise_small_batch", "noise_large_batch")
+
+
+def _check_option(key: str, value: Any) -> None:
+    if key == "lr_rule":
+        if value not in ("auto", *LR_RULES):
+            raise UserError(f"batch option 'lr_rule': {value!r} is not auto, "
+                            f"{', '.join(LR_RULES)}")
+        return
+    if value is None and key in _OPTIONAL:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"batch option {key!r}: {value!r} is not a number")
+    low, whole, high = _BOUNDS.get(key, (1, True, None))
+    if whole and value != int(value):
+        raise UserError(f"batch option {key!r}: {value!r} is not a whole number")
+    if value < low or (high is not None and value >= high):
+        span = f"[{low:g}, {high:g})" if high is not None else f">= {low:g}"
+        raise UserError(f"batch option {key!r}: {value!r} must be {span}")
+
+
+class BatchStage:
+    """The ``batch`` stage (see the module docstring). ``runs`` builds the object that
+    measures (default: real runs through the engine); tests inject fakes."""
+
+    name = STAGE
+
+    def __init__(self, runs: Callable[[Workload, Plan], Runs] | None = None) -> None:
+        self._make_runs = runs or BatchRuns
+
+    def run(self, ctx: StageContext) -> StageResult:
+        opts = BatchOptions.from_options(ctx.options)
+        runs = self._make_runs(ctx.workload, ctx.incumbent)
+        try:
+            return _Tuning(ctx, opts, runs).run()
+        finally:
+            runs.close()
+
+
+class _Tuning:
+    """One run of the stage: holds the trials and the budget spent so far."""
+
+    def __init__(self, ctx: StageContext, opts: BatchOptions, runs: Runs) -> None:
+        self.ctx, self.opts, self.runs = ctx, opts, runs
+        self.base: Plan = ctx.incumbent
+        self.b0 = self.base.batch_size
+        self.trials: list[Trial] = []
+        self.spent_s = 0.0
+        self.evidence: dict[str, Any] = {"options": opts.to_dict(), "budget_s": ctx.budget_s,
+                                         "baseline": {"batch_size": self.b0,
+                                                      "lr": self.base.lr}}
+
+    def trial(self, step: str, key: dict[str, Any], fn: Callable[[], Any]) -> Trial:
+        t = self.ctx.trials.run(STAGE, {"step": step, **key}, fn)
+        self.trials.append(t)
+        self.spent_s += max(t.finished_at - t.started_at, 0.0)
+        return t
+
+    def left_s(self) -> float:
+        return self.ctx.budget_s - self.spent_s
+
+    # ------------------------------------------------------------ the pipeline
+
+    def run(self) -> StageResult:
+        fit = self.fit_limit()
+        points = self.throughput(fit)
+        policy = self.lr_policy()
+        spec = self.noise_spec()
+        start = self.trial("noise", {"samples": 0, **asdict(spec)},
+                           lambda: self.runs.noise(spec, self.ctx.workload.seed))
+        self.evidence["noise_scale"] = {"start": start.measurements.get("noise"),
+                                        "spec": asdict(spec)}
+        if self.ctx.workload.target is None:
+            return self.unvalidated(points, start, policy)
+        return self.validate(points, policy, spec, start)
+
+    # ------------------------------------------------------------ 1. fit limit
+
+    def fit_limit(self) -> FitResult:
+        self.ctx.progress("batch: searching the largest batch that fits")
+        cap = self.runs.dataset_size()
+        if self.opts.max_batch is not None:
+            cap = min(cap, self.opts.max_batch)
+        budget = None
+        if not self.base.device.startswith("cuda"):
+            t = self.trial("memory-budget", {"fraction": self.opts.memory_fraction},
+                           lambda: self.runs.memory_budget(self.opts.memory_fraction))
+            budget = int(t.measurements["budget_bytes"])
+        try:
+            fit = find_fit_limit(self._probe, start=min(self.b0, cap), cap=cap,
+                                 margin=self.opts.margin, budget_bytes=budget)
+        except NothingFits as e:
+            raise PlanError(f"plan key 'batch_size': {e}") from None
+        if not any(p.batch_size == self.b0 and p.ok for p in fit.probes) and self.b0 <= cap:
+            raise PlanError(f"plan key 'batch_size': the baseline batch {self.b0} does not "
+                            f"run ({_reason_at(fit, self.b0)})")
+        self.evidence["fit"] = {**fit.to_dict(), "device": self.base.device}
+        return fit
+
+    def _probe(self, size: int) -> Probe:
+        t = self.trial("fit", {"batch_size": size}, lambda: self.runs.probe(size))
+        m = t.measurements
+        # A non-finite loss still means the step ran: it fits in memory.
+        state = {"complete": "ok", "nan": "ok", "oom": "oom"}.get(t.state, "failed")
+        return Probe(size, state, ran=True, peak_bytes=m.get("peak_bytes"),
+                     step_s=m.get("step_s"), reason=t.reason)
+
+    # ------------------------------------------------------------ 2. throughput
+
+    def grid(self, fit: FitResult) -> list[int]:
+        lo = max(1, self.opts.min_batch or self.b0 // 8)
+        sizes = {fit.limit, min(self.b0, fit.limit)}
+        b = self.b0
+        while b >= lo:
+            sizes.add(b)
+            b //= 2
+        b = self.b0
+        while b <= fit.limit:
+            sizes.add(b)
+            b *= 2
+        return sorted(s for s in sizes if lo <= s <= fit.limit or s == self.b0)
+
+    def throughput(self, fit: FitResult) -> list[ThroughputPoint]:
+        from perfpilot.measure import summarize
+
+        grid = self.grid(fit)
+        reps = max(2, self.opts.throughput_repeats)
+        window = min(1.0, max(0.05, 0.5 * THROUGHPUT_SHARE * self.ctx.budget_s
+                              / (reps * len(grid))))
+        self.ctx.progress(f"batch: throughput at {len(grid)} sizes x {reps} windows")
+        samples: dict[int, list[float]] = {b: [] for b in grid}
+        for r in range(reps):
+            for b in grid if r % 2 == 0 else reversed(grid):  # interleaved, order alternating
+                t = self.trial("throughput", {"batch_size": b, "repeat": r, "window_s": window},
+                               lambda b=b: self.runs.throughput(b, window))
+                if t.state == "complete":
+                    samples[b].append(float(t.measurements["samples_per_s"]))
+        self.runs.close()  # free the trainers kept for interleaving
+        points = []
+        for b, xs in samples.items():
+            if len(xs) >= 2:
+                s = summarize(xs)
+                points.append(ThroughputPoint(b, s.median, s.ci_low, s.ci_high, s.n))
+        if not any(p.batch_size == self.b0 for p in points):
+            raise PlanError(f"plan key 'batch_size': throughput at the baseline batch "
+                            f"{self.b0} could not be measured")
+        self.evidence["throughput"] = {"points": [p.to_dict() for p in points],
+                                       "knee": knee(points), "window_s": window}
+        return points
+
+    # ------------------------------------------------------------ 3-4. LR and noise
+
+    def lr_policy(self, warmup_samples: int = 0) -> LrPolicy:
+        from perfpilot.workload import build_model, build_optimizer
+
+        w = self.ctx.workload
+        opt = build_optimizer(w, build_model(w).parameters(), self.base.lr)
+        family = optimizer_family(opt)
+        rule = rule_for(opt) if self.opts.lr_rule == "auto" else self.opts.lr_rule
+        return LrPolicy(rule=rule, base_lr=self.base.lr, base_batch=self.b0,
+                        base_warmup_steps=self.base.warmup_steps, warmup_samples=warmup_samples,
+                        family=family, source="auto" if self.opts.lr_rule == "auto" else "option")
+
+    def noise_spec(self) -> NoiseSpec:
+        small = self.opts.noise_small_batch or self.b0
+        large = self.opts.noise_large_batch or max(2 * small, min(8 * small,
+                                                                   self.runs.dataset_size()))
+        return NoiseSpec(small, large, max(2, self.opts.noise_estimates), 8 * self.b0)
+
+    # ------------------------------------------------------------ 5. validation
+
+    def validate(self, points: list[ThroughputPoint], policy: LrPolicy, spec: NoiseSpec,
+                 start: Trial) -> StageResult:
+        box = BASELINE_BOX_SHARE * self.left_s()
+        thr = {p.batch_size: p.samples_per_s for p in points}
+        base_cfg = RunConfig(self.b0, self.base.lr, self.base.warmup_steps)
+        self.ctx.progress("batch: baseline run to the target (measuring the noise scale)")
+        first = self.ttt(base_cfg, 0, math.ceil(box * thr[self.b0]), spec)
+        profile, end = self.noise_profile(start, first)
+        base_ttt = end / thr[self.b0] if first.state == "complete" and end else None
+        policy = self.lr_policy(round(self.opts.warmup_fraction * (end or 0)))
+        curve = goodput_curve(points, self.b0, profile, end_samples=end, base_ttt_s=base_ttt)
+        val = Validation(
+            lambda cfg, r, max_samples: self.ttt(cfg, r, max_samples), self.left_s, box=box,
+            slack=self.opts.prune_slack, throughput=thr,
+            make=lambda b, lr: self.config(b, policy, lr), rescale=policy.rescale,
+            lr_factor=self.opts.lr_factor, progress=self.ctx.progress)
+        val.record(base_cfg, 0, first, "baseline")
+        val.screen([self.config(b, policy) for b in
+                    top_candidates(curve, self.b0, self.opts.candidates)])
+        val.refine(self.opts.refine_runs)
+        val.repeat(base_cfg, self.opts.repeats, self.opts.finalists)
+        decision = decide(list(val.pool.values()), base_cfg)
+        predicted = max(curve, key=lambda p: p.goodput)
+        self.evidence["noise_scale"]["along_training"] = first.measurements.get(
+            "noise_profile", [])
+        self.evidence.update(
+            lr_policy=policy.to_dict(),
+            goodput=[p.to_dict() for p in curve],
+            prediction={**self.config(predicted.batch_size, policy).key(),
+                        "predicted_ttt_s": predicted.predicted_ttt_s},
+            candidates=[r.to_dict(_predicted(curve, r.config.batch_size, policy, r.config))
+                        for r in val.pool.values()],
+            chosen=decision.to_dict(),
+            spent_s=self.spent_s,
+        )
+        return self.result(decision.config, decision.why)
+
+    def config(self, batch: int, policy: LrPolicy, lr: float | None = None) -> RunConfig:
+        """The config at ``batch``: the rule's LR (or ``lr``) and the policy's warmup."""
+        # Rounded so that one LR reached two ways (x2 then /2, rescaled there and back)
+        # is one configuration.
+        lr = float(f"{(policy.lr(batch) if lr is None else lr):.6g}")
+        warmup = (self.opts.warmup_steps if self.opts.warmup_steps is not None
+                  else policy.warmup_steps(batch, lr))
+        return RunConfig(batch, lr, warmup)
+
+    def ttt(self, cfg: RunConfig, seed_offset: int, max_samples: int,
+            spec: NoiseSpec | None = None) -> Trial:
+        seed = self.ctx.workload.seed + seed_offset
+        key = {**cfg.key(), "seed": seed, "max_samples": max_samples,
+               "noise": asdict(spec) if spec else None}
+        return self.trial("time-to-target", key, lambda: self.runs.time_to_target(
+            cfg, seed=seed, max_samples=max_samples, eval_fraction=self.opts.eval_fraction,
+            noise=spec))
+
+    def noise_profile(self, start: Trial, first: Trial) -> tuple[list[NoisePoint], int | None]:
+        along = first.measurements.get("noise_profile") or []
+        pts = [NoisePoint(int(p["samples"]), _b(p)) for p in along]
+        if not pts and start.state == "complete":
+            pts = [NoisePoint(0, _b(start.measurements["noise"]))]
+        if not pts:
+            raise PlanError("the gradient noise scale could not be measured: "
+                            f"{start.reason or first.reason}")
+        end = first.measurements.get("samples")
+        return pts, int(end) if end is not None else None
+
+    # ------------------------------------------------------------ no target
+
+    def unvalidated(self, points: list[ThroughputPoint], start: Trial,
+                    policy: LrPolicy) -> StageResult:
+        """Without a target nothing can be validated: the goodput prediction at the start
+        of training is recorded, and the baseline is kept."""
+        profile = [NoisePoint(0, _b(start.measurements["noise"]))] \
+            if start.state == "complete" else []
+        curve = goodput_curve(points, self.b0, profile) if profile else []
+        self.evidence.update(lr_policy=policy.to_dict(),
+                             goodput=[p.to_dict() for p in curve], spent_s=self.spent_s)
+        why = ("the workload has no target, so no batch size can be validated on time to "
+               "target; the baseline is kept (see the goodput prediction)")
+        self.evidence["chosen"] = {**RunConfig(self.b0, self.base.lr,
+                                               self.base.warmup_steps).key(), "why": why}
+        return self.result(None, why)
+
+    def result(self, cfg: RunConfig | None, why: str) -> StageResult:
+        plan = self.base if cfg is None else self.base.replace(
+            batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps)
+        if plan == self.base:
+            summary = f"batch size {self.b0} kept: {why}"
+        else:
+            summary = (f"batch size {self.b0} -> {plan.batch_size}, lr {self.base.lr:.3g} -> "
+                       f"{plan.lr:.3g}: {why}")
+        return StageResult(name=STAGE, plan=plan, trials=tuple(self.trials),
+                           evidence=self.evidence, summary=summary)
+
+
+def _b(noise: Mapping[str, Any]) -> float:
+    v = noise.get("b_simple")
+    return math.inf if v is None else float(v)
+
+
+def _predicted(curve: list[Any], batch: int, policy: LrPolicy, cfg: RunConfig) -> float | None:
+    """The model's time to target for a config at the rule's LR (None for other LRs: the
+    model assumes a well-tuned LR, and says nothing about an LR off the rule)."""
+    if abs(cfg.lr - policy.lr(batch)) > 1e-6 * cfg.lr and batch != policy.base_batch:
+        return None
+    return next((p.predicted_ttt_s for p in curve if p.batch_size == batch), None)
+
+
+def _reason_at(fit: FitResult, size: int) -> str:
+    return next((p.reason for p in fit.probes if p.batch_size == size), "not probed")

@@ -1,0 +1,287 @@
+"""Validation of batch/LR configurations on measured time to target, and the decision.
+
+A configuration (batch, LR, warmup) has runs, one per *round* (seed offset). A run either
+reached the target, or was stopped at a cutoff (its time is then a lower bound,
+"censored"), or diverged. :class:`Validation` drives the runs.
+
+Time to target is measured in two parts: the *samples* a real run needed to reach the
+target (it depends on the seed, not on the machine's load) divided by the throughput at
+that batch size (measured interleaved, with repeats, so machine drift hits every size
+alike). On a shared machine, wall-clock times of runs made one after the other differ by
+more than the effects being compared; the product does not. Each run's wall-clock
+training time is kept next to it in the evidence. Cutoffs are in samples for the same
+reason. The steps:
+
+1. **Screen** the baseline and the predicted candidates, one run each; each run is cut
+   off at ``(1 + slack) x`` the best time so far (it can no longer win).
+2. **Refine** (optional, ``refine_runs`` > 0): a pattern search on the log2 grid around
+   the best configuration: LR x2 and /2 at its batch, and the neighbouring batch sizes
+   with the LR moved by the rule; every improvement restarts the search from the new best.
+   The theory only ranks the starting points; this step measures where the optimum is,
+   because the baseline's LR is rarely the best one.
+3. **Repeat** the baseline and the finalists (the best configurations within reach) with
+   new seeds, at a lenient cutoff, while a whole round fits in the budget.
+4. **Decide** (:func:`decide`): the lowest median time wins among configurations that
+   reached the target and never diverged, but replaces the baseline only when *shown*
+   faster on the rounds both ran: :func:`perfpilot.measure.compare_samples` (paired by
+   round) with at least :data:`~perfpilot.measure.MIN_ROUNDS` rounds; with 2 to 4 rounds,
+   when the intervals of the two medians (:func:`perfpilot.measure.summarize`) do not
+   overlap; never on a single run.
+
+A censored baseline time is a lower bound of its true time, so counting it at its cutoff
+only makes the baseline look better: the comparison stays conservative.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perfpilot.tune.batch_runs import RunConfig
+
+if TYPE_CHECKING:
+    from perfpilot.record import Trial
+
+RunFn = Callable[[RunConfig, int, int], "Trial"]  # (config, round, max_samples) -> trial
+MakeFn = Callable[[int, float], RunConfig]  # (batch, lr) -> config with its warmup
+SecondsFn = Callable[[int, float], float]  # (batch, samples) -> seconds of training
+
+
+@dataclass
+class ConfigRuns:
+    """The time-to-target runs of one configuration, by round, and how it was found."""
+
+    config: RunConfig
+    origin: str = "candidate"
+    runs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    skipped: str = ""
+
+    def add(self, round_: int, trial: Trial, seconds: SecondsFn) -> None:
+        """Record a run; its time is ``seconds(batch, samples)`` (censored when stopped)."""
+        m = trial.measurements
+        samples = m.get("samples")
+        value = (seconds(self.config.batch_size, samples)
+                 if samples is not None and trial.state in ("complete", "pruned") else None)
+        self.runs[round_] = {
+            "round": round_, "state": trial.state, "reached": trial.state == "complete",
+            "ttt_s": value, "samples": samples, "steps": m.get("steps"),
+            "wall_ttt_s": m.get("ttt_s"), "train_time_s": m.get("train_time_s"),
+            "cost_s": max(trial.finished_at - trial.started_at, 0.0), "reason": trial.reason,
+            "curve": m.get("curve", []),
+        }
+
+    def values(self) -> dict[int, float]:
+        """Round -> time (reached or censored); diverged runs have none."""
+        return {r: float(x["ttt_s"]) for r, x in self.runs.items()
+                if x["ttt_s"] is not None and x["state"] in ("complete", "pruned")}
+
+    def diverged(self) -> bool:
+        return any(x["state"] not in ("complete", "pruned") for x in self.runs.values())
+
+    def reached(self) -> bool:
+        return not self.diverged() and any(x["reached"] for x in self.runs.values())
+
+    def median(self) -> float:
+        vals = list(self.values().values())
+        return statistics.median(vals) if vals else float("inf")
+
+    def cost_s(self) -> float:
+        """The cost of its latest run (training, evaluation and overhead)."""
+        return self.runs[max(self.runs)]["cost_s"] if self.runs else 0.0
+
+    def to_dict(self, predicted_ttt_s: float | None = None) -> dict[str, Any]:
+        from perfpilot.measure import summarize
+
+        vals = list(self.values().values())
+        measured = summarize(vals).to_dict() if len(vals) >= 2 else (
+            {"median": vals[0], "n": 1} if vals else None)
+        return {**self.config.key(), "origin": self.origin, "predicted_ttt_s": predicted_ttt_s,
+                "measured_ttt_s": measured, "reached": self.reached(),
+                "diverged": self.diverged(), "skipped": self.skipped,
+                "runs": [self.runs[r] for r in sorted(self.runs)]}
+
+
+@dataclass(frozen=True)
+class Decision:
+    config: RunConfig
+    why: str
+    verdict: str  # "faster" (switched), "baseline-best", "same", "undecided", "none-reached"
+    comparison: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.config.key(), "why": self.why, "verdict": self.verdict,
+                "comparison": self.comparison}
+
+
+class Validation:
+    """Runs configurations through ``run`` within the budget ``left_s()`` reports.
+
+    ``throughput``: samples/s per batch size (the sizes the refinement may move between);
+    ``box``: the most seconds of training a run may take; ``make(batch, lr)`` builds a
+    config (adding its warmup); ``rescale(lr, b_from, b_to)`` moves an LR between sizes.
+    """
+
+    def __init__(self, run: RunFn, left_s: Callable[[], float], *, box: float,
+                 slack: float, throughput: dict[int, float], make: MakeFn,
+                 rescale: Callable[[float, int, int], float], lr_factor: float = 2.0,
+                 progress: Callable[[str], None] = lambda m: None) -> None:
+        self._run, self.left_s, self.box, self.slack = run, left_s, box, slack
+        self.throughput = dict(throughput)
+        self.sizes, self.make, self.rescale = sorted(throughput), make, rescale
+        self.lr_factor, self.progress = lr_factor, progress
+        self.pool: dict[RunConfig, ConfigRuns] = {}
+
+    # ------------------------------------------------------------ bookkeeping
+
+    def seconds(self, batch: int, samples: float) -> float:
+        return samples / self.throughput[batch]
+
+    def max_samples(self, batch: int, seconds: float) -> int:
+        return max(1, math.ceil(seconds * self.throughput[batch]))
+
+    def record(self, cfg: RunConfig, round_: int, trial: Trial, origin: str) -> ConfigRuns:
+        runs = self.pool.setdefault(cfg, ConfigRuns(cfg, origin))
+        runs.add(round_, trial, self.seconds)
+        return runs
+
+    def best(self) -> ConfigRuns | None:
+        ok = [x for x in self.pool.values() if x.reached()]
+        return min(ok, key=lambda x: (x.median(), x.config.batch_size)) if ok else None
+
+    def screen_cutoff(self) -> float:
+        best = self.best()
+        return self.box if best is None else min(self.box, (1 + self.slack) * best.median())
+
+    def try_config(self, cfg: RunConfig, origin: str) -> bool:
+        """One screening run (round 0) if the budget allows; whether it became the best."""
+        if cfg in self.pool:
+            return False
+        cutoff = self.screen_cutoff()
+        if self.left_s() < self.cost(cutoff):
+            self.pool[cfg] = ConfigRuns(cfg, origin, skipped=f"budget left "
+                                        f"({max(self.left_s(), 0):.0f} s) below its cutoff")
+            return False
+        self.progress(f"batch: time to target at batch {cfg.batch_size} (lr {cfg.lr:.3g}, "
+                      f"{origin})")
+        before = self.best()
+        trial = self._run(cfg, 0, self.max_samples(cfg.batch_size, cutoff))
+        runs = self.record(cfg, 0, trial, origin)
+        return runs.reached() and (before is None or runs.median() < before.median())
+
+    # ------------------------------------------------------------ the steps
+
+    def screen(self, configs: Sequence[RunConfig]) -> None:
+        for cfg in configs:
+            self.try_config(cfg, "predicted")
+
+    def refine(self, max_runs: int) -> None:
+        """Pattern search around the best (see the module docstring), ``max_runs`` runs."""
+        used = 0
+        while used < max_runs and self.left_s() > 0:
+            best = self.best()
+            if best is None:
+                return
+            moves = [m for m in self.neighbours(best.config) if m not in self.pool]
+            if not moves:
+                return
+            for cfg, origin in ((m, "refined") for m in moves):
+                used += 1
+                if self.try_config(cfg, origin) or used >= max_runs:
+                    break
+            else:
+                return  # no neighbour improved: a local optimum on the grid
+
+    def neighbours(self, cfg: RunConfig) -> list[RunConfig]:
+        """LR up, LR down, then the neighbouring batch sizes with the LR rescaled."""
+        b, lr, f = cfg.batch_size, cfg.lr, self.lr_factor
+        out = [self.make(b, lr * f), self.make(b, lr / f)]
+        i = self.sizes.index(b) if b in self.sizes else None
+        if i is not None:
+            for j in (i + 1, i - 1):
+                if 0 <= j < len(self.sizes):
+                    nb = self.sizes[j]
+                    out.append(self.make(nb, self.rescale(lr, b, nb)))
+        return out
+
+    def repeat(self, baseline: RunConfig, rounds: int, finalists: int) -> None:
+        """Rounds 1.. for the baseline and the ``finalists`` best configs within reach of
+        the best (fixed before the first repeat, so all are paired by round), at a lenient
+        cutoff (twice the slowest median), while a whole round fits in the budget."""
+        best = self.best()
+        if best is None:
+            return
+        reach = (1 + self.slack) * best.median()
+        others = sorted((x for x in self.pool.values() if x.config != baseline
+                         and x.reached() and x.median() <= reach),
+                        key=lambda x: (x.median(), x.config.batch_size))[:finalists]
+        group = [self.pool[baseline]] + others
+        if len(group) < 2:
+            return
+        cutoff = min(self.box, 2 * max(x.median() for x in group))
+        for r in range(1, rounds):
+            if self.left_s() < sum(self.cost(x.median()) for x in group):
+                return
+            for x in group if r % 2 else group[::-1]:  # alternate who runs first
+                self.progress(f"batch: time to target at batch {x.config.batch_size} "
+                              f"(lr {x.config.lr:.3g}, run {r + 1})")
+                trial = self._run(x.config, r, self.max_samples(x.config.batch_size, cutoff))
+                x.add(r, trial, self.seconds)
+
+    def cost(self, seconds: float) -> float:
+        """Wall time a run of ``seconds`` modelled training time is expected to take:
+        scaled by the largest ratio seen so far (evaluation, set-up and load included)."""
+        ratios = [x["cost_s"] / x["ttt_s"] for r in self.pool.values() for x in r.runs.values()
+                  if x["ttt_s"]]
+        return seconds * max([1.0, *ratios])
+
+
+def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig) -> Decision:
+    """The measured winner (see the module docstring)."""
+    base = next(x for x in all_runs if x.config == baseline)
+    eligible = [x for x in all_runs if x.reached()]
+    if not eligible:
+        return Decision(baseline, "no configuration reached the target within its time box; "
+                        "the baseline is kept", "none-reached")
+    # The best measured: among the configurations with the most runs (the finalists that
+    # were repeated), the lowest median; a single lucky screening run does not count more.
+    most = max(len(x.values()) for x in eligible)
+    best = min((x for x in eligible if len(x.values()) == most),
+               key=lambda x: (x.median(), x.config != baseline))
+    if best is base:
+        return Decision(baseline, f"no candidate beat the baseline's median time to target "
+                        f"({base.median():.3g} s over {most} run(s))", "baseline-best")
+    rounds = sorted(set(base.values()) & set(best.values()))
+    a = [base.values()[r] for r in rounds]
+    b = [best.values()[r] for r in rounds]
+    verdict, comparison, detail = _compare(a, b)
+    name = f"batch {best.config.batch_size} (lr {best.config.lr:.3g})"
+    if verdict == "faster":
+        return Decision(best.config, f"{name} reached the target faster: {detail}",
+                        verdict, comparison)
+    return Decision(baseline, f"{name} had the lowest median time to target but was not "
+                    f"shown faster than the baseline: {detail}; the baseline is kept",
+                    verdict, comparison)
+
+
+def _compare(a: list[float], b: list[float]) -> tuple[str, dict[str, Any] | None, str]:
+    from perfpilot.measure import MIN_ROUNDS, compare_samples, summarize
+
+    n = len(a)
+    if n >= MIN_ROUNDS:
+        c = compare_samples(a, b, paired=True, lower_is_better=True)
+        return c.verdict, {"method": "compare_samples", **c.to_dict()}, c.describe()
+    if n >= 2:
+        sa, sb = summarize(a), summarize(b)
+        faster = sb.ci_high < sa.ci_low
+        detail = (f"median {sb.median:.3g} s (95% CI {sb.ci_low:.3g}-{sb.ci_high:.3g}) vs "
+                  f"baseline {sa.median:.3g} s ({sa.ci_low:.3g}-{sa.ci_high:.3g}), {n} runs each"
+                  f"{'' if faster else ', intervals overlap'}")
+        cmp = {"method": "median intervals", "a": sa.to_dict(), "b": sb.to_dict(),
+               "ratio": sa.median / sb.median, "n": n}
+        return ("faster" if faster else "same"), cmp, detail
+    detail = (f"only {n} paired run(s) fit in the budget (at least 2 are needed to decide)"
+              + (f"; {b[0]:.3g} s vs {a[0]:.3g} s" if n == 1 else ""))
+    return "undecided", None, detail

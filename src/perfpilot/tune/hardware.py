@@ -1,0 +1,347 @@
+"""The hardware stage: device, precision, memory format, cuDNN, threads and compile, each
+chosen by measurement on the user's own workload.
+
+How it decides (the loader stage shares this machinery, :class:`Tournament`):
+
+1. A *reference* trial trains the fp32 version of the incumbent for K steps from the seed
+   (the losses parity is judged against; the step time sizes the A/B chunks).
+2. Axes are visited in :data:`~perfpilot.tune.candidates.HARDWARE_AXES` order. Each
+   candidate is a change to the current incumbent; it is measured against it in one
+   interleaved A/B trial (:func:`~perfpilot.tune.abtest.ab_test`), while its losses are
+   checked for parity (:mod:`perfpilot.tune.parity`).
+3. It replaces the incumbent only when the interval says it is faster by more than the
+   minimum effect, its losses pass parity, and its extra start-up (compile, warm-up) is
+   paid back within the expected run length (:func:`~perfpilot.tune.abtest.decide`).
+   Otherwise the incumbent stays; ties keep the incumbent.
+4. With budget left, a final A/B measures the chosen plan against the stage's start.
+
+Candidates that cannot work, or that the budget does not reach, are kept in the evidence
+with the reason. Decisions depend only on trial results, so a durable trial runner that
+recalls finished trials replays the same decisions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perfpilot.errors import PlanError, UserError
+from perfpilot.tune import parity as par
+from perfpilot.tune.abtest import (
+    ABResult,
+    ABSettings,
+    LossCheck,
+    TrainerFactory,
+    ab_test,
+    cost_estimate,
+    decide,
+    probe,
+    size_settings,
+)
+from perfpilot.tune.candidates import (
+    HARDWARE_AXES,
+    Candidate,
+    DeviceInfo,
+    ModelTraits,
+    device_infos,
+    hardware_candidates,
+    model_traits,
+)
+from perfpilot.tune.stage import Outcome, StageContext, StageResult
+
+if TYPE_CHECKING:
+    from perfpilot.plan import Plan
+    from perfpilot.record import Trial
+    from perfpilot.workload import Workload
+
+DEFAULT_HORIZON_S = 600.0  # assumed run length without --horizon or a target (stated as such)
+HORIZON_CAP_S = 120.0      # at most this much training to measure the time to target
+COMPILE_PRIOR_S = 30.0     # expected compile time before one is measured (digits, 2 cores)
+Clock = Callable[[], float]
+
+
+@dataclass
+class Tournament:
+    """Candidates challenge the incumbent one at a time, each as one trial; winners stay.
+
+    ``entries`` is the evidence: one dict per candidate with its fate (``accepted``,
+    ``rejected`` or ``skipped``), the reason and the measured comparison.
+    """
+
+    ctx: StageContext
+    stage: str
+    settings: ABSettings
+    clock: Clock
+    trainer_factory: TrainerFactory | None
+    horizon: Callable[[], float]
+    step_s: float
+    build_s: float
+    started: float = 0.0
+    incumbent: Plan = field(init=False)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.incumbent = self.ctx.incumbent
+
+    def remaining(self) -> float:
+        return self.ctx.budget_s - (self.clock() - self.started)
+
+    def deadline(self) -> float:
+        return self.started + self.ctx.budget_s
+
+    def skip(self, cand: Candidate, reason: str) -> dict[str, Any]:
+        return self._note(cand, "skipped", reason)
+
+    def challenge(self, cand: Candidate, check: LossCheck, *, extra_cost_s: float = 0.0,
+                  reference: Sequence[float] | None = None,
+                  tol: par.Tolerance | None = None) -> dict[str, Any]:
+        """Measure ``cand`` against the incumbent (unless skipped) and keep it if it wins."""
+        if cand.skip:
+            return self.skip(cand, cand.skip)
+        try:
+            plan = cand.apply(self.incumbent)
+        except PlanError as e:
+            return self.skip(cand, str(e))
+        cost = cost_estimate(self.settings, self.incumbent, plan, self.step_s, self.build_s)
+        if self.remaining() < cost + extra_cost_s:
+            return self.skip(cand, f"budget: needs about {cost + extra_cost_s:.0f} s, "
+                             f"{max(self.remaining(), 0):.0f} s left")
+        self.ctx.progress(f"{self.stage}: {cand.label()} vs incumbent")
+        key = {"check": "ab", "candidate": plan.to_dict(), "incumbent": self.incumbent.to_dict(),
+               "settings": settings_key(self.settings),
+               "parity": tol.to_dict() if tol else "finite"}
+        trial = self.ctx.trials.run(self.stage, key, lambda: self._measure(plan, check))
+        return self._judge(cand, plan, trial, reference, tol)
+
+    def _measure(self, plan: Plan, check: LossCheck) -> Outcome:
+        try:
+            result = ab_test(self.ctx.workload, self.incumbent, plan, self.settings,
+                             check_a=par.finite_checker(), check_b=check,
+                             deadline=self.deadline(), clock=self.clock,
+                             trainer_factory=self.trainer_factory)
+        except par.ParityFailure as e:
+            return Outcome(e.verdict.state, {"parity": e.verdict.to_dict()}, e.verdict.reason)
+        return Outcome("complete", result.to_measurements())
+
+    def _judge(self, cand: Candidate, plan: Plan, trial: Trial,
+               reference: Sequence[float] | None, tol: par.Tolerance | None) -> dict[str, Any]:
+        if trial.state != "complete":
+            return self._note(cand, "rejected", f"{trial.state}: {trial.reason}", trial=trial)
+        result = ABResult.from_measurements(trial.measurements)
+        extra: dict[str, Any] = {}
+        if reference is not None and tol is not None:
+            verdict = par.judge(reference, result.b.losses, tol)
+            extra["parity"] = verdict.to_dict()
+            if not verdict.ok:
+                return self._note(cand, "rejected", verdict.reason, trial=trial,
+                                  result=result, **extra)
+        decision = decide(result, self.horizon)
+        if decision.accept:
+            self.incumbent = plan
+        fate = "accepted" if decision.accept else "rejected"
+        return self._note(cand, fate, decision.reason, trial=trial, result=result,
+                          net_gain_s=decision.net_gain_s, **extra)
+
+    def _note(self, cand: Candidate, fate: str, reason: str, *, trial: Trial | None = None,
+              result: ABResult | None = None, **extra: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"axis": cand.axis, "label": cand.label(),
+                                 "changes": dict(cand.changes), "fate": fate, "reason": reason,
+                                 "trial": trial.number if trial else None}
+        if result is not None:
+            entry.update(_result_summary(result))
+        entry.update(extra)
+        self.entries.append(entry)
+        if fate != "skipped":
+            self.ctx.progress(f"{self.stage}: {cand.label()} {fate}")
+        return entry
+
+    def confirm(self, start: Plan) -> dict[str, Any]:
+        """A final A/B of the chosen plan against ``start`` (evidence only), if budget allows."""
+        plan = self.incumbent
+        if plan == start:
+            return {"skipped": "the plan did not change"}
+        cost = cost_estimate(self.settings, start, plan, self.step_s, self.build_s)
+        if self.remaining() < cost:
+            return {"skipped": f"budget: needs about {cost:.0f} s, "
+                               f"{max(self.remaining(), 0):.0f} s left"}
+        self.ctx.progress(f"{self.stage}: confirming the chosen plan against the start")
+        key = {"check": "final", "candidate": plan.to_dict(), "incumbent": start.to_dict(),
+               "settings": settings_key(self.settings)}
+
+        def measure() -> Outcome:
+            result = ab_test(self.ctx.workload, start, plan, self.settings,
+                             check_a=par.finite_checker(), check_b=par.finite_checker(),
+                             deadline=self.deadline(), clock=self.clock,
+                             trainer_factory=self.trainer_factory)
+            return Outcome("complete", result.to_measurements())
+
+        trial = self.ctx.trials.run(self.stage, key, measure)
+        if trial.state != "complete":
+            return {"trial": trial.number, "state": trial.state, "reason": trial.reason}
+        return {"trial": trial.number, **_result_summary(
+            ABResult.from_measurements(trial.measurements))}
+
+
+def settings_key(s: ABSettings) -> dict[str, Any]:
+    return {"chunk_steps": s.chunk_steps, "pairs": s.pairs, "max_pairs": s.max_pairs,
+            "warmup_steps": s.warmup_steps,
+            "settle_steps": s.settle_steps, "min_effect": s.min_effect,
+            "confidence": s.confidence}
+
+
+def _result_summary(r: ABResult) -> dict[str, Any]:
+    return {"verdict": r.verdict, "speedup": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
+            "confidence": r.confidence, "rounds": r.n,
+            "startup_extra_s": r.b.startup_s - r.a.startup_s,
+            "data_share": {"incumbent": r.a.data_share, "candidate": r.b.data_share},
+            "step_s": {"incumbent": r.a.step_s, "candidate": r.b.step_s}}
+
+
+def stage_trials(ctx: StageContext, stage: str, before: int) -> tuple[Trial, ...]:
+    """Trials of ``stage`` recorded after the runner held ``before`` trials."""
+    return tuple(t for t in ctx.trials.trials()[before:] if t.stage == stage)
+
+
+def options_settings(ctx: StageContext, step_s: float) -> ABSettings:
+    """A/B settings from the measured step time and ``ctx.options`` (chunk_s, pairs,
+    max_pairs, min_effect)."""
+    o = ctx.options
+    return size_settings(step_s, chunk_s=float(o.get("chunk_s", 0.4)),
+                         pairs=int(o.get("pairs", 6)), max_pairs=int(o.get("max_pairs", 12)),
+                         min_effect=float(o.get("min_effect", 0.03)))
+
+
+class HardwareStage:
+    """Chooses device, precision, channels_last, cudnn.benchmark, CPU threads and compile.
+
+    Every argument is for tests: ``trainer_factory`` replaces the engine's Trainer,
+    ``clock`` the time source of A/B chunks and the budget, ``infos`` the device facts
+    (default :func:`~perfpilot.tune.candidates.device_infos`), ``traits`` the model facts.
+    ``ctx.options``: ``axes`` (a subset of :data:`HARDWARE_AXES`), ``parity_steps``,
+    ``parity_rtol``, ``parity_atol``, ``chunk_s``, ``pairs``, ``max_pairs``, ``min_effect``,
+    ``confirm`` (default true).
+    """
+
+    name = "hardware"
+
+    def __init__(self, *, trainer_factory: TrainerFactory | None = None,
+                 clock: Clock = time.perf_counter,
+                 infos: Callable[[], list[DeviceInfo]] | None = None,
+                 traits: Callable[[Workload], ModelTraits] | None = None) -> None:
+        self.trainer_factory, self.clock = trainer_factory, clock
+        self.infos = infos or device_infos
+        self.traits = traits or model_traits
+
+    def run(self, ctx: StageContext) -> StageResult:
+        started, before = self.clock(), len(ctx.trials.trials())
+        start = ctx.incumbent
+        o = ctx.options
+        tol = par.Tolerance(steps=int(o.get("parity_steps", par.DEFAULT_STEPS)),
+                            rtol=float(o.get("parity_rtol", par.DEFAULT_RTOL)),
+                            atol=float(o.get("parity_atol", par.DEFAULT_ATOL)))
+        ref_plan = par.reference_plan(start)
+        ctx.progress("hardware: fp32 reference run")
+        ref = ctx.trials.run(self.name, {"check": "reference", "plan": ref_plan.to_dict(),
+                                         "steps": tol.steps},
+                             lambda: Outcome("complete", probe(
+                                 ctx.workload, ref_plan, tol.steps,
+                                 trainer_factory=self.trainer_factory, clock=self.clock)))
+        evidence: dict[str, Any] = {"tolerance": tol.to_dict(), "reference_trial": ref.number}
+        if ref.state != "complete":
+            return self._result(ctx, start, before, {**evidence, "error": ref.reason},
+                                f"the fp32 reference run failed ({ref.state}): {ref.reason}")
+        m = ref.measurements
+        horizon = Horizon(ctx, self.name, start)
+        t = Tournament(ctx, self.name, options_settings(ctx, m["step_s"]), self.clock,
+                       self.trainer_factory, horizon, m["step_s"], m["build_s"], started)
+        infos, traits = self.infos(), self.traits(ctx.workload)
+        check = par.checker(m["losses"], tol)
+        for axis in _axes(o):
+            for cand in hardware_candidates(axis, t.incumbent, infos, traits):
+                extra = COMPILE_PRIOR_S if axis == "compile" else 0.0
+                t.challenge(cand, check, extra_cost_s=extra, reference=m["losses"], tol=tol)
+        evidence.update(devices=[i.device for i in infos], traits=vars(traits),
+                        settings=settings_key(t.settings), candidates=t.entries,
+                        horizon=horizon.evidence())
+        if o.get("confirm", True):
+            evidence["final"] = t.confirm(start)
+        return self._result(ctx, t.incumbent, before, evidence, _summary(start, t))
+
+    def _result(self, ctx: StageContext, plan: Plan, before: int, evidence: dict[str, Any],
+                summary: str) -> StageResult:
+        return StageResult(self.name, plan, stage_trials(ctx, self.name, before), evidence,
+                           summary)
+
+
+def _axes(options: dict[str, Any]) -> tuple[str, ...]:
+    wanted = options.get("axes")
+    if wanted is None:
+        return HARDWARE_AXES
+    unknown = sorted(set(wanted) - set(HARDWARE_AXES))
+    if unknown:
+        raise UserError(f"hardware stage: unknown axis {unknown[0]!r} (axes: "
+                        f"{', '.join(HARDWARE_AXES)})")
+    return tuple(a for a in HARDWARE_AXES if a in wanted)
+
+
+def _summary(start: Plan, t: Tournament) -> str:
+    changes = start.diff(t.incumbent)
+    if not changes:
+        return "kept the incumbent: no candidate was a measured gain"
+    won = [e for e in t.entries if e["fate"] == "accepted"]
+    parts = [f"{e['label']} ({e['speedup']:.2f}x [{e['ci_low']:.2f}, {e['ci_high']:.2f}])"
+             for e in won]
+    return "chose " + "; ".join(parts)
+
+
+class Horizon:
+    """The expected run length, resolved on first use: ``ctx.horizon_s``, else the
+    incumbent's measured time to the workload's target (a trial, capped), else
+    :data:`DEFAULT_HORIZON_S` (assumed, and said so in the evidence)."""
+
+    def __init__(self, ctx: StageContext, stage: str, plan: Plan) -> None:
+        self.ctx, self.stage, self.plan = ctx, stage, plan
+        self.value: float | None = None
+        self.source = ""
+
+    def __call__(self) -> float:
+        if self.value is None:
+            self.value, self.source = self._resolve()
+        return self.value
+
+    def evidence(self) -> dict[str, Any]:
+        return {"horizon_s": self.value, "source": self.source or "not needed"}
+
+    def _resolve(self) -> tuple[float, str]:
+        ctx = self.ctx
+        if ctx.horizon_s is not None:
+            return float(ctx.horizon_s), "given (--horizon)"
+        if ctx.workload.target is None:
+            return DEFAULT_HORIZON_S, "assumed: no --horizon and the workload has no target"
+        # Measuring it must not eat the stage (and the cap, part of the trial's key, must
+        # not depend on the clock, so a resumed run recalls the trial).
+        cap = max(5.0, min(HORIZON_CAP_S, ctx.budget_s / 4))
+        ctx.progress(f"{self.stage}: measuring the time to target (at most {cap:.0f} s)")
+        trial = ctx.trials.run(self.stage, {"check": "horizon", "plan": self.plan.to_dict(),
+                                            "cap_s": cap},
+                               lambda: _time_to_target(ctx.workload, self.plan, cap))
+        if trial.state != "complete":
+            return DEFAULT_HORIZON_S, f"assumed: measuring the time to target failed " \
+                                      f"({trial.reason})"
+        m = trial.measurements
+        if m["reached"]:
+            return m["train_s"], f"measured: the incumbent reached the target in " \
+                                 f"{m['train_s']:.1f} s of training (trial {trial.number})"
+        return m["train_s"], f"lower bound: target not reached in {m['train_s']:.0f} s " \
+                             f"of training (trial {trial.number})"
+
+
+def _time_to_target(workload: Workload, plan: Plan, cap: float) -> Outcome:
+    from perfpilot.engine import run
+
+    record = run(workload, plan, until_target=True, time_s=cap, progress=False)
+    if record.time_to_target_s is None:
+        return Outcome("complete", {"reached": False, "train_s": cap})
+    return Outcome("complete", {"reached": True, "train_s": float(record.time_to_target_s)})
