@@ -3,8 +3,10 @@ machines (an A100, a V100, a Pascal GPU, no GPU, MPS, XLA) and faked cgroup file
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -284,6 +286,32 @@ def test_usable_cores_caps_affinity_by_quota(tmp_path, monkeypatch, quota, affin
     assert sysprobe.usable_cores(root=tmp_path, proc_cgroup=proc) == expected
 
 
+def _fake_torch(tmp_path: Path, body: str) -> Path:
+    _write(tmp_path / "torch" / "_dynamo" / "eval_frame.py",
+           "import sys\n\nX = 1\n\n\n" + body + "\n\ndef other():\n    pass\n")
+    return tmp_path / "torch"
+
+
+def test_compile_issue_runs_torchs_own_check_without_importing_dynamo(tmp_path):
+    refuse = _fake_torch(tmp_path, "def check_if_dynamo_supported():\n"
+                                   "    if sys.version_info >= (3, 0):\n"
+                                   "        raise RuntimeError('Python 3.0+ not yet supported')")
+    assert sysprobe.compile_issue(refuse) == "Python 3.0+ not yet supported"
+    fine = _fake_torch(tmp_path / "b", "def check_if_dynamo_supported():\n    return None")
+    assert sysprobe.compile_issue(fine) is None
+
+
+def test_compile_issue_falls_back_to_torch_when_the_source_is_unusual(tmp_path, monkeypatch):
+    odd = _fake_torch(tmp_path, "def check_if_dynamo_supported():\n    helper()")  # NameError
+    calls = []
+    fake = type(sys)("torch._dynamo.eval_frame")
+    fake.check_if_dynamo_supported = lambda: calls.append(1)
+    monkeypatch.setitem(sys.modules, "torch._dynamo.eval_frame", fake)
+    assert sysprobe.compile_issue(odd) is None and calls == [1]
+    missing = tmp_path / "nothing"
+    assert sysprobe.compile_issue(missing) is None and calls == [1, 1]
+
+
 def test_parse_cpu_features_x86_and_arm():
     x86 = "processor : 0\nmodel name : Fake\nflags : fpu sse4_2 avx avx2 amx_bf16 amx_tile\n"
     assert sysprobe.parse_cpu_features(x86, "x86_64") == ("sse4_2", "avx", "avx2",
@@ -293,6 +321,74 @@ def test_parse_cpu_features_x86_and_arm():
     assert {"neon", "sve", "bf16", "i8mm"} <= set(feats)
     assert CpuInfo("arm", "aarch64", 4, features=feats).native_bf16
     assert sysprobe.cpu_model(x86) == "Fake"
+
+
+# ---------------------------------------------------------------- NVML (faked module)
+
+
+class FakeNvml:
+    """The few pynvml calls perfpilot makes, for two GPUs in NVML's own order."""
+
+    def __init__(self, uuids: list[str]):
+        self.uuids = uuids
+        self.shutdown = False
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        self.shutdown = True
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"550.54.15"
+
+    def nvmlDeviceGetCount(self):
+        return len(self.uuids)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetUUID(self, h):
+        return self.uuids[h]
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return type("Mem", (), {"used": (h + 1) * GIB})()
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return type("Util", (), {"gpu": 10 * (h + 1)})()
+
+
+class FakeTorch:
+    __version__ = "2.13.0+cpu"
+    version = type("V", (), {"cuda": None})()
+
+
+def test_nvml_is_matched_to_torch_devices_by_uuid(monkeypatch):
+    fake = FakeNvml(["GPU-AAAA", "GPU-BBBB"])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    # torch sees only NVML's second GPU (CUDA_VISIBLE_DEVICES=1), as its cuda:0
+    visible = (dataclasses.replace(A100, uuid="bbbb", memory_used_bytes=None,
+                                   utilization_pct=None),)
+    notes: list[str] = []
+    driver, gpus = hardware._nvml(visible, FakeTorch, notes)
+    assert driver == "550.54.15" and notes == [] and fake.shutdown
+    assert (gpus[0].memory_used_bytes, gpus[0].utilization_pct) == (2 * GIB, 20.0)
+
+
+def test_nvml_gpus_that_torch_cannot_use_become_a_note(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(["GPU-AAAA"]))
+    notes: list[str] = []
+    hardware._nvml((), FakeTorch, notes)
+    assert notes == ["NVML sees 1 NVIDIA GPU(s) but torch cannot use them "
+                     "(torch 2.13.0+cpu is a CPU-only build)"]
+
+
+def test_missing_nvidia_ml_py_is_a_note_only_with_gpus(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
+    notes: list[str] = []
+    assert hardware._nvml((), FakeTorch, notes) == (None, ()) and notes == []
+    hardware._nvml((A100,), FakeTorch, notes)
+    assert "nvidia-ml-py" in notes[0]
 
 
 # ---------------------------------------------------------------- the real machine
@@ -364,3 +460,12 @@ def test_devices_registered_in_the_real_cli(capsys):
 
     assert main(["devices", "--json"]) == 0
     assert "cpu" in json.loads(capsys.readouterr().out)["devices"]
+
+
+def test_capabilities_accept_the_json_form_of_a_machine():
+    d = json.loads(json.dumps(ON_A100.to_dict()))  # as in RunRecord.machine
+    assert precision_support("cuda:0", d) == precision_support("cuda:0", ON_A100)
+    assert device_options(d) == ["cpu", "cuda:0"]
+    assert hardware.as_machine(d) == ON_A100
+    with pytest.raises(PlanError, match="'device'"):
+        check_plan(Plan(device="cuda"), CPU_ONLY.to_dict())

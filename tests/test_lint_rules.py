@@ -315,6 +315,9 @@ def test_queue_unknown_kind_counts_when_appended_to():
     "def f(xs):\n    q = list(xs)\n    return q.pop(0)\n",
     "def f(obj):\n    while obj.pending():\n        obj.pop(0)\n",
     "def f(s: str):\n    while s:\n        s = s[1:]\n",
+    # rebuilt in every iteration, shifted once: not a queue
+    "def f(funcs):\n    for fn in funcs:\n        args = list(fn.params)\n"
+    "        args = args[1:]\n        args.pop(0)\n",
 ])
 def test_queue_negatives(code):
     assert hits(code, Q) == []
@@ -362,6 +365,13 @@ def test_join_positive_forms(code):
     "                yield a\n",
     "def f(A, B):\n    for a in A:\n        for b in B:\n            if b.x == b.y:\n"
     "                yield a\n",
+    # every pair is processed (if/else, conditional expression): not a filter
+    "def f(A, B):\n    for a in A:\n        for b in B:\n            if a.k == b.k:\n"
+    "                g(a)\n            else:\n                h(b)\n",
+    "def f(A, B):\n    return sum([1.0 if a == b else 0.5 for a in A for b in B])\n",
+    # one side is a few literal items
+    "def f(B):\n    for k in ('x', 'y'):\n        for b in B:\n            if b.k == k:\n"
+    "                yield b\n",
     # bounds check against a range index, an `or`, a single loop
     "def f(A, m):\n    for a in A:\n        for j in range(m):\n            if a.k == j:\n"
     "                yield a\n",
@@ -401,6 +411,7 @@ def test_tensor_sum_loop_with_item_gets_vectorized_diff():
      "+ return tuple(a.tolist())"),
     ("import math\ndef f(t: torch.Tensor, out: list):\n    for x in t:\n"
      "        out.append(math.exp(x.item()))\n", "+ out.extend(torch.exp(t).tolist())"),
+    ("def f(a: np.ndarray, b):\n    return [x < b for x in a]\n", "+ return (a < b).tolist()"),
 ])
 def test_tensor_elementwise_loop_positive(code, last):
     found = hits(code, T)
@@ -444,6 +455,14 @@ def test_tensor_item_per_element_inside_other_work():
     # per-sample model call: not element-wise arithmetic (and no conversion)
     "def f(model, t: torch.Tensor, out):\n    for i in range(len(t)):\n"
     "        out.append(model(t[i]))\n",
+    # one column per iteration: vector work each time
+    "def f(x: np.ndarray, edges):\n    for j in range(x.shape[1]):\n"
+    "        x[:, j] = np.searchsorted(edges[j], x[:, j])\n",
+    # whole rows handed to numpy per iteration, or rows passed through untouched
+    "def f(d: np.ndarray, out):\n    for x in d:\n        out.append(np.median(x))\n",
+    "def f(d: np.ndarray):\n    return np.hstack([x for x in d])\n",
+    # .tolist()/.item() on items of a list of unknown things
+    "def f(classes, n):\n    for k in range(n):\n        print(classes[k].tolist())\n",
 ])
 def test_tensor_negatives(code):
     assert hits(code, T) == []

@@ -137,6 +137,23 @@ def test_sign_test_interval_is_inside_the_range_and_full_range_when_too_few():
     assert 4.0 <= lo <= 6.0 and 13.0 <= hi <= 15.0
 
 
+def test_sign_test_interval_is_close_to_exact():
+    rng = np.random.default_rng(21)
+    for n in (8, 10, 20):
+        hits = sum(lo <= 0.0 <= hi for lo, hi in
+                   (sign_test_interval(rng.normal(0, 1, n), 0.95) for _ in range(3000)))
+        assert 0.935 <= hits / 3000 <= 0.965, n  # interpolated, not conservative
+
+
+def test_median_ci_is_never_narrower_than_the_sign_test_interval():
+    rng = np.random.default_rng(22)
+    for n in (6, 9, 15, 40):
+        x = rng.lognormal(0, 0.5, n)
+        lo, hi = median_ci(x, n_boot=300, seed=1)
+        slo, shi = sign_test_interval(x, 0.95)
+        assert lo <= slo and hi >= shi
+
+
 def test_min_rounds_for_levels():
     assert min_rounds_for(0.95) == 6  # 1 - 2**-5 = 96.9%
     assert min_rounds_for(0.99) == 8  # 1 - 2**-7 = 99.2%

@@ -102,14 +102,11 @@ def test_missing_version_means_current():
     assert Plan.from_dict({}) == Plan()
 
 
-@pytest.mark.xfail(strict=True, reason="plan.py bug: True == 1, so version true is accepted")
 def test_boolean_version_is_rejected():
     with pytest.raises(PlanError, match="'version'"):
         Plan.from_dict({"version": True})
 
 
-@pytest.mark.xfail(strict=True, reason="plan.py bug: _DEVICE_RE.match with '$' accepts a "
-                   "trailing newline; use fullmatch")
 def test_device_with_trailing_newline_is_rejected():
     with pytest.raises(PlanError, match="'device'"):
         Plan(device="cpu\n")
@@ -173,8 +170,6 @@ def test_plan_errors_are_user_errors():
     assert issubclass(PlanError, UserError)
 
 
-@pytest.mark.xfail(strict=True, reason="plan.py bug: load_plan lets UnicodeDecodeError "
-                   "escape (a traceback instead of one line naming the file)")
 def test_binary_plan_file_error_names_the_file(tmp_path):
     binary = tmp_path / "plan.bin"
     binary.write_bytes(b"\xff\xfe\x00\x81")

@@ -92,8 +92,6 @@ def test_load_errors_name_the_file(tmp_path):
         RunRecord.load(other)
 
 
-@pytest.mark.xfail(strict=True, reason="record.py bug: a record missing a field raises "
-                   "TypeError/KeyError instead of a UserError naming the file")
 def test_load_of_incomplete_record_is_a_user_error(tmp_path):
     path = tmp_path / "r.json"
     d = make_record().to_dict()
@@ -103,8 +101,6 @@ def test_load_of_incomplete_record_is_a_user_error(tmp_path):
         RunRecord.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="record.py bug: a JSON array raises AttributeError "
-                   "instead of a UserError naming the file")
 def test_load_of_non_object_json_is_a_user_error(tmp_path):
     path = tmp_path / "r.json"
     path.write_text("[1, 2]")
@@ -112,8 +108,6 @@ def test_load_of_non_object_json_is_a_user_error(tmp_path):
         RunRecord.load(path)
 
 
-@pytest.mark.xfail(strict=True, reason="record.py bug: only FileNotFoundError is caught; a "
-                   "directory or unreadable file gives a traceback")
 def test_load_of_a_directory_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match=str(tmp_path)):
         RunRecord.load(tmp_path)

@@ -40,8 +40,9 @@ A100 = GpuInfo(index=0, name="A100", capability=(8, 0), memory_bytes=40 << 30)
 V100 = GpuInfo(index=0, name="V100", capability=(7, 0), memory_bytes=16 << 30)
 
 
-def cands(axis, plan, m, traits=CONV):
-    return hardware_candidates(axis, plan, device_infos(m), traits)
+def cands(axis, plan, m, traits=CONV, default_threads=None):
+    infos = device_infos(m, default_threads=default_threads or m.cpu.usable_cores)
+    return hardware_candidates(axis, plan, infos, traits)
 
 
 def tried(cs):
@@ -127,7 +128,11 @@ def test_cudnn_benchmark_needs_cuda_conv_and_fixed_shapes():
 
 
 def test_cpu_threads_ladder_most_first_without_the_incumbent():
+    # PyTorch's default is 4 here: cpu_threads=4 would be the same plan as None.
     assert tried(cands("cpu_threads", Plan(), machine(cores=4))) == [
+        "cpu_threads=3", "cpu_threads=2", "cpu_threads=1"]
+    # A quota of 4 cores but PyTorch defaulting to 16 threads: 4 is a real candidate.
+    assert tried(cands("cpu_threads", Plan(), machine(cores=4), default_threads=16)) == [
         "cpu_threads=4", "cpu_threads=3", "cpu_threads=2", "cpu_threads=1"]
     assert tried(cands("cpu_threads", Plan(cpu_threads=2), machine(cores=2))) == ["cpu_threads=1"]
     assert tried(cands("cpu_threads", Plan(device="cuda:0"), machine(A100))) == []

@@ -26,10 +26,9 @@ _LAZY: dict[str, str] = {
     "discover": "perfpilot.hardware:discover",
     "pmap": "perfpilot.parallel:pmap",
     "gradient_noise_scale": "perfpilot.tune.noise_scale:gradient_noise_scale",
-    "apply": "perfpilot.apply:apply",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted([*_LAZY, "apply"]) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from perfpilot.plan import Plan, load_plan  # noqa: F401
@@ -38,6 +37,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    if name == "apply":
+        # The module is itself callable (perfpilot.apply(plan, model, ...)); returning the
+        # module keeps `import perfpilot.apply as m` and `perfpilot.apply(...)` both working.
+        import importlib
+
+        return importlib.import_module("perfpilot.apply")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'perfpilot' has no attribute {name!r}")

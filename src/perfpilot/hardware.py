@@ -40,6 +40,8 @@ from perfpilot.sysprobe import (
     cgroup_cpu_limit,
     compile_issue,
     cpu_model,
+    norm_uuid,
+    nvml_query,
     parse_cfs,
     parse_cpu_features,
     parse_cpu_max,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     from perfpilot.plan import Plan
 
 __all__ = [
-    "CpuInfo", "GpuInfo", "Machine", "XlaInfo", "PRECISION_ORDER", "affinity_cores",
+    "CpuInfo", "GpuInfo", "Machine", "XlaInfo", "PRECISION_ORDER", "affinity_cores", "as_machine",
     "cgroup_cpu_limit", "check_plan", "compile_support", "device_options", "device_support",
     "discover", "parse_cfs", "parse_cpu_features", "parse_cpu_max", "plan_notes",
     "precision_support", "usable_cores",
@@ -182,8 +184,14 @@ class Machine:
 # ---------------------------------------------------------------- capabilities
 
 
-def device_options(machine: Machine) -> list[str]:
+def as_machine(machine: Machine | dict[str, Any]) -> Machine:
+    """A Machine, also from its JSON form (``RunRecord.machine``, ``StageContext.machine``)."""
+    return machine if isinstance(machine, Machine) else Machine.from_dict(machine)
+
+
+def device_options(machine: Machine | dict[str, Any]) -> list[str]:
     """Devices a plan may name here, e.g. ``["cpu", "cuda:0", "cuda:1"]``."""
+    machine = as_machine(machine)
     out = ["cpu"] + [g.device for g in machine.gpus]
     if machine.mps:
         out.append("mps")
@@ -192,8 +200,9 @@ def device_options(machine: Machine) -> list[str]:
     return out
 
 
-def device_support(device: str, machine: Machine) -> str | None:
+def device_support(device: str, machine: Machine | dict[str, Any]) -> str | None:
     """``None`` if ``device`` exists here, else why not."""
+    machine = as_machine(machine)
     m = _DEVICE_RE.fullmatch(device) if isinstance(device, str) else None
     if m is None:
         return "not a device name: use cpu, cuda, cuda:N, mps or xla"
@@ -221,8 +230,10 @@ def _cuda_missing(index: int, machine: Machine) -> str | None:
     return None
 
 
-def precision_support(device: str, machine: Machine) -> dict[str, str | None]:
+def precision_support(device: str,
+                      machine: Machine | dict[str, Any]) -> dict[str, str | None]:
     """``{precision: None or reason}`` for fp32, tf32, bf16 and fp16 on ``device``."""
+    machine = as_machine(machine)
     missing = device_support(device, machine)
     if missing:
         return {p: f"{device} is not available: {missing}" for p in PRECISION_ORDER}
@@ -257,8 +268,9 @@ def _cuda_precisions(gpu: GpuInfo) -> dict[str, str | None]:
     }
 
 
-def compile_support(device: str, machine: Machine) -> str | None:
+def compile_support(device: str, machine: Machine | dict[str, Any]) -> str | None:
     """``None`` if torch.compile (inductor) can work for ``device`` here, else why not."""
+    machine = as_machine(machine)
     missing = device_support(device, machine)
     if missing:
         return f"{device} is not available: {missing}"
@@ -282,14 +294,14 @@ def compile_support(device: str, machine: Machine) -> str | None:
     return None
 
 
-def check_plan(plan: Plan, machine: Machine | None = None) -> None:
+def check_plan(plan: Plan, machine: Machine | dict[str, Any] | None = None) -> None:
     """Raise :class:`PlanError` if this machine cannot run ``plan``.
 
     Checked: the device exists, the precision and (unless ``compile="off"``) torch.compile
     work on it. Harmless settings (``pin_memory`` or ``cudnn_benchmark`` off CUDA, more
     threads than cores) are allowed; see :func:`plan_notes`.
     """
-    machine = machine or discover()
+    machine = discover() if machine is None else as_machine(machine)
     missing = device_support(plan.device, machine)
     if missing:
         raise PlanError(f"plan key 'device': {plan.device!r} is not available ({missing})")
@@ -304,9 +316,9 @@ def check_plan(plan: Plan, machine: Machine | None = None) -> None:
                             f"{plan.device} ({why})")
 
 
-def plan_notes(plan: Plan, machine: Machine | None = None) -> list[str]:
+def plan_notes(plan: Plan, machine: Machine | dict[str, Any] | None = None) -> list[str]:
     """Settings that are allowed but do nothing, or little, on this plan's device."""
-    machine = machine or discover()
+    machine = discover() if machine is None else as_machine(machine)
     kind = plan.device.split(":")[0]
     notes = []
     if plan.pin_memory and kind == "cpu":
@@ -390,7 +402,7 @@ def _cuda_gpus(torch: Any, notes: list[str]) -> tuple[GpuInfo, ...]:
             out.append(GpuInfo(index=i, name=p.name, capability=(p.major, p.minor),
                                memory_bytes=int(p.total_memory),
                                multiprocessors=getattr(p, "multi_processor_count", None),
-                               uuid=_norm_uuid(str(getattr(p, "uuid", "")) or None)))
+                               uuid=norm_uuid(str(getattr(p, "uuid", "")) or None)))
         return tuple(out)
     except Exception as e:  # a broken driver must not break `perfpilot devices`
         notes.append(f"CUDA query failed: {type(e).__name__}: {e}")
@@ -399,35 +411,27 @@ def _cuda_gpus(torch: Any, notes: list[str]) -> tuple[GpuInfo, ...]:
 
 def _nvml(gpus: tuple[GpuInfo, ...], torch: Any,
           notes: list[str]) -> tuple[str | None, tuple[GpuInfo, ...]]:
-    """Driver version and live utilization from NVML, matched to torch devices by UUID."""
+    """Driver version and live use from NVML, matched to torch devices by UUID (NVML
+    numbers every GPU; torch only the visible ones)."""
     try:
-        import pynvml
+        found = nvml_query()
     except ImportError:
         if gpus:
             notes.append("install nvidia-ml-py (perfpilot[gpu]) for driver and utilization")
         return None, gpus
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # no NVIDIA driver: the usual case on CPU machines and Macs
-        return None, gpus
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        handles = {}
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            handles[_norm_uuid(_text(pynvml.nvmlDeviceGetUUID(h)))] = h
-        if handles and not gpus:
-            notes.append(f"NVML sees {len(handles)} NVIDIA GPU(s) but torch cannot use them"
-                         + _why_no_cuda(torch))
-        return driver, tuple(_with_nvml(g, handles.get(g.uuid), pynvml) for g in gpus)
     except Exception as e:
         notes.append(f"NVML query failed: {type(e).__name__}: {e}")
         return None, gpus
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
+    if found is None:  # no NVIDIA driver: the usual case on CPU machines and Macs
+        return None, gpus
+    driver, use = found
+    if use and not gpus:
+        notes.append(f"NVML sees {len(use)} NVIDIA GPU(s) but torch cannot use them"
+                     + _why_no_cuda(torch))
+    return driver, tuple(
+        dataclasses.replace(g, memory_used_bytes=use[g.uuid][0],
+                            utilization_pct=use[g.uuid][1]) if g.uuid and g.uuid in use else g
+        for g in gpus)
 
 
 def _why_no_cuda(torch: Any) -> str:
@@ -435,14 +439,6 @@ def _why_no_cuda(torch: Any) -> str:
         return f" (torch {torch.__version__} is a CPU-only build)"
     hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
     return f" (CUDA_VISIBLE_DEVICES={hidden!r})" if hidden is not None else ""
-
-
-def _with_nvml(gpu: GpuInfo, handle: Any, pynvml: Any) -> GpuInfo:
-    if handle is None:
-        return gpu
-    used = pynvml.nvmlDeviceGetMemoryInfo(handle).used
-    util = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
-    return dataclasses.replace(gpu, memory_used_bytes=int(used), utilization_pct=float(util))
 
 
 def _mps(torch: Any) -> bool:
@@ -476,16 +472,6 @@ def _cudnn(torch: Any) -> int | None:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _norm_uuid(uuid: str | None) -> str | None:
-    if not uuid:
-        return None
-    return uuid.lower().removeprefix("gpu-")
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class Plan:
             raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
         data = dict(data)
         version = data.pop("version", PLAN_VERSION)
-        if version != PLAN_VERSION:
+        if type(version) is not int or version != PLAN_VERSION:  # True == 1, but not a version
             raise PlanError(
                 f"plan key 'version': {version!r} is not supported (this perfpilot reads "
                 f"version {PLAN_VERSION})"
@@ -106,6 +106,8 @@ def load_plan(path: str | Path, base: Plan | None = None) -> Plan:
         raise PlanError(f"plan file not found: {p}") from None
     except OSError as e:
         raise PlanError(f"cannot read plan file {p}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{p}: not a text file (plans are UTF-8 JSON)") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -149,7 +151,7 @@ def _check_bool(key: str, value: Any) -> None:
 
 def validate(plan: Plan) -> None:
     """Raise :class:`PlanError` naming the first bad key. Device support is not checked here."""
-    if not isinstance(plan.device, str) or not _DEVICE_RE.match(plan.device):
+    if not isinstance(plan.device, str) or not _DEVICE_RE.fullmatch(plan.device):
         raise _bad("device", plan.device, "is not one of cpu, cuda, cuda:N, mps, xla")
     if plan.precision not in PRECISIONS:
         raise _bad("precision", plan.precision, f"is not one of {', '.join(PRECISIONS)}")

@@ -127,13 +127,26 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        if not isinstance(d, dict):
+            raise UserError(f"not a perfpilot run record (a JSON {type(d).__name__}, "
+                            "expected an object)")
         schema = d.get("schema")
         if schema != RECORD_SCHEMA:
             raise UserError(f"not a perfpilot run record (schema {schema!r}, "
                             f"expected {RECORD_SCHEMA!r})")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         core = {k: v for k, v in d.items() if k in names}
-        core["step_time_s"] = StatSummary.from_dict(core["step_time_s"])
+        missing_default = dataclasses.MISSING
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is missing_default and f.default_factory is missing_default]
+        missing = [k for k in required if k not in core]
+        if missing:
+            raise UserError(f"run record is missing key {missing[0]!r}")
+        try:
+            core["step_time_s"] = StatSummary.from_dict(core["step_time_s"])
+        except (KeyError, TypeError, AttributeError):
+            raise UserError("run record key 'step_time_s' is not {mean, median, ci_low, "
+                            "ci_high}") from None
         extra = {k: v for k, v in d.items() if k not in names and k != "schema"}
         return cls(**core, extra=extra)
 
@@ -155,6 +168,10 @@ class RunRecord:
             data = json.loads(p.read_text())
         except FileNotFoundError:
             raise UserError(f"record file not found: {p}") from None
+        except OSError as e:
+            raise UserError(f"cannot read record file {p}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a text file (records are UTF-8 JSON)") from None
         except json.JSONDecodeError as e:
             raise UserError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
         try:

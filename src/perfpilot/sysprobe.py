@@ -6,13 +6,16 @@ so tests can fake a container.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import sysconfig
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -147,7 +150,23 @@ def cpu_model(cpuinfo: str) -> str:
 # ---------------------------------------------------------------- compilers
 
 
-def compile_issue() -> str | None:
+def compile_issue(torch_dir: Path | None = None) -> str | None:
+    """Why torch.compile cannot run on this Python/platform (``None``: it can), by the
+    installed torch's own ``check_if_dynamo_supported``.
+
+    Importing ``torch._dynamo`` costs about 2 s, paid by every run that records the
+    machine; the check itself only reads ``sys``/``sysconfig``. So its source is read from
+    the installed torch and run alone; if that fails in any way, the real import decides.
+    """
+    check = _dynamo_check_from_source(torch_dir)
+    if check is not None:
+        try:
+            check()
+            return None
+        except RuntimeError as e:
+            return str(e) or "unsupported"
+        except Exception:  # the check needs more than sys/sysconfig: ask torch itself
+            pass
     try:
         from torch._dynamo.eval_frame import check_if_dynamo_supported
     except Exception as e:
@@ -157,6 +176,25 @@ def compile_issue() -> str | None:
     except Exception as e:
         return str(e) or type(e).__name__
     return None
+
+
+def _dynamo_check_from_source(torch_dir: Path | None) -> Callable[[], None] | None:
+    try:
+        if torch_dir is None:
+            import torch
+
+            torch_dir = Path(torch.__file__).parent
+        text = (torch_dir / "_dynamo" / "eval_frame.py").read_text()
+        start = text.index("\ndef check_if_dynamo_supported(") + 1
+        end = re.compile(r"^\S", re.M).search(text, text.index("\n", start) + 1)
+        tree = ast.parse(text[start:end.start() if end else len(text)])
+        if len(tree.body) != 1 or not isinstance(tree.body[0], ast.FunctionDef):
+            return None
+        namespace: dict[str, object] = {"sys": sys, "sysconfig": sysconfig}
+        exec(compile(tree, "<torch check_if_dynamo_supported>", "exec"), namespace)
+        return namespace["check_if_dynamo_supported"]  # type: ignore[return-value]
+    except Exception:
+        return None
 
 
 def which_cxx() -> str | None:
@@ -171,6 +209,42 @@ def which_cc() -> str | None:
     """The C compiler Triton would use: $CC, else gcc, else clang."""
     cc = os.environ.get("CC")
     return shutil.which(cc) if cc else (shutil.which("gcc") or shutil.which("clang"))
+
+
+# ---------------------------------------------------------------- NVML
+
+
+def nvml_query() -> tuple[str, dict[str, tuple[int, float]]] | None:
+    """``(driver version, {uuid: (memory used bytes, utilization %)})`` from NVML, or
+    ``None`` without an NVIDIA driver. Raises ImportError without nvidia-ml-py."""
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        use = {}
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            used = int(pynvml.nvmlDeviceGetMemoryInfo(h).used)
+            busy = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            use[norm_uuid(_text(pynvml.nvmlDeviceGetUUID(h)))] = (used, busy)
+        return _text(pynvml.nvmlSystemGetDriverVersion()), use
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def norm_uuid(uuid: str | None) -> str | None:
+    """GPU UUIDs as torch and NVML both spell them: lower case, without ``GPU-``."""
+    return uuid.lower().removeprefix("gpu-") if uuid else None
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 # ---------------------------------------------------------------- small helpers

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from perfpilot.lint.base import Hit, Rule, hit, source_lines, where
 from perfpilot.lint.context import FileContext, Loop, names_in
+from perfpilot.lint.kinds import is_short_display
+from perfpilot.lint.membership import SHORT
 
 _AGGREGATES = frozenset({"any", "all", "next", "sum", "list", "set"})
 
@@ -31,12 +33,15 @@ def check(ctx: FileContext) -> Iterator[Hit]:
 
 
 def _is_filter(ctx: FileContext, cmp: ast.Compare) -> bool:
-    """The comparison decides whether an item is kept (if-test, comprehension filter)."""
+    """The comparison only keeps matching pairs (if without else, comprehension filter).
+
+    ``a if x == y else b`` is not a filter: it computes a value for every pair.
+    """
     child, p = cmp, ctx.parents.get(cmp)
     while isinstance(p, ast.BoolOp) and isinstance(p.op, ast.And):
         child, p = p, ctx.parents.get(p)
-    if isinstance(p, (ast.If, ast.IfExp)) and p.test is child:
-        return True
+    if isinstance(p, ast.If) and p.test is child:
+        return not p.orelse  # with an else branch every pair is processed: not a filter
     if isinstance(p, ast.comprehension) and child in p.ifs:
         return True
     call = ctx.parents.get(p) if p is not None else None
@@ -53,11 +58,11 @@ def _join(ctx: FileContext, loops: tuple[Loop, ...],
         inner = loops[j]
         if inner.kind == "while" or not inner.targets:
             continue
-        if _varies(ctx, inner.iter, loops[:j]):
-            continue  # the inner collection depends on an outer loop
+        if _varies(ctx, inner.iter, loops[:j]) or is_short_display(inner.iter, SHORT):
+            continue  # the inner collection depends on an outer loop, or is a few items
         for outer in reversed(loops[:j]):
             to, ti = outer.targets, inner.targets
-            if not to:
+            if not to or is_short_display(outer.iter, SHORT):
                 continue
             if nl & to and not nl & ti and nr & ti and not nr & to:
                 return None if _range_index(inner, right) else (outer, inner, left, right)

@@ -28,8 +28,17 @@ def check(ctx: FileContext) -> Iterator[Hit]:
         if found is None:
             continue
         queue, op, new = found
-        if _looks_like_list(ctx, queue):
+        if _looks_like_list(ctx, queue) and _persists(ctx, queue, node, loops[-1]):
             yield _hit(ctx, node, queue, op, new, loops)
+
+
+def _persists(ctx: FileContext, queue: ast.expr, node: ast.AST, inner: Loop) -> bool:
+    """The list outlives an iteration (a queue), rather than being rebuilt in each one."""
+    if not isinstance(queue, ast.Name):
+        return True
+    binds = [b for b in ctx.bindings(queue.id, queue)
+             if b.kind != "augassign" and b.node is not node]
+    return not binds or not any(ctx.is_inside(b.node, inner) for b in binds)
 
 
 def _front_op(ctx: FileContext, node: ast.AST) -> tuple[ast.expr, str, str | None] | None:

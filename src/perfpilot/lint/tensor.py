@@ -67,6 +67,8 @@ def _elementwise_loop(ctx: FileContext, node: ast.AST) -> Hit | None:
         return None
     if _loop_carried(body):
         return None  # a recurrence (y[i] from y[i-1], acc = acc * a + x) is a scan, not a map
+    if _slices_by_loop_var(body, {index, element} - {None}):
+        return None  # t[:, j] per column: whole-vector work per iteration, not element-wise
     loops = (*ctx.loops_of(node), loop)
     subject = f"`{array}` ({kind})" if kind != "unknown" else f"`{array}`"
     conv = " and converts each element with .item()/.tolist()" if _has_item(body) else ""
@@ -122,11 +124,24 @@ def _array_of_extent(ctx: FileContext, bound: ast.expr | None) -> ast.expr | Non
 
 def _touches_elements(ctx: FileContext, body: list[ast.AST], array: str, index: str | None,
                       element: str | None) -> bool:
-    for node in (n for b in body for n in ast.walk(b)):
-        if element is not None and isinstance(node, ast.Name) and node.id == element:
-            return True
-        if (index is not None and isinstance(node, ast.Subscript)
-                and index in names_in(node.slice) and ctx.segment(node.value) == array):
+    """Some operation (arithmetic, comparison, call) reads an element of ``array``."""
+    for op in (n for b in body for n in ast.walk(b)):
+        if not isinstance(op, (ast.BinOp, ast.Compare, ast.UnaryOp, ast.Call, ast.AugAssign,
+                               ast.BoolOp)):
+            continue
+        for node in ast.walk(op):
+            if element is not None and isinstance(node, ast.Name) and node.id == element:
+                return True
+            if (index is not None and isinstance(node, ast.Subscript)
+                    and index in names_in(node.slice) and ctx.segment(node.value) == array):
+                return True
+    return False
+
+
+def _slices_by_loop_var(body: list[ast.AST], loop_vars: set[str | None]) -> bool:
+    for n in (n for b in body for n in ast.walk(b)):
+        if (isinstance(n, ast.Subscript) and names_in(n) & loop_vars
+                and any(isinstance(x, ast.Slice) for x in ast.walk(n.slice))):
             return True
     return False
 
@@ -165,15 +180,18 @@ def _loop_carried(body: list[ast.AST]) -> bool:
 
 
 def _ok_call(ctx: FileContext, call: ast.Call) -> bool:
+    """Scalar work only: ``math.*``, a few builtins, ``.item()``/``.tolist()``/``.append``.
+
+    A ``numpy``/``torch`` function or an array method in the body usually means each
+    iteration handles a whole row (``np.median(row)``): vector work, not element-wise.
+    """
     f = call.func
     if isinstance(f, ast.Name):
         return f.id in _OK_BUILTINS and ctx.is_builtin(f.id, call)
     q = ctx.qualname(f)
     if q is not None:
-        return q.startswith(("math.", "torch.", "numpy."))
-    if isinstance(f, ast.Attribute):
-        return f.attr in _OK_METHODS or kind_of(ctx, f.value) in ARRAY_KINDS
-    return False
+        return q.startswith("math.")
+    return isinstance(f, ast.Attribute) and f.attr in _OK_METHODS
 
 
 def _has_item(body: list[ast.AST]) -> bool:
@@ -217,7 +235,7 @@ def _vector_diff(ctx: FileContext, node: ast.AST, body: list[ast.AST], array: st
 def _comprehension_diff(ctx: FileContext, node: ast.AST, expr: str | None,
                         had_item: bool) -> tuple[str, ...]:
     """``[x.item() for x in t]`` -> ``t.tolist()``; ``tuple(float(v) for v in a)`` too."""
-    if not expr or not had_item:
+    if not expr:  # a list was built: .tolist() gives one, with Python scalars
         return ()
     if isinstance(node, ast.ListComp):
         return line_diff(ctx, node, f"{_paren(expr)}.tolist()")
@@ -332,8 +350,10 @@ def _per_element_conversion(ctx: FileContext, call: ast.Call) -> Hit | None:
 
 
 def _indexes_element(ctx: FileContext, elem: ast.expr, inner: Loop) -> bool:
+    """``t[i]`` with ``t`` a tensor/ndarray and ``i`` the loop's variable, or ``x in t``."""
     if isinstance(elem, ast.Subscript):
-        return bool(names_in(elem.slice) & inner.targets)
+        return (bool(names_in(elem.slice) & inner.targets)
+                and kind_of(ctx, elem.value) in ARRAY_KINDS)
     return (isinstance(elem, ast.Name) and elem.id in inner.targets
             and kind_of(ctx, inner.iter) in ARRAY_KINDS)
 

@@ -14,7 +14,9 @@ also records
   sample; when the main thread holds it (pure Python), the sampler waits for the switch
   interval (5 ms by default) before it gets it, while a thread inside a torch op, I/O or
   a sleep has released it and the sampler gets it at once. A tick delayed by more than
-  :data:`GIL_WAIT_FRACTION` of the switch interval is counted as Python time.
+  :data:`GIL_WAIT_FRACTION` of the switch interval is counted as Python time, after
+  subtracting the time the sampler thread sat runnable without a CPU (Linux schedstat),
+  so a busy machine is not mistaken for Python code.
 * the main thread's CPU time (``pthread_getcpuclockid``), so waiting (for workers, I/O,
   a lock) can be told from computing.
 * a phase tag from the step tracker (``data``, ``forward``, ``startup``...).
@@ -27,6 +29,7 @@ The section it produces follows the ``stack_samples`` contract in :mod:`perfpilo
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 import time
@@ -62,6 +65,39 @@ def _thread_cpu_clock(ident: int | None) -> Callable[[], float] | None:
     return lambda: time.clock_gettime(clk)
 
 
+class _RunQueueClock:
+    """Seconds this thread spent runnable but waiting for a CPU (Linux schedstat).
+
+    Must be created on the thread it measures; :meth:`delta` is the wait since the last
+    call (0 where schedstat is unavailable).
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:
+            self.fd = None
+        self.last = self._read()
+
+    def _read(self) -> int:
+        if self.fd is None:
+            return 0
+        try:
+            return int(os.pread(self.fd, 128, 0).split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def delta(self) -> float:
+        now = self._read()
+        d, self.last = now - self.last, now
+        return max(d, 0) / 1e9
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class StackSampler:
     """Samples all Python threads every ``interval_s`` from a daemon thread.
 
@@ -92,7 +128,7 @@ class StackSampler:
         self._thread: threading.Thread | None = None
         self._last = self._last_cpu = 0.0
         self.ticks = 0
-        self.busy_s = 0.0  # time the sampler itself spent holding the GIL
+        self.busy_s = 0.0  # CPU time the sampler thread spent sampling
         self.python_s = self.total_s = 0.0
         self._lock = threading.Lock()
 
@@ -113,21 +149,26 @@ class StackSampler:
 
     def _run(self) -> None:
         own = threading.get_ident()
+        runq = _RunQueueClock()
         target = self._clock() + self.interval_s
         while not self._stop.is_set():
             delay = target - self._clock()
             if delay > 0:
                 time.sleep(delay)
             woke = self._clock()
-            late = woke - target
+            cpu0 = time.thread_time()
+            late = max(woke - target, 0.0)
             try:
-                self.tick(late_s=max(late, 0.0), skip=own)
+                # Lateness minus time spent runnable but without a CPU = time waiting
+                # for the GIL (another thread running Python).
+                self.tick(late_s=max(late - runq.delta(), 0.0), skip=own)
                 self._run_periodic(woke)
             except Exception:  # never let a probe kill the user's program
                 pass
-            self.busy_s += self._clock() - woke
+            self.busy_s += time.thread_time() - cpu0
             # Catch up after a late tick instead of bursting, but keep the cadence.
             target = max(target + self.interval_s, self._clock() + 0.2 * self.interval_s)
+        runq.close()
 
     def _run_periodic(self, now: float) -> None:
         for entry in self._periodic:

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 MIN_PAIRS = 5  # measure.MIN_ROUNDS: fewer rounds cannot give a ~95% median interval
 DEFAULT_PREFETCH = 2
 STARTUP_FLOOR_S = 0.25
+# Default A/B size: many short chunks beat few long ones on a shared machine (bursts of
+# contention hit single chunks; the paired median over many rounds shrugs them off).
+CHUNK_S = 0.25
+PAIRS = 10
+MAX_PAIRS = 20
+MIN_EFFECT = 0.03
 STARTUP_NOISE_STEPS = 3  # PyTorch's prefetch_factor when workers > 0 and it is left unset
 
 
@@ -54,11 +60,11 @@ class ABSettings:
     Bonferroni-corrected level, as :func:`perfpilot.measure.compare` does)."""
 
     chunk_steps: int = 5
-    pairs: int = 6
-    max_pairs: int = 12
+    pairs: int = PAIRS
+    max_pairs: int = MAX_PAIRS
     warmup_steps: int = 2
     settle_steps: int | None = None
-    min_effect: float = 0.03
+    min_effect: float = MIN_EFFECT
     confidence: float = 0.95
 
 
@@ -122,7 +128,8 @@ def ab_test(workload: Workload, plan_a: Plan, plan_b: Plan,
             trainer_factory: TrainerFactory | None = None) -> ABResult:
     """Time B against A, interleaved; ``check_*`` see each plan's losses after every chunk
     (and may raise, e.g. :class:`~perfpilot.tune.parity.ParityFailure`). Past ``deadline``
-    (a ``clock()`` value) no further pairs are added after the first look."""
+    (a ``clock()`` value) it stops adding pairs once :data:`MIN_PAIRS` ran and compares
+    what it has (a wider interval: fewer verdicts, never more)."""
     from perfpilot.measure import look_schedule
 
     factory = trainer_factory or engine_trainer
@@ -135,12 +142,15 @@ def ab_test(workload: Workload, plan_a: Plan, plan_b: Plan,
         for arm in (a, b):
             arm.start(workload, factory, settings.warmup_steps, stack)
         for look in looks:
-            while len(a.samples) < look:
+            late = False
+            while len(a.samples) < look and not late:
                 first = (a, b) if len(a.samples) % 2 == 0 else (b, a)
                 for arm in first:
                     arm.chunk(settle, settings.chunk_steps)
+                late = (deadline is not None and clock() >= deadline
+                        and len(a.samples) >= MIN_PAIRS)
             cmp = _compare(a, b, level, settings.min_effect)
-            if cmp.decided or (deadline is not None and clock() >= deadline):
+            if cmp.decided or late:
                 break
     return ABResult(verdict=cmp.verdict, ratio=cmp.ratio, ci_low=cmp.ci_low,
                     ci_high=cmp.ci_high, n=cmp.n, confidence=level,
@@ -301,8 +311,8 @@ def probe(workload: Workload, plan: Plan, steps: int, *,
     }
 
 
-def size_settings(step_s: float, *, chunk_s: float = 0.4, pairs: int = 6,
-                  max_pairs: int = 12, min_effect: float = 0.03) -> ABSettings:
+def size_settings(step_s: float, *, chunk_s: float = CHUNK_S, pairs: int = PAIRS,
+                  max_pairs: int = MAX_PAIRS, min_effect: float = MIN_EFFECT) -> ABSettings:
     """Chunks of about ``chunk_s`` seconds (2..200 steps) from a measured step time."""
     chunk = int(min(200, max(2, round(chunk_s / max(step_s, 1e-6)))))
     pairs = max(MIN_PAIRS, pairs)

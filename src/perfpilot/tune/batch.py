@@ -387,7 +387,7 @@ def _b(noise: Mapping[str, Any]) -> float:
 def _predicted(curve: list[Any], batch: int, policy: LrPolicy, cfg: RunConfig) -> float | None:
     """The model's time to target for a config at the rule's LR (None for other LRs: the
     model assumes a well-tuned LR, and says nothing about an LR off the rule)."""
-    if abs(cfg.lr - policy.lr(batch)) > 1e-6 * cfg.lr and batch != policy.base_batch:
+    if abs(cfg.lr - policy.lr(batch)) > 1e-5 * cfg.lr and batch != policy.base_batch:
         return None
     return next((p.predicted_ttt_s for p in curve if p.batch_size == batch), None)
 

@@ -41,7 +41,8 @@ class DeviceInfo:
     ``compile_reason`` is ``None`` when ``torch.compile`` can work there; ``cores`` is the
     number of CPU cores this process may use (affinity and cgroup quota aware);
     ``native_bf16`` is whether bf16 runs in hardware there (on a CPU without AVX512_BF16 or
-    AMX, autocast emulates it and is slower than fp32).
+    AMX, autocast emulates it and is slower than fp32); ``default_threads`` is PyTorch's
+    intra-op thread count when a plan leaves it unset (``cpu_threads=None``).
     """
 
     device: str
@@ -49,6 +50,7 @@ class DeviceInfo:
     compile_reason: str | None
     cores: int
     native_bf16: bool = True
+    default_threads: int | None = None
 
     @property
     def kind(self) -> str:
@@ -85,12 +87,15 @@ class Candidate:
 # ------------------------------------------------------------------ device facts
 
 
-def device_infos(machine: Any = None) -> list[DeviceInfo]:
+def device_infos(machine: Any = None, default_threads: int | None = None) -> list[DeviceInfo]:
     """One :class:`DeviceInfo` per device of ``machine`` (a :class:`perfpilot.hardware.Machine`;
-    default: the discovered one; tests pass hand-made machines)."""
+    default: the discovered one; tests pass hand-made machines). ``default_threads``
+    defaults to this process's (:func:`process_default_threads`)."""
     from perfpilot import hardware
 
     machine = hardware.discover() if machine is None else machine
+    if default_threads is None:
+        default_threads = process_default_threads()
     return [
         DeviceInfo(
             device=d,
@@ -99,9 +104,19 @@ def device_infos(machine: Any = None) -> list[DeviceInfo]:
             cores=max(1, int(machine.cpu.usable_cores)),
             # CUDA without native bf16 already carries a reason in precisions.
             native_bf16=machine.cpu.native_bf16 if d == "cpu" else True,
+            default_threads=default_threads,
         )
         for d in hardware.device_options(machine)
     ]
+
+
+def process_default_threads() -> int:
+    """PyTorch's intra-op thread count before perfpilot changed it (see perfpilot.apply)."""
+    import importlib
+
+    # By module path: ``perfpilot.apply`` as an attribute of the package is the apply()
+    # function (the lazy public API), not the module.
+    return importlib.import_module("perfpilot.apply")._default_threads()
 
 
 def info_for(device: str, infos: Sequence[DeviceInfo]) -> DeviceInfo:
@@ -229,7 +244,9 @@ def _cpu_threads(incumbent: Plan, info: DeviceInfo) -> list[Candidate]:
         return [Candidate("cpu_threads", {}, skip=f"the model runs on {info.device}; intra-op "
                           "threads only run CPU kernels")]
     # Most threads first: on a tie the incumbent stays, and the next candidate is the smaller.
-    counts = [n for n in reversed(thread_ladder(info.cores)) if n != incumbent.cpu_threads]
+    # An explicit count equal to what the incumbent runs with is the same plan: not a candidate.
+    current = incumbent.cpu_threads or info.default_threads
+    counts = [n for n in reversed(thread_ladder(info.cores)) if n != current]
     return [Candidate("cpu_threads", {"cpu_threads": n}) for n in counts]
 
 

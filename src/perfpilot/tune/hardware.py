@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError, UserError
+from perfpilot.tune import abtest as ab
 from perfpilot.tune import parity as par
 from perfpilot.tune.abtest import (
     ABResult,
@@ -81,6 +82,9 @@ class Tournament:
     started: float = 0.0
     incumbent: Plan = field(init=False)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    # Measured / estimated duration of the trials so far (>= 1): a loaded machine or extra
+    # looks make A/Bs longer than the quiet-machine estimate, and the budget must know.
+    slowdown: float = 1.0
 
     def __post_init__(self) -> None:
         self.incumbent = self.ctx.incumbent
@@ -104,16 +108,29 @@ class Tournament:
             plan = cand.apply(self.incumbent)
         except PlanError as e:
             return self.skip(cand, str(e))
-        cost = cost_estimate(self.settings, self.incumbent, plan, self.step_s, self.build_s)
-        if self.remaining() < cost + extra_cost_s:
-            return self.skip(cand, f"budget: needs about {cost + extra_cost_s:.0f} s, "
+        cost = self.estimate(self.incumbent, plan) + extra_cost_s
+        if self.remaining() < cost:
+            return self.skip(cand, f"budget: needs about {cost:.0f} s, "
                              f"{max(self.remaining(), 0):.0f} s left")
         self.ctx.progress(f"{self.stage}: {cand.label()} vs incumbent")
         key = {"check": "ab", "candidate": plan.to_dict(), "incumbent": self.incumbent.to_dict(),
                "settings": settings_key(self.settings),
                "parity": tol.to_dict() if tol else "finite"}
-        trial = self.ctx.trials.run(self.stage, key, lambda: self._measure(plan, check))
+        trial = self._run(key, lambda: self._measure(plan, check), cost - extra_cost_s)
         return self._judge(cand, plan, trial, reference, tol)
+
+    def estimate(self, a: Plan, b: Plan) -> float:
+        """Expected seconds of an A/B of ``a`` and ``b``, scaled by the observed slowdown."""
+        return self.slowdown * cost_estimate(self.settings, a, b, self.step_s, self.build_s)
+
+    def _run(self, key: dict[str, Any], fn: Callable[[], Outcome], expected: float) -> Trial:
+        t0 = self.clock()
+        trial = self.ctx.trials.run(self.stage, key, fn)
+        took = self.clock() - t0
+        if took > 0.1 * expected:  # measured now (a recalled trial takes no time)
+            ratio = took / max(expected / self.slowdown, 1e-9)
+            self.slowdown = max(1.0, (self.slowdown + ratio) / 2)
+        return trial
 
     def _measure(self, plan: Plan, check: LossCheck) -> Outcome:
         try:
@@ -162,7 +179,7 @@ class Tournament:
         plan = self.incumbent
         if plan == start:
             return {"skipped": "the plan did not change"}
-        cost = cost_estimate(self.settings, start, plan, self.step_s, self.build_s)
+        cost = self.estimate(start, plan)
         if self.remaining() < cost:
             return {"skipped": f"budget: needs about {cost:.0f} s, "
                                f"{max(self.remaining(), 0):.0f} s left"}
@@ -208,9 +225,10 @@ def options_settings(ctx: StageContext, step_s: float) -> ABSettings:
     """A/B settings from the measured step time and ``ctx.options`` (chunk_s, pairs,
     max_pairs, min_effect)."""
     o = ctx.options
-    return size_settings(step_s, chunk_s=float(o.get("chunk_s", 0.4)),
-                         pairs=int(o.get("pairs", 6)), max_pairs=int(o.get("max_pairs", 12)),
-                         min_effect=float(o.get("min_effect", 0.03)))
+    return size_settings(step_s, chunk_s=float(o.get("chunk_s", ab.CHUNK_S)),
+                         pairs=int(o.get("pairs", ab.PAIRS)),
+                         max_pairs=int(o.get("max_pairs", ab.MAX_PAIRS)),
+                         min_effect=float(o.get("min_effect", ab.MIN_EFFECT)))
 
 
 class HardwareStage:

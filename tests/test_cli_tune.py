@@ -1,0 +1,113 @@
+"""``perfpilot tune``: option parsing, one-line user errors, and a short real run."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from perfpilot.cli import main
+from perfpilot.commands.tune import parse_duration, parse_stages, stage_budgets
+from perfpilot.errors import UserError
+from perfpilot.plan import knob_names, load_plan
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90), ("90s", 90), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400),
+    (" 2m 30s ", 150), ("0.5s", 0.5),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text, "--budget") == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "0s", "-5m", "m", "5m5", "1..5s"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(UserError, match="--budget"):
+        parse_duration(text, "--budget")
+
+
+def test_parse_stages_keeps_the_stage_order():
+    assert parse_stages("loader,hardware") == ["hardware", "loader"]
+    with pytest.raises(UserError, match="unknown stage 'warp'"):
+        parse_stages("hardware,warp")
+    with pytest.raises(UserError, match="no stage"):
+        parse_stages(" , ")
+
+
+def test_budget_shares_follow_weights_and_carry_over():
+    stages = ["hardware", "loader"]
+    assert stage_budgets(stages, 90, 0, 0) == pytest.approx(60)
+    assert stage_budgets(stages, 90, 50, 1) == pytest.approx(40)  # hardware left 10 s
+
+
+def _error_line(capsys, argv):
+    rc = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_bad_stage_name_is_one_line(capsys):
+    assert "unknown stage 'warp'" in _error_line(capsys, ["tune", "digits", "--only", "warp"])
+
+
+def test_bad_budget_is_one_line(capsys):
+    assert "--budget: '5 parsecs'" in _error_line(
+        capsys, ["tune", "digits", "--budget", "5 parsecs"])
+
+
+def test_unwritable_out_dir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert "not a directory" in _error_line(capsys, ["tune", "digits", "--out", str(blocker)])
+    assert "cannot write" in _error_line(capsys, ["tune", "digits", "--out",
+                                                  str(blocker / "sub")])
+
+
+WORKLOAD = textwrap.dedent('''
+    import time
+    import torch
+    from perfpilot import Plan, Workload
+
+    class Slow(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2048
+        def __getitem__(self, i):
+            time.sleep(0.001)
+            return torch.full((8,), float(i % 5)), torch.tensor(i % 2)
+
+    def loss(model, batch):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    def workload():
+        return Workload(name="tiny", model=lambda: torch.nn.Linear(8, 2), train_data=Slow,
+                        loss=loss, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr),
+                        baseline=Plan(batch_size=16))
+''')
+
+
+def test_tune_writes_the_whole_plan_and_the_evidence(tmp_path, capsys):
+    spec = tmp_path / "tiny.py"
+    spec.write_text(WORKLOAD)
+    out = tmp_path / "out"
+    rc = main(["tune", f"{spec}:workload", "--only", "loader", "--budget", "10s",
+               "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "loader" in printed and "plan.json" in printed
+    raw = json.loads((out / "plan.json").read_text())
+    assert set(raw) == {"version", *knob_names()}  # the whole plan, not a diff
+    plan = load_plan(out / "plan.json")
+    doc = json.loads((out / "evidence.json").read_text())
+    assert doc["workload"] == "tiny" and doc["plan"] == plan.to_dict()
+    (stage,) = doc["stages"]
+    assert stage["name"] == "loader" and stage["budget_s"] == pytest.approx(10, abs=0.5)
+    assert stage["trials"] and all({"state", "reason", "measurements"} <= set(t)
+                                   for t in stage["trials"])
+    probe = stage["trials"][0]
+    assert probe["plan"]["check"] == "probe" and probe["measurements"]["data_share"] > 0
+    fates = {c["fate"] for c in stage["evidence"]["candidates"]}
+    assert fates <= {"accepted", "rejected", "skipped"}
