@@ -461,6 +461,11 @@ def test_tensor_item_per_element_inside_other_work():
     # whole rows handed to numpy per iteration, or rows passed through untouched
     "def f(d: np.ndarray, out):\n    for x in d:\n        out.append(np.median(x))\n",
     "def f(d: np.ndarray):\n    return np.hstack([x for x in d])\n",
+    # elements used as keys or copied, not computed with; an iterator object
+    "def f(a: np.ndarray, groups):\n    for i, g in enumerate(a):\n"
+    "        groups[g].append(i)\n",
+    "def f(a: np.ndarray, out):\n    for x in a:\n        out.append(x)\n",
+    "def f(a):\n    for v in np.nditer(a):\n        v[...] *= 2\n",
     # .tolist()/.item() on items of a list of unknown things
     "def f(classes, n):\n    for k in range(n):\n        print(classes[k].tolist())\n",
 ])

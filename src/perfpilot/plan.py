@@ -57,6 +57,7 @@ class Plan:
     cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
+        _normalize_numbers(self)
         validate(self)
 
     def replace(self, **changes: Any) -> Plan:
@@ -90,6 +91,24 @@ class Plan:
             )
         _reject_unknown(data)
         return dataclasses.replace(base or cls(), **data)
+
+
+_INT_KNOBS = ("batch_size", "warmup_steps", "grad_accum", "num_workers", "prefetch_factor",
+              "cpu_threads", "interop_threads")
+
+
+def _normalize_numbers(plan: Plan) -> None:
+    """numpy integers/floats (as tuners produce) become Python ints/floats; bools stay
+    rejected by validation."""
+    import numbers
+
+    for key in _INT_KNOBS:
+        v = getattr(plan, key)
+        if isinstance(v, numbers.Integral) and not isinstance(v, (bool, int)):
+            object.__setattr__(plan, key, int(v))
+    lr = plan.lr
+    if isinstance(lr, numbers.Real) and not isinstance(lr, (bool, int, float)):
+        object.__setattr__(plan, "lr", float(lr))
 
 
 def knob_names() -> tuple[str, ...]:

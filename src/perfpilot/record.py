@@ -85,6 +85,8 @@ class Finding:
 
 def amdahl(share: float, factor: float = float("inf")) -> float:
     """Whole-run speedup when a part taking ``share`` of the time gets ``factor`` faster."""
+    if factor <= 0:
+        raise ValueError(f"speed-up factor must be > 0, got {factor}")
     share = min(max(share, 0.0), 1.0)
     remaining = share / factor if factor != float("inf") else 0.0
     return 1.0 / max(1.0 - share + remaining, 1e-9)
@@ -156,10 +158,7 @@ class RunRecord:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temp file + rename) so a crash never leaves half a record."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> RunRecord:
@@ -202,11 +201,28 @@ class Trial:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON via a unique temp file in the same folder and a rename, so readers and
+    a crash never see half a file and two writers never share a temp file."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _json_default(o: Any) -> Any:
     if dataclasses.is_dataclass(o) and not isinstance(o, type):
         return dataclasses.asdict(o)
-    if hasattr(o, "item"):  # numpy / torch scalars
-        return o.item()
+    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
+        return o.tolist()
     if isinstance(o, (set, tuple)):
         return list(o)
     if isinstance(o, Path):

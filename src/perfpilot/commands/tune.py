@@ -29,8 +29,8 @@ DEFAULT_OUT = "perfpilot-out"
 DEFAULT_BUDGET = "5m"
 # Relative shares of the budget; the hardware stage has the most candidates.
 STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)")
+_NUM = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?")
 
 
 def register(app: typer.Typer) -> None:
@@ -81,11 +81,15 @@ def tune_command(
 
 def parse_duration(text: str, option: str) -> float:
     """Seconds in ``90``, ``90s``, ``5m``, ``1.5h`` or ``1h30m``; a UserError otherwise."""
-    raw = text.strip().lower()
-    parts = _DURATION.findall(raw) if raw else []
-    if not parts or "".join(n + u for n, u in parts) != raw.replace(" ", ""):
-        raise UserError(f"{option}: {text!r} is not a duration (e.g. 90s, 5m, 1h)")
-    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    raw = text.lower().replace(" ", "")
+    if re.fullmatch(_NUM, raw):
+        seconds = float(raw)
+    else:
+        m = _DURATION.fullmatch(raw)
+        if not raw or m is None:
+            raise UserError(f"{option}: {text!r} is not a duration (e.g. 90s, 5m, 1h)")
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = 3600 * h + 60 * mi + s
     if seconds <= 0:
         raise UserError(f"{option}: {text!r} must be longer than 0 seconds")
     return seconds

@@ -1,10 +1,11 @@
 """``thread-oversubscription``: more compute threads than cores this process may use.
 
 Measured: torch's intra-op thread count (and ``OMP_NUM_THREADS``...) against usable cores
-(affinity and cgroup quota); when torch uses more, the runner timed the same matmul batch
-at both thread counts, interleaved, on this machine. Gain: Amdahl with the compute phases
-(forward, backward, optimizer) sped up by that measured factor. Without a measurement
-that says the usable-core count is faster, the rule stays silent.
+(affinity and cgroup quota); when torch uses more, the runner timed a training-like op
+mix at that count and at fewer threads (usable cores, 1), interleaved, on this machine.
+Gain: Amdahl with the compute phases (forward, backward, optimizer) sped up by the best
+measured factor. Without a measurement that says fewer threads are faster, the rule
+stays silent.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
     if not cores or current <= cores or not cal:
         return []
     factor, lo = float(cal.get("factor", 1.0)), float(cal.get("ci_low", 1.0))
-    if lo <= 1.0:
+    best = int(cal.get("target") or cores)
+    if lo <= 1.0 or best >= current:
         return []
     calls = f.section("set_num_threads", []) or []
     site = next((c.get("site") for c in reversed(calls) if c.get("value") == current), None)
@@ -31,11 +33,11 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
     if not site and env:
         who = " (from " + ", ".join(f"{k}={v}" for k, v in env.items()) + ")"
     evidence = (f"torch uses {current} intra-op threads{who} on {cores} usable cores; on this "
-                f"machine a {cal.get('size', 256)}x{cal.get('size', 256)} matmul batch ran "
-                f"{factor:.2f}x faster with {cores} threads (95% CI {lo:.2f}-"
+                f"machine a training-like op mix ran {factor:.2f}x faster with {best} "
+                f"thread{'s' if best > 1 else ''} (95% CI {lo:.2f}-"
                 f"{float(cal.get('ci_high', factor)):.2f}); compute is {pct(share)} of the run.")
-    fix = (f"torch.set_num_threads({cores}) (one thread per usable core), or unset the "
-           f"variable that asks for {current}.")
+    fix = (f"torch.set_num_threads({best})" + (f" at {where(site)}" if site else "")
+           + f" (at most one thread per usable core), or unset what asks for {current}.")
     return [make("thread-oversubscription", "More threads than usable cores", evidence, fix,
                  share, factor, location=loc(site), confidence="high",
-                 plan_change={"cpu_threads": cores}, calibration=cal)]
+                 plan_change={"cpu_threads": best}, calibration=cal)]

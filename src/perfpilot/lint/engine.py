@@ -78,7 +78,7 @@ def run_lint(paths: Iterable[str | os.PathLike[str]], *, record: RunRecord | Non
     if record is not None:
         index = ProfileIndex.from_record(record)
         if index is None:
-            raise UserError("the profile record has no stack_samples or hot_lines section: "
+            raise UserError("the profile record holds no stack samples (nor hot_lines): "
                             "record one with `perfpilot profile`")
     hits, contexts, notes = _own_hits(files, select, ignore)
     ruff_used = None

@@ -43,7 +43,8 @@ _NUMPY_NOT_ARRAY = frozenset({
     "dtype", "seterr", "errstate", "printoptions", "set_printoptions", "save", "savez",
     "savez_compressed", "savetxt", "isscalar", "ndim", "shape", "size", "iinfo", "finfo",
     "random.seed", "random.get_state", "random.set_state", "random.default_rng",
-    "random.RandomState", "random.Generator", "random.PCG64",
+    "random.RandomState", "random.Generator", "random.PCG64", "nditer", "ndindex",
+    "ndenumerate", "broadcast", "vectorize", "frompyfunc", "nested_iters",
 })
 _NUMPY_RNG = frozenset({"random.default_rng", "random.RandomState", "random.Generator"})
 _ANNOTATIONS: dict[str, Kind] = {

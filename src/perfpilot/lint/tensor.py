@@ -124,10 +124,13 @@ def _array_of_extent(ctx: FileContext, bound: ast.expr | None) -> ast.expr | Non
 
 def _touches_elements(ctx: FileContext, body: list[ast.AST], array: str, index: str | None,
                       element: str | None) -> bool:
-    """Some operation (arithmetic, comparison, call) reads an element of ``array``."""
+    """Arithmetic, a comparison or a scalar conversion reads an element of ``array``.
+
+    Appending elements or using them as dict keys (grouping) is not element-wise math.
+    """
     for op in (n for b in body for n in ast.walk(b)):
-        if not isinstance(op, (ast.BinOp, ast.Compare, ast.UnaryOp, ast.Call, ast.AugAssign,
-                               ast.BoolOp)):
+        if not (isinstance(op, (ast.BinOp, ast.Compare, ast.UnaryOp, ast.AugAssign,
+                                ast.BoolOp)) or _scalar_call(ctx, op)):
             continue
         for node in ast.walk(op):
             if element is not None and isinstance(node, ast.Name) and node.id == element:
@@ -136,6 +139,15 @@ def _touches_elements(ctx: FileContext, body: list[ast.AST], array: str, index: 
                     and index in names_in(node.slice) and ctx.segment(node.value) == array):
                 return True
     return False
+
+
+def _scalar_call(ctx: FileContext, node: ast.AST) -> bool:
+    if not isinstance(node, ast.Call):
+        return False
+    f = node.func
+    if isinstance(f, ast.Attribute):
+        return f.attr in ("item", "tolist") or (ctx.qualname(f) or "").startswith("math.")
+    return isinstance(f, ast.Name) and f.id in _OK_BUILTINS - {"len", "range"}
 
 
 def _slices_by_loop_var(body: list[ast.AST], loop_vars: set[str | None]) -> bool:

@@ -250,7 +250,7 @@ class Session:
             cal["op_overhead_s"] = threads.op_overhead_s(self.torch)
             cur, cores = facts.get("torch_threads", 1), facts["usable_cores"]
             if cur > cores:
-                cal["threads"] = threads.calibrate_threads(self.torch, cur, cores)
+                cal["threads"] = threads.calibrate_threads(self.torch, cur, [cores, 1])
             if self.cuda is not None and _fp32_gemm(self.window):
                 from perfpilot.probes.cuda import calibrate_matmul
 

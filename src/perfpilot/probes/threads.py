@@ -67,34 +67,46 @@ def thread_facts(torch: Any | None, loaders: list[dict[str, Any]]) -> dict[str, 
     return facts
 
 
-def calibrate_threads(torch: Any, current: int, target: int, *, size: int = 256,
-                      reps: int = 8, repeats: int = 5,
+def calibrate_threads(torch: Any, current: int, candidates: list[int], *,
+                      repeats: int = 5,
                       clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Time ``reps`` ``size``x``size`` matmuls at ``current`` and ``target`` threads.
+    """Time a small training-like op mix at ``current`` threads and at each candidate.
 
-    Returns ``{"current", "target", "factor", "ci_low", "ci_high", "n"}`` where
-    ``factor`` > 1 means ``target`` threads are faster. Restores the thread count.
+    Returns the best candidate measured faster (``factor`` > 1: speedup over
+    ``current``, with its interval), or ``factor`` 1.0 when none is. ``tried`` maps each
+    candidate to its measured speedup. Restores the thread count.
     """
+    from perfpilot.measure import compare
+
     before = torch.get_num_threads()
-    a = torch.randn(size, size)
+    x, w = torch.randn(64, 256), torch.randn(256, 256)
+    big = torch.randn(100_000)
 
     def at(n: int) -> Callable[[], float]:
         def measure() -> float:
             torch.set_num_threads(n)
+            (x @ w).relu_()  # the pool resizes on the first op after a change
             t0 = clock()
-            for _ in range(reps):
-                a @ a
+            for _ in range(4):
+                (x @ w).relu_()
+                (big * 2.0 + 1.0).relu_()
             return clock() - t0
         return measure
 
+    best: dict[str, Any] = {"current": current, "target": current, "factor": 1.0,
+                            "ci_low": 1.0, "ci_high": 1.0, "n": 0, "tried": {}}
     try:
-        from perfpilot.measure import compare
-
-        c = compare(at(current), at(target), repeats=repeats, warmup=1)
-        return {"current": current, "target": target, "factor": c.ratio,
-                "ci_low": c.ci_low, "ci_high": c.ci_high, "n": c.n, "size": size}
+        for n in sorted(set(candidates)):
+            if n >= current:
+                continue
+            c = compare(at(current), at(n), repeats=repeats, warmup=1)
+            best["tried"][str(n)] = round(c.ratio, 3)
+            if c.verdict == "faster" and c.ratio > best["factor"]:
+                best.update(target=n, factor=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high,
+                            n=c.n)
     finally:
         torch.set_num_threads(before)
+    return best
 
 
 def op_overhead_s(torch: Any, n: int = 2000,
