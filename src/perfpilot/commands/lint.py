@@ -8,6 +8,9 @@ a profile) or anywhere (without one).
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,14 +56,26 @@ def register(app: typer.Typer) -> None:
         chosen, skipped = _ids(select, "--select"), _ids(ignore, "--ignore")
         gate = _ids(fail_on, "--fail-on")
         record = RunRecord.load(profile) if profile is not None else None
-        report = run_lint(paths, record=record, use_ruff=not no_ruff, select=chosen,
-                          ignore=skipped)
+        with _progress() as tick:
+            report = run_lint(paths, record=record, use_ruff=not no_ruff, select=chosen,
+                              ignore=skipped, on_file=tick)
         if json_out is not None:
             _write_json(report, json_out, profile)
         if json_out != "-":
             render_lint(report, Console(), verbose=verbose)
         if gate and _failing(report.findings, gate):
             raise typer.Exit(1)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on stderr (only when it is a terminal): files linted so far."""
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True,
+                  disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("linting", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _ids(text: str | None, option: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import re
 import sys
 import sysconfig
 import tokenize
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from perfpilot.lint import concat, join, membership, queue, sorting, tensor
 from perfpilot.lint.base import Hit, Rule
 from perfpilot.lint.context import FileContext
 from perfpilot.lint.ranking import MIN_SHARE, ProfileIndex, norm_path, rank, to_finding
-from perfpilot.lint.ruff_bridge import MERGED_INTO, run_ruff
+from perfpilot.lint.ruff_bridge import MERGED_INTO, RuffRun, run_ruff, to_hits
 from perfpilot.record import Finding, RunRecord
 
 RULES: tuple[Rule, ...] = (membership.RULE, concat.RULE, queue.RULE, join.RULE,
@@ -57,7 +57,7 @@ def lint_hot_code(record: RunRecord, *, min_share: float = MIN_SHARE) -> list[Fi
 
     Files under site-packages, the standard library and perfpilot itself (except its
     built-in workloads) are skipped; so is any file holding less than ``min_share`` of
-    the samples, and any finding whose line and loop both do.
+    the samples, and any finding whose line, attributed and loop shares all do.
     """
     index = ProfileIndex.from_record(record)
     if index is None:
@@ -71,8 +71,10 @@ def lint_hot_code(record: RunRecord, *, min_share: float = MIN_SHARE) -> list[Fi
 
 def run_lint(paths: Iterable[str | os.PathLike[str]], *, record: RunRecord | None = None,
              use_ruff: bool = True, select: Sequence[str] = (), ignore: Sequence[str] = (),
-             min_share: float = MIN_SHARE, ruff_executable: str | None = None) -> LintReport:
-    """The full pipeline. ``select``/``ignore`` take rule ids or id prefixes ("ruff:PERF")."""
+             min_share: float = MIN_SHARE, ruff_executable: str | None = None,
+             on_file: Callable[[int, int], None] | None = None) -> LintReport:
+    """The full pipeline. ``select``/``ignore`` take rule ids or id prefixes ("ruff:PERF");
+    ``on_file(done, total)`` is called after each file (for a progress bar)."""
     files = discover(paths)
     index = None
     if record is not None:
@@ -80,17 +82,32 @@ def run_lint(paths: Iterable[str | os.PathLike[str]], *, record: RunRecord | Non
         if index is None:
             raise UserError("the profile record holds no stack samples (nor hot_lines): "
                             "record one with `perfpilot profile`")
-    hits, contexts, notes = _own_hits(files, select, ignore)
-    ruff_used = None
-    if use_ruff and _wants_ruff(select) and contexts:
-        run = run_ruff(sorted(contexts), contexts, executable=ruff_executable)
-        ruff_used, notes = run.ruff, notes + ([run.note] if run.note else [])
-        hits = _merge(hits, [h for h in run.hits if _selected(h.rule, select, ignore)
-                             and not _suppressed(contexts.get(h.file), h)])
+    ruff = RuffRun({}, None)
+    if use_ruff and _wants_ruff(select) and files:
+        ruff = run_ruff(files, executable=ruff_executable)
+    rules = [r for r in RULES if _selected(r.id, select, ignore)]
+    hits: list[Hit] = []
+    notes = [ruff.note] if ruff.note else []
+    for done, path in enumerate(files, 1):  # one parsed file in memory at a time
+        ctx, note = _parse(path)
+        if ctx is None:
+            notes.append(note or f"{path}: skipped")
+        else:
+            hits += _file_hits(ctx, rules, ruff.diagnostics.get(path, []), select, ignore)
+        if on_file is not None:
+            on_file(done, len(files))
     findings = [to_finding(h, RULES_BY_ID.get(h.rule), index, min_share) for h in hits]
     return LintReport(rank(findings, profiled=index is not None),
-                      tuple(str(f) for f in files), tuple(notes), ruff_used,
+                      tuple(str(f) for f in files), tuple(notes), ruff.ruff,
                       index.basis if index is not None else None)
+
+
+def _file_hits(ctx: FileContext, rules: list[Rule], diagnostics: list[dict],
+               select: Sequence[str], ignore: Sequence[str]) -> list[Hit]:
+    own = _dedupe([h for rule in rules for h in rule.check(ctx) if not _suppressed(ctx, h)])
+    theirs = [h for h in to_hits(diagnostics, ctx)
+              if _selected(h.rule, select, ignore) and not _suppressed(ctx, h)]
+    return _merge(own, theirs)
 
 
 def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -112,23 +129,6 @@ def _walk(root: Path) -> list[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
         files += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
     return files
-
-
-def _own_hits(files: list[Path], select: Sequence[str], ignore: Sequence[str]
-              ) -> tuple[list[Hit], dict[Path, FileContext], list[str]]:
-    rules = [r for r in RULES if _selected(r.id, select, ignore)]
-    hits: list[Hit] = []
-    contexts: dict[Path, FileContext] = {}
-    notes: list[str] = []
-    for path in files:
-        ctx, note = _parse(path)
-        if ctx is None:
-            notes.append(note or f"{path}: skipped")
-            continue
-        contexts[path] = ctx
-        for rule in rules:
-            hits += [h for h in rule.check(ctx) if not _suppressed(ctx, h)]
-    return _dedupe(hits), contexts, notes
 
 
 def _parse(path: Path) -> tuple[FileContext | None, str | None]:
@@ -182,9 +182,7 @@ def _wants_ruff(select: Sequence[str]) -> bool:
     return not select or any(p.startswith("ruff") or "ruff:".startswith(p) for p in select)
 
 
-def _suppressed(ctx: FileContext | None, h: Hit) -> bool:
-    if ctx is None:
-        return False
+def _suppressed(ctx: FileContext, h: Hit) -> bool:
     m = _IGNORE.search(ctx.lines[h.line - 1]) if 0 < h.line <= len(ctx.lines) else None
     if m is None:
         return False

@@ -39,9 +39,9 @@ _BATCH = 400  # files per ruff call, to stay far below the OS argument-length li
 
 @dataclass(frozen=True)
 class RuffRun:
-    """What running ruff produced: hits, the ruff used (None: not found), and a note."""
+    """Ruff's diagnostics by file, the ruff used (None: not found), and a note."""
 
-    hits: tuple[Hit, ...]
+    diagnostics: dict[Path, list[dict]]
     ruff: str | None
     note: str | None = None
 
@@ -56,21 +56,28 @@ def find_ruff() -> str | None:
         return shutil.which("ruff")
 
 
-def run_ruff(files: Sequence[Path], contexts: dict[Path, FileContext], *,
-             executable: str | None = None, timeout_s: float = 120.0) -> RuffRun:
-    """Ruff's speed findings on ``files`` (absolute paths); never raises for ruff's sake."""
+def run_ruff(files: Sequence[Path], *, executable: str | None = None,
+             timeout_s: float = 120.0) -> RuffRun:
+    """Ruff's speed diagnostics on ``files`` (absolute paths); never raises for ruff's sake."""
     exe = executable if executable is not None else find_ruff()
     if exe is None or not Path(exe).exists() and shutil.which(exe) is None:
-        return RuffRun((), None, "ruff not found: only perfpilot's own rules ran "
+        return RuffRun({}, None, "ruff not found: only perfpilot's own rules ran "
                                  "(`pip install ruff` adds its PERF rules)")
-    diagnostics: list[dict] = []
+    by_file: dict[Path, list[dict]] = {}
     for start in range(0, len(files), _BATCH):
         out, error = _call(exe, files[start:start + _BATCH], timeout_s)
         if error is not None:
-            return RuffRun((), exe, error)
-        diagnostics += out
-    hits = [_to_hit(d, contexts) for d in diagnostics]
-    return RuffRun(tuple(h for h in hits if h is not None), exe)
+            return RuffRun({}, exe, error)
+        for d in out:
+            if d.get("filename"):
+                by_file.setdefault(Path(d["filename"]).resolve(), []).append(d)
+    return RuffRun(by_file, exe)
+
+
+def to_hits(diagnostics: list[dict], ctx: FileContext) -> list[Hit]:
+    """Hits for one file's diagnostics, placed in their enclosing loops via ``ctx``."""
+    hits = [_to_hit(d, ctx) for d in diagnostics]
+    return [h for h in hits if h is not None]
 
 
 def _call(exe: str, files: Sequence[Path], timeout_s: float) -> tuple[list[dict], str | None]:
@@ -94,18 +101,16 @@ def _call(exe: str, files: Sequence[Path], timeout_s: float) -> tuple[list[dict]
     return [], f"ruff failed ({first}): its rules were skipped"
 
 
-def _to_hit(d: dict, contexts: dict[Path, FileContext]) -> Hit | None:
+def _to_hit(d: dict, ctx: FileContext) -> Hit | None:
     code, loc = d.get("code"), d.get("location") or {}
-    if not code or not d.get("filename") or "row" not in loc:
+    if not code or "row" not in loc:
         return None  # syntax errors come without a code
-    file = Path(d["filename"]).resolve()
     line, col = int(loc["row"]), int(loc.get("column", 1))
-    ctx = contexts.get(file)
-    loops = ctx.loops_of(_node_at(ctx, line, col)) if ctx is not None else ()
+    loops = ctx.loops_of(_node_at(ctx, line, col))
     name = d.get("name") or (d.get("url") or "").rsplit("/", 1)[-1]
     fix = (d.get("fix") or {}).get("message")
     return Hit(
-        rule=f"ruff:{code}", file=file, line=line, column=max(col - 1, 0),
+        rule=f"ruff:{code}", file=ctx.path, line=line, column=max(col - 1, 0),
         title=d.get("message", code),
         evidence=f"ruff {code} ({name}): {d.get('message', '')}",
         fix=f"{fix} (ruff {code}; see {d.get('url')})" if fix else f"See {d.get('url')}.",
@@ -124,10 +129,10 @@ def _node_at(ctx: FileContext, line: int, col: int) -> object:
     return best
 
 
-def _edit_diff(ctx: FileContext | None, fix: dict | None, limit: int = 4) -> tuple[str, ...]:
+def _edit_diff(ctx: FileContext, fix: dict | None, limit: int = 4) -> tuple[str, ...]:
     """``- old`` / ``+ new`` lines from ruff's suggested edits, when it has any."""
     edits = (fix or {}).get("edits") or []
-    if ctx is None or not edits:
+    if not edits:
         return ()
     first = min(e["location"]["row"] for e in edits)
     last = max(e["end_location"]["row"] for e in edits)

@@ -236,7 +236,7 @@ def _vector_diff(ctx: FileContext, node: ast.AST, body: list[ast.AST], array: st
         counter = ctx.segment(stmt.body[0].target)  # type: ignore[attr-defined]
         new = expr and f"{counter} += {_paren(expr)}.sum().item()"
     elif isinstance(node, (ast.ListComp, ast.GeneratorExp)) and stmt is node.elt:
-        return _comprehension_diff(ctx, node, vec.apply(stmt), vec.had_item)
+        return _comprehension_diff(ctx, node, vec.apply(stmt))
     if not new:
         return ()
     last = node.end_lineno if isinstance(node, ast.For) else node.lineno  # type: ignore[attr-defined]
@@ -244,8 +244,7 @@ def _vector_diff(ctx: FileContext, node: ast.AST, body: list[ast.AST], array: st
     return (*source_lines(ctx, "-", removed), f"+ {new}")
 
 
-def _comprehension_diff(ctx: FileContext, node: ast.AST, expr: str | None,
-                        had_item: bool) -> tuple[str, ...]:
+def _comprehension_diff(ctx: FileContext, node: ast.AST, expr: str | None) -> tuple[str, ...]:
     """``[x.item() for x in t]`` -> ``t.tolist()``; ``tuple(float(v) for v in a)`` too."""
     if not expr:  # a list was built: .tolist() gives one, with Python scalars
         return ()
