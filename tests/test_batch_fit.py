@@ -139,3 +139,12 @@ def test_engine_probe_with_failing_model(error: type[Exception]) -> None:
                for t in tuning.trials)
     states = {t.plan.get("batch_size"): t.state for t in tuning.trials if "batch_size" in t.plan}
     assert states[64] == "oom" and states[8] == "complete"
+
+
+def test_doubling_stops_at_a_step_too_slow_to_validate() -> None:
+    def probe(size: int) -> Probe:
+        return Probe(size, "ok", step_s=size / 100)
+
+    fit = find_fit_limit(probe, start=8, cap=10**6, max_step_s=1.0)
+    assert fit.cause == "time" and fit.limit == 128  # 1.28 s: the first step over 1 s
+    assert fit.smallest_failed is None

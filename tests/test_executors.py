@@ -208,6 +208,13 @@ def test_process_worker_over_its_memory_limit_is_oom():
         assert trial.state == "oom"
 
 
+def test_close_with_wait_drains_the_queue_even_if_a_worker_dies():
+    ex = ProcessExecutor(1)
+    killed, queued = ex.submit(kill_self), ex.submit(square, 3)
+    ex.close()
+    assert isinstance(killed.exception(0), WorkerDied) and queued.result(0) == 9
+
+
 def test_close_without_wait_cancels_and_kills():
     ex = ProcessExecutor(1)
     running = ex.submit(sleep_long)

@@ -100,6 +100,20 @@ def test_a_failing_item_is_named_with_the_original_traceback(backend):
         assert isinstance(exc.__cause__, RemoteTraceback)
 
 
+def die_on_3(x):
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def test_a_worker_killed_mid_map_names_the_chunk():
+    from perfpilot.execute import WorkerDied
+
+    with pytest.raises(WorkerDied, match="SIGKILL") as info:
+        pmap(die_on_3, range(10), backend="process", chunksize=2)
+    assert "pmap: while running items 2..3" in info.value.__notes__
+
+
 def test_bad_options_are_rejected():
     with pytest.raises(ValueError, match="backend='gpu'"):
         pmap(square, range(3), backend="gpu")

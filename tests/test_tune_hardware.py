@@ -223,6 +223,7 @@ def test_replay_from_stored_trials_makes_the_same_decisions():
     again = stage.run(ctx)
     assert again.plan == first.plan
     assert again.evidence["candidates"] == first.evidence["candidates"]
+    assert again.trials == first.trials  # recalled, reported as this stage's trials
     assert len(trials.trials()) == len(first.trials)
 
 

@@ -23,7 +23,7 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     batch = 256
-    for epoch in range(2):
+    for epoch in range(1):
         perm = torch.randperm(len(x))
         for i in range(0, len(x), batch):
             idx = perm[i:i + batch]

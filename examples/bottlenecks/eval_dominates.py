@@ -32,7 +32,7 @@ def main():
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = nn.CrossEntropyLoss()
-    for epoch in range(4):
+    for epoch in range(2):
         for step, (xb, yb) in enumerate(train):
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)

@@ -22,9 +22,8 @@ def main():
     torch.set_num_threads(1)  # steady timings on a shared machine; not the planted issue
     model = make_model().eval()
     data = torch.randn(12800, 64)
-    predictions = []
-    for batch in data.split(32):
-        predictions.append(model(batch).argmax(1))  # planted: no torch.no_grad()
+    # planted: no torch.no_grad() / inference_mode() around the forwards
+    predictions = [model(batch).argmax(1) for batch in data.split(32)]
     print(f"predicted {len(torch.cat(predictions))} samples")
 
 

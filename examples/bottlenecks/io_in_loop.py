@@ -22,7 +22,7 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "checkpoint.pt")
-        for step in range(80):
+        for step in range(50):
             x, y = torch.randn(32, 512), torch.randint(0, 10, (32,))
             opt.zero_grad()
             loss = loss_fn(model(x), y)

@@ -30,7 +30,7 @@ def main():
     feature_log = [random.gauss(0.0, 1.0) for _ in range(30000)]
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    for step in range(60):
+    for step in range(200):
         x = torch.randn(64, 32)
         mean, var = running_stats(feature_log)  # the planted hot spot
         target = torch.full((64, 1), mean)

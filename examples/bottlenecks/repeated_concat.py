@@ -19,7 +19,7 @@ def main():
     opt = torch.optim.SGD([*encoder.parameters(), *head.parameters()], lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
     embeddings = torch.empty(0, 128)
-    for step in range(400):
+    for step in range(300):
         x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
         z = encoder(x)
         opt.zero_grad()

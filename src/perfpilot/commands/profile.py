@@ -31,8 +31,7 @@ DEFAULT_RATE_HZ = 200
 
 
 def register(app: typer.Typer) -> None:
-    app.command("profile", context_settings={"allow_interspersed_args": False})(
-        profile_command)
+    app.command("profile")(profile_command)
 
 
 def profile_command(

@@ -71,11 +71,30 @@ def diagnose(record: RunRecord, *, lint: bool = True,
     return rank(_dedupe(found))
 
 
+CAUSES_OF_IDLE_GPU = frozenset({"dataloader-bound", "host-device-sync", "pageable-memcpy",
+                                "python-hotspot", "io-in-loop", "memory-headroom",
+                                "small-batch", "eval-dominates"})
+
+
 def _dedupe(found: list[Finding]) -> list[Finding]:
-    """A python-hotspot inside data loading is the dataloader-bound finding's business."""
-    if any(f.id == "dataloader-bound" for f in found):
+    """Keep the finding that names the cause when two describe the same time.
+
+    * a python-hotspot inside data loading is the dataloader-bound finding's business;
+    * on a GPU with memory to spare, memory-headroom and small-batch give the same fix
+      (a larger batch): memory-headroom, which says how far it can grow, is kept;
+    * gpu-idle is a symptom: dropped when a cause finding covers at least half its time.
+    """
+    ids = {f.id for f in found}
+    if "dataloader-bound" in ids:
         found = [f for f in found
                  if not (f.id == "python-hotspot" and f.extra.get("tag") == "data")]
+    if "memory-headroom" in ids:
+        found = [f for f in found if f.id != "small-batch"]
+    idle = next((f for f in found if f.id == "gpu-idle"), None)
+    if idle is not None:
+        covered = sum(f.time_share or 0.0 for f in found if f.id in CAUSES_OF_IDLE_GPU)
+        if covered >= 0.5 * (idle.time_share or 0.0):
+            found = [f for f in found if f.id != "gpu-idle"]
     return found
 
 

@@ -16,8 +16,9 @@ All read the ``cuda`` section (see :mod:`perfpilot.probes.cuda`) and ``hot_ops``
 ``gpu-idle``           NVML utilization over the steady window; gain: the idle share
                        halved, with the fix aimed at the measured biggest host phase.
 ``memory-headroom``    peak allocated memory against device memory; with the GPU not
-                       saturated, a larger batch is the lever; gain: the idle share
-                       sped up by how many times the batch can grow (at most 4).
+                       saturated and the step not waiting on host work (data, copies,
+                       your code under 30%), a larger batch is the lever; gain: the idle
+                       share sped up by how many times the batch can grow (at most 4).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from perfpilot.record import Finding
 SYNC_MIN_SHARE = 0.02
 IDLE_MAX_UTIL = 60.0
 HEADROOM_MAX_USED = 0.4
+HOST_BOUND = 0.3
 
 
 def _cuda(f: Facts) -> dict:
@@ -139,6 +141,9 @@ def memory_headroom(f: Facts) -> list[Finding]:
     if not total or not peak or peak > HEADROOM_MAX_USED * total or f.steps < MIN_STEPS:
         return []
     if util is None or util >= 90.0 or not f.samples_per_step:
+        return []
+    host = f.share(sum(f.totals.get(p, 0.0) for p in ("data", "h2d", "other", "io")))
+    if host >= HOST_BOUND:  # the GPU waits for host work a larger batch would not remove
         return []
     grow = max(2, min(4, int(0.8 * total / max(peak, 1))))
     ld = f.train_loader() or {}

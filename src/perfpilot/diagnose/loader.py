@@ -20,10 +20,12 @@ MAX_WORKERS = 8
 
 
 def suggested_workers(current: int, cores: int) -> int:
-    """Workers to try: at least 2, doubling what is there, at most the usable cores
-    (waiting on I/O parallelizes beyond cores, but CPU-bound loading does not)."""
-    want = max(2, 2 * current)
-    return max(current + 1, min(want, max(cores, 2), MAX_WORKERS))
+    """Workers to try: from none, one per usable core (2 to 4); else twice as many, up to
+    the usable cores (waiting on I/O parallelizes beyond cores, CPU-bound loading does
+    not) and :data:`MAX_WORKERS`; always more than now."""
+    if current == 0:
+        return min(max(cores, 2), 4)
+    return max(current + 1, min(2 * current, max(cores, 2), MAX_WORKERS))
 
 
 def dataloader_bound(f: Facts) -> list[Finding]:

@@ -35,7 +35,9 @@ _IO_TEXT = re.compile(r"\bopen\(|\.write\(|\.flush\(|os\.fsync|\.savefig\(|\.to_
 
 def eval_dominates(f: Facts) -> list[Finding]:
     share = f.share(f.eval_s)
-    if not f.trains or share < EVAL_MIN_SHARE:
+    mode = (f.section("profile", {}) or {}).get("mode")
+    # In a workload run, evaluation is the engine's schedule, not the user's loop.
+    if not f.trains or share < EVAL_MIN_SHARE or mode == "workload":
         return []
     passes = f.section("timeline", {}).get("eval_passes")
     eval_loader = next((ld for ld in f.section("loaders", []) if ld.get("role") == "eval"),
@@ -45,8 +47,9 @@ def eval_dominates(f: Facts) -> list[Finding]:
                 + (f" in {passes} passes" if passes else "")
                 + f"), training {pct(f.share(f.train_s))}")
     if eval_loader:
-        evidence += (f"; each pass reads {eval_loader.get('dataset_len')} samples from the "
-                     f"DataLoader at {where(eval_loader.get('site'))}")
+        evidence += f"; each pass reads {eval_loader.get('dataset_len')} samples"
+        if eval_loader.get("site"):
+            evidence += f" from the DataLoader at {where(eval_loader['site'])}"
     fix = (f"Evaluate {EVAL_FACTOR:.0f}x less often (every N steps/epochs instead of every "
            f"one) or on a fixed subset of the validation set; run it under "
            f"torch.inference_mode() with a larger batch.")

@@ -1,10 +1,11 @@
 """``python-hotspot`` and the lint findings in the measured hot code.
 
 ``python-hotspot``
-    Measured: for each user function, the sampled time its lines spent *running Python
-    bytecode* (the sampler tells Python from time inside torch ops, I/O or sleeps by how
-    long it waited for the GIL), in the steady window. Fix: vectorize (tensor/numpy ops),
-    cache, or move the work out of the step. Gain: Amdahl with that time
+    Measured: for each user function, the sampled time its own lines spent *running
+    Python bytecode* (the sampler tells Python from time inside torch ops, I/O or sleeps
+    by how long it waited for the GIL; Python inside libraries it calls, such as
+    ``nn.Module`` machinery, does not count), in the steady window. Fix: vectorize
+    (tensor/numpy ops), cache, or move the work out of the step. Gain: Amdahl with that time
     :data:`VECTORIZE_FACTOR` times faster (a stated assumption: vectorized tensor code
     is typically 10-100x faster than the Python loop it replaces).
 Lint (``inefficient-membership``, ``repeated-concat``...)
@@ -33,7 +34,7 @@ def python_hotspot(f: Facts) -> list[Finding]:
     for h in f.section("hot_lines", []):
         g = groups.setdefault((h["file"], h["function"]),
                               {"python": 0.0, "self": 0.0, "lines": [], "tags": {}})
-        g["python"] += h.get("python_share", 0.0)
+        g["python"] += h.get("own_python_share", h.get("python_share", 0.0))
         g["self"] += h.get("self_share", 0.0)
         g["lines"].append(h)
         for tag, sec in (h.get("tags") or {}).items():
@@ -43,7 +44,7 @@ def python_hotspot(f: Facts) -> list[Finding]:
         share = g["python"]  # hot_lines shares are of the steady window's samples
         if share < MIN_SHARE or g["python"] < MIN_PYTHON_FRACTION * g["self"]:
             continue
-        lines = sorted(g["lines"], key=lambda h: h.get("python_share", 0.0), reverse=True)
+        lines = sorted(g["lines"], key=lambda h: h.get("own_python_share", 0.0), reverse=True)
         top = lines[0]
         site = [file, top["line"], function]
         tag = max(g["tags"], key=g["tags"].get) if g["tags"] else ""

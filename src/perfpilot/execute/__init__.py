@@ -1,36 +1,57 @@
 """Executors: run trials (or any call) inline, in warm worker processes, or on Ray.
 
 See :mod:`perfpilot.execute.base` for the contract and :mod:`perfpilot.execute.choose`
-for the timing rule. Ray is imported only when a :class:`RayExecutor` is built.
+for the timing rule. Names are imported lazily (PEP 562): a worker process imports only
+:mod:`perfpilot.execute._worker`, which keeps its start-up short; Ray is imported only
+when a :class:`RayExecutor` is built.
 """
 
 from __future__ import annotations
 
-from perfpilot.execute.base import (
-    Executor,
-    ExecutorClosed,
-    ExecutorError,
-    InlineExecutor,
-    RemoteError,
-    RemoteTraceback,
-    TrialTimeout,
-    WorkerDied,
-    WorkerOOM,
-    usable_cores,
-)
-from perfpilot.execute.choose import (
-    ExecutorKind,
-    ExecutorTrials,
-    choose_executor,
-    submit_trial,
-    visible_gpus,
-)
-from perfpilot.execute.process import ProcessExecutor
-from perfpilot.execute.ray_executor import RayExecutor
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "Executor", "ExecutorClosed", "ExecutorError", "ExecutorKind", "ExecutorTrials",
-    "InlineExecutor", "ProcessExecutor", "RayExecutor", "RemoteError", "RemoteTraceback",
-    "TrialTimeout", "WorkerDied", "WorkerOOM", "choose_executor", "submit_trial",
-    "usable_cores", "visible_gpus",
-]
+_LAZY: dict[str, str] = {
+    **{name: "perfpilot.execute.base" for name in (
+        "Executor", "ExecutorClosed", "ExecutorError", "InlineExecutor", "RemoteError",
+        "RemoteTraceback", "TrialTimeout", "WorkerDied", "WorkerOOM", "usable_cores")},
+    **{name: "perfpilot.execute.choose" for name in (
+        "ExecutorKind", "ExecutorTrials", "choose_executor", "submit_trial", "visible_gpus")},
+    "ProcessExecutor": "perfpilot.execute.process",
+    "RayExecutor": "perfpilot.execute.ray_executor",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from perfpilot.execute.base import (  # noqa: F401
+        Executor,
+        ExecutorClosed,
+        ExecutorError,
+        InlineExecutor,
+        RemoteError,
+        RemoteTraceback,
+        TrialTimeout,
+        WorkerDied,
+        WorkerOOM,
+        usable_cores,
+    )
+    from perfpilot.execute.choose import (  # noqa: F401
+        ExecutorKind,
+        ExecutorTrials,
+        choose_executor,
+        submit_trial,
+        visible_gpus,
+    )
+    from perfpilot.execute.process import ProcessExecutor  # noqa: F401
+    from perfpilot.execute.ray_executor import RayExecutor  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfpilot.execute' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

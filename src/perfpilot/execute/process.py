@@ -12,9 +12,12 @@ A manager thread owns every worker: it hands a queued call to an idle worker, tu
 replies into future results, kills a worker whose call passed its deadline or memory
 limit, notices a worker that died (EOF on its pipe, or ``poll()``), fails that call with
 the matching error, and starts a replacement in the same slot (same environment, e.g.
-the same ``CUDA_VISIBLE_DEVICES``). Workers run in their own session, so Ctrl-C in the
-terminal reaches only the caller, which then closes the pool; a worker also exits when its
-parent dies.
+the same ``CUDA_VISIBLE_DEVICES``). Each worker leads its own process group (in the
+caller's session): Ctrl-C in the terminal reaches only the caller's foreground group, the
+caller then closes the pool, and a kill takes the worker's own children too. Not a new
+session: with the kernel's autogroup scheduling a session is a CPU-share unit, and
+workers must not take a bigger share of a busy machine than the caller would. A worker
+also exits when its parent dies.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ _ENTRY = ("import sys; from perfpilot.execute._worker import main; "
           "main(int(sys.argv[1]), int(sys.argv[2]))")
 _TICK_S = 0.25  # longest wait between checks of deadlines, exits and memory
 _MAX_START_FAILURES = 3  # consecutive workers dying before "ready": the pool is broken
+
+# A new process group, same session (Popen's process_group is Python >= 3.11).
+_NEW_GROUP: dict[str, Any] = ({"process_group": 0} if sys.version_info >= (3, 11)
+                              else {"preexec_fn": os.setpgrp})
 
 EnvSpec = Mapping[str, str] | Callable[[int], Mapping[str, str]] | None
 
@@ -171,7 +178,7 @@ class ProcessExecutor(Executor):
         try:
             proc = subprocess.Popen([sys.executable, "-c", _ENTRY, str(task_r), str(res_w)],
                                     pass_fds=(task_r, res_w), env=self._env(slot),
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, **_NEW_GROUP)
         except BaseException:
             os.close(task_w)
             os.close(res_r)
@@ -204,8 +211,12 @@ class ProcessExecutor(Executor):
         return rc
 
     def _replace(self, slot: int) -> None:
-        if not self._closing and self._broken is None and self._slots[slot] is None:
-            self._slots[slot] = self._spawn(slot)
+        """Start a worker in an empty slot, unless nothing is left for it to do."""
+        if self._abort or self._broken is not None or self._slots[slot] is not None:
+            return
+        if self._closing and not self._queue:  # close(wait=True) still drains the queue
+            return
+        self._slots[slot] = self._spawn(slot)
 
     # ---- the manager thread -------------------------------------------------------------
 

@@ -186,12 +186,20 @@ class RayExecutor(Executor):
             if not refs:  # idle (or waiting for a node slot): until submit() or close()
                 self._wakeup.wait(_TICK_S if self._queue else None)
                 return True
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=_TICK_S)
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=self._wait_time())
+        if ready:  # collect every other finished task too, without waiting
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
         with self._lock:
             for ref in ready:
                 self._finish(self._running.pop(ref))
             self._expire(time.monotonic())
         return True
+
+    def _wait_time(self) -> float:
+        deadlines = [j.deadline for j in self._running.values() if j.deadline is not None]
+        if not deadlines:
+            return _TICK_S
+        return min(_TICK_S, max(0.0, min(deadlines) - time.monotonic()))
 
     def _finish(self, job: _Job) -> None:
         import cloudpickle

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any, Literal
 
-from perfpilot.execute.base import Executor, ExecutorError, usable_cores
+from perfpilot.execute.base import Executor, usable_cores
 from perfpilot.parallel import _auto
 from perfpilot.parallel._auto import Backend, Choice, decide, gil_test, probe, transfer_cost
 from perfpilot.parallel._chunks import ChunkResult, ChunkSizer, run_chunk
@@ -126,12 +126,14 @@ def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> tup
 
 def _serial(fn: Callable[[Any], Any], items: Sequence[Any], first: int,
             bar: _Progress) -> Iterator[Any]:
+    active = bar.active
     for i in range(first, len(items)):
         try:
             value = fn(items[i])
         except Exception as e:
             raise _annotate(e, i, items[i]) from None
-        bar.advance(1, "serial")
+        if active:  # not even a method call per item when nobody watches
+            bar.advance(1, "serial")
         yield value
 
 
@@ -200,7 +202,7 @@ def _chunk_result(f: Future, start: int, k: int, fn: Any, items: Sequence[Any],
 
     try:
         res: ChunkResult = f.result()
-    except ExecutorError as e:
+    except Exception as e:  # the worker died, or the chunk's results could not come back
         _add_note(e, f"pmap: while running items {start}..{start + k - 1}")
         raise
     if res.error is None:
@@ -266,6 +268,7 @@ class _Progress:
         self.total, self.done = total, 0
         self.clock, self.start = clock, clock()
         self.bar: Any = None
+        self.active = self.callback is not None or self.enabled
 
     def advance(self, n: int, backend: str) -> None:
         self.done += n

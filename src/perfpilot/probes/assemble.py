@@ -162,6 +162,9 @@ def build_timeline(raw: dict[str, Any], steady: list[dict[str, Any]],
     tr = raw["tracker"]
     c = tr["clock"]
     end = c.get("end") or c.get("last_activity") or c.get("script_start") or 0.0
+    last_step_end = max((s["end"] for s in steady), default=None)
+    if raw.get("mode") == "workload" and last_step_end is not None:
+        end = last_step_end  # the engine's final evaluation is not the user's run
     first = c.get("first_activity")
     warm = c.get("warmup_end") or first
     start_steady = warm if warm is not None else c.get("script_start", 0.0)
@@ -171,7 +174,6 @@ def build_timeline(raw: dict[str, Any], steady: list[dict[str, Any]],
             if warm is not None and seg[0] >= warm - 1e-9]
     eval_s = sum(seg[2] for seg in segs)
     io = [r for r in (raw.get("hooks") or {}).get("io", []) if r.get("phase") == "steady"]
-    last_step_end = max((s["end"] for s in steady), default=None)
     train = sum(sum(v for k, v in s["phases"].items() if k != "eval") for s in steady)
     return {
         "total_s": end, "interpreter_s": c.get("script_start") or 0.0,
@@ -233,8 +235,11 @@ def hot_lines(stacks: dict[str, Any], limit: int = MAX_HOT_LINES) -> list[dict[s
 
     ``self_share``: time the line was the innermost *user* frame (what it calls in
     libraries counts as its own time); ``total_share``: time it was anywhere on the
-    stack; ``python_share``: self time spent running Python bytecode (see the sampler);
-    ``tags``: self seconds per phase tag (``data``, ``forward``, ``eval``...).
+    stack; ``python_share``: self time spent running Python bytecode (see the sampler),
+    ``own_python_share`` the part of it in the line itself (not in library Python it calls);
+    ``tags``: self seconds per phase tag (``data``, ``forward``, ``eval``...). Samples
+    whose leaf line is uncertain (GIL hand-offs, see the sampler) count for the frames
+    above it only, so self shares may sum to less than 1.
     """
     chosen = main_stacks(stacks)
     denom = sum(_weight(s) for s in chosen)
@@ -245,23 +250,28 @@ def hot_lines(stacks: dict[str, Any], limit: int = MAX_HOT_LINES) -> list[dict[s
         w = _weight(s)
         user = [f for f in s["frames"] if is_user_file(f[0])]
         seen = set()
+        handoff = float(s.get("handoff_s", 0.0)) if user and user[-1] is s["frames"][-1] else 0.0
         for f in user:
             key = (f[0], f[1])
             entry = lines.setdefault(key, {"file": f[0], "line": f[1], "function": f[2],
                                            "self": 0.0, "total": 0.0, "python": 0.0,
-                                           "tags": {}})
+                                           "own_python": 0.0, "tags": {}})
             if key not in seen:
-                entry["total"] += w
+                entry["total"] += w - (handoff if f is user[-1] else 0.0)
                 seen.add(key)
         if user:
             leaf = lines[(user[-1][0], user[-1][1])]
+            w -= handoff  # Python that ran before this line (see the sampler): unplaced
             leaf["self"] += w
             leaf["python"] += float(s.get("python_s", 0.0))
+            if user[-1] is s["frames"][-1]:  # the user's line itself, not library code
+                leaf["own_python"] += float(s.get("python_s", 0.0))
             tag = s.get("tag", "") or "other"
             leaf["tags"][tag] = leaf["tags"].get(tag, 0.0) + w
     out = [{"file": e["file"], "line": e["line"], "function": e["function"],
             "self_share": e["self"] / denom, "total_share": e["total"] / denom,
-            "python_share": e["python"] / denom, "seconds": e["self"],
+            "python_share": e["python"] / denom, "own_python_share": e["own_python"] / denom,
+            "seconds": e["self"],
             "tags": {k: round(v, 6) for k, v in e["tags"].items()}}
            for e in lines.values()]
     out.sort(key=lambda e: (e["total_share"], e["self_share"]), reverse=True)

@@ -33,7 +33,7 @@ from perfpilot.probes.frames import caller_site, user_site
 from perfpilot.probes.steps import StepTracker
 
 REDISCOVER_EVERY = 50
-NOGRAD_PROBES = 5  # grad-in-eval forwards re-run under no_grad to measure the cost of grad
+NOGRAD_PROBES = 5  # grad-in-eval calls whose inputs are re-run to measure what grad costs
 LOADER_KNOBS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_factor",
                 "batch_size")
 
@@ -88,7 +88,6 @@ class TorchHooks:
         self._io_depth = 0
         self._probing = False
         self._gie_last: dict[str, Any] | None = None
-        self._probe: dict[str, Any] | None = None
         self.on_boundary: list[Callable[[str], None]] = []
         tracker.on_boundary = self._boundary
 
@@ -300,10 +299,6 @@ class TorchHooks:
 
     def _root_end(self, module: Any, args: Any) -> None:
         self.t.forward_end()
-        probe = self._probe
-        if probe is not None and probe["module"] is module:
-            self._probe = None
-            self._finish_nograd_probe(probe, args)
 
     # ------------------------------------------------------------ grad-in-eval
 
@@ -317,36 +312,27 @@ class TorchHooks:
                                             "then_backward": 0}
         rec["calls"] += 1
         self._gie_last = rec
-        n = len(self.nograd_ratios)
-        if self.measure_nograd and rec["calls"] >= 2 and n < NOGRAD_PROBES:
-            # Time this forward as it runs (with grad) and an identical one under
-            # no_grad, alternating which goes first; their ratio is the measured cost.
-            self._probe = {"module": module, "t0": self.clock(), "first": n % 2 == 0}
-            if self._probe["first"]:
-                self._probe["nograd_s"] = self._nograd_forward(module, args)
-                self._probe["t0"] = self.clock()
+        if self.measure_nograd and rec["calls"] >= 2 and len(self.nograd_ratios) < NOGRAD_PROBES:
+            try:
+                self.nograd_ratios.append(self._grad_cost(module, args))
+            except Exception as e:
+                self._error("no_grad probe", e)
 
-    def _nograd_forward(self, module: Any, args: Any) -> float:
+    def _grad_cost(self, module: Any, args: Any) -> float:
+        """Time extra forwards on these inputs with and without grad (A B B A, best of
+        two each); the ratio is what grad mode costs. Kept out of the timeline."""
         self._probing = True
+        times = {True: [], False: []}
         try:
-            with self.torch.no_grad():
-                t0 = self.clock()
-                module(*args)
-                return self.clock() - t0
+            for grad in (True, False, False, True):
+                with self.torch.set_grad_enabled(grad):
+                    t0 = self.clock()
+                    module(*args)
+                    times[grad].append(self.clock() - t0)
         finally:
             self._probing = False
             self.t.skip()
-
-    def _finish_nograd_probe(self, probe: dict[str, Any], args: Any) -> None:
-        grad_s = self.clock() - probe["t0"]
-        try:
-            nograd_s = probe.get("nograd_s")
-            if nograd_s is None:
-                nograd_s = self._nograd_forward(probe["module"], args)
-            if nograd_s > 0:
-                self.nograd_ratios.append(grad_s / nograd_s)
-        except Exception as e:
-            self._error("no_grad probe", e)
+        return min(times[True]) / max(min(times[False]), 1e-9)
 
     # ------------------------------------------------------------ backward, optimizer
 

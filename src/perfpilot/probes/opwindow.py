@@ -1,4 +1,5 @@
-"""A short ``torch.profiler`` window: the top operators of a few steady steps.
+"""A short profiler window (kineto, as ``torch.profiler``): the top operators of a few
+steady steps.
 
 The window opens at a step boundary once warm-up is over and a couple of steady steps
 have run, and closes after :attr:`OpWindow.steps` boundaries or :attr:`OpWindow.max_s`
@@ -67,6 +68,7 @@ class OpWindow:
         self._in = 0
         self._t0 = 0.0
         self.prof: Any = None
+        self.results: Any = None
         self.state = "waiting"  # waiting | open | done | failed
         self.error = ""
         self.window_s = 0.0
@@ -90,12 +92,15 @@ class OpWindow:
 
     def _open(self) -> None:
         try:
-            from torch.profiler import ProfilerActivity, profile
+            # torch.autograd.profiler, not torch.profiler.profile: the latter imports
+            # torch.distributed on start (measured 0.5-2 s for a script that had not
+            # imported it yet), which would land in the user's run.
+            from torch.autograd import profiler as autograd_profiler
 
-            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
-            self.prof = profile(activities=acts)
+            self.prof = autograd_profiler.profile(use_device="cuda" if self.cuda else None)
             with _QuietFd2():
-                self.prof.start()
+                self.prof._prepare_trace()
+                self.prof._start_trace()
         except Exception as e:
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             return
@@ -111,8 +116,11 @@ class OpWindow:
         self.window_s = self.clock() - self._t0
         self.window_steps = self._in
         try:
+            import torch.autograd
+
             with _QuietFd2():
-                self.prof.stop()
+                # Not prof.__exit__: that parses every event into Python objects.
+                self.results = torch.autograd._disable_profiler()
             self.state = "done"
         except Exception as e:
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
@@ -129,7 +137,7 @@ class OpWindow:
         if self.state != "done":
             return out
         try:
-            events = self.prof.profiler.kineto_results.events()
+            events = self.results.events()
             out.update(summarize_events(events, self.window_steps))
         except Exception as e:
             out["state"], out["error"] = "failed", f"{type(e).__name__}: {e}"

@@ -35,6 +35,7 @@ from perfpilot.probes.steps import StepTracker
 ENV = "PERFPILOT_PROFILE"
 RAW_FORMAT = "perfpilot.profile-raw/1"
 WORKLOAD_DEFAULT_S = 6.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 class StopProfiling(BaseException):
@@ -115,6 +116,12 @@ class Session:
 
     def start(self) -> None:
         self.memory.sample()
+        # A sampler thread gets the GIL from running Python only after the switch
+        # interval; with the default 5 ms, Python sections shorter than that are
+        # attributed to the next line that releases the GIL (a torch op). 0.5 ms keeps
+        # the attribution on the right line (measured overhead: docs/profile.md).
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
         self.sampler.start()
         if "torch" in sys.modules:
             self.on_torch(sys.modules["torch"])
@@ -146,10 +153,11 @@ class Session:
     def _on_boundary(self, kind: str) -> None:
         if self.tracker.warmup_end is None or self.cfg.workload:
             return
-        self.steady_count[kind] = self.steady_count.get(kind, 0) + 1
+        if not self.tracker.profiling:  # steps in the profiler window are not steady steps
+            self.steady_count[kind] = self.steady_count.get(kind, 0) + 1
         best = ("optimizer" if self.hooks.optimizers else
                 "data" if self.tracker.boundaries()["data"] else "forward")
-        if self.cfg.steps and kind == best and self.steady_count[kind] >= self.cfg.steps:
+        if self.cfg.steps and kind == best and self.steady_count.get(kind, 0) >= self.cfg.steps:
             self.stop_reason = "steps"
             raise StopProfiling("steps")
         deadline = self._deadline()
@@ -228,6 +236,7 @@ class Session:
         if self.window is not None:
             self.window.close()
         self.sampler.stop()
+        sys.setswitchinterval(self._switch)
         if self.hooks is not None:
             self.hooks.uninstall()
         if self.cuda is not None:

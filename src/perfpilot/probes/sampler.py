@@ -14,15 +14,20 @@ also records
   sample; when the main thread holds it (pure Python), the sampler waits for the switch
   interval (5 ms by default) before it gets it, while a thread inside a torch op, I/O or
   a sleep has released it and the sampler gets it at once. A tick delayed by more than
-  :data:`GIL_WAIT_FRACTION` of the switch interval is counted as Python time, after
+  :data:`GIL_WAIT_FRACTION` of the switch interval (a forced hand-over: the main thread
+  was still running Python, at the line we see) is counted as Python time, after
   subtracting the time the sampler thread sat runnable without a CPU (Linux schedstat),
-  so a busy machine is not mistaken for Python code.
+  so a busy machine is not mistaken for Python code. A shorter wait ended by a voluntary
+  release (a torch op) is a *hand-off*: the Python ran before the line we see, maybe in
+  a callee that has returned, so the line is unknown; that time is kept as
+  ``handoff_s`` and not credited to the line we see (the stack above it is right).
 * the main thread's CPU time (``pthread_getcpuclockid``), so waiting (for workers, I/O,
   a lock) can be told from computing.
 * a phase tag from the step tracker (``data``, ``forward``, ``startup``...).
 
 The section it produces follows the ``stack_samples`` contract in :mod:`perfpilot.record`
-(``count`` per stack) with extra per-stack fields ``seconds``, ``python_s``, ``cpu_s``,
+(``count`` per stack) with extra per-stack fields ``seconds``, ``python_s``,
+``handoff_s``, ``cpu_s``,
 ``thread`` and ``tag``.
 """
 
@@ -37,7 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-GIL_WAIT_FRACTION = 0.6
+GIL_WAIT_FRACTION = 0.95
+HANDOFF_MIN_S = 0.00015
 DEFAULT_INTERVAL_S = 0.005  # 200 Hz; see benchmarks/profile_overhead.py
 MAX_DEPTH = 96
 MAX_STACKS = 20000  # distinct stacks kept; beyond that new stacks fold into their leaf
@@ -51,6 +57,7 @@ class _Agg:
     count: int = 0
     seconds: float = 0.0
     python_s: float = 0.0
+    handoff_s: float = 0.0
     cpu_s: float = 0.0
 
 
@@ -123,6 +130,7 @@ class StackSampler:
         self._codes: dict[int, Any] = {}  # id -> code object (kept alive: ids stay unique)
         self._cache: dict[int, tuple[Any, tuple[int, ...]]] = {}
         self._next_cache: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        self._lines: dict[tuple[int, int], int] = {}
         self._names: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -188,7 +196,9 @@ class StackSampler:
         if self._main_cpu is not None:
             cpu = self._main_cpu()
             cpu_dt, self._last_cpu = cpu - self._last_cpu, cpu
-        is_python = late_s > GIL_WAIT_FRACTION * sys.getswitchinterval()
+        switch = sys.getswitchinterval()
+        is_python = late_s > GIL_WAIT_FRACTION * switch
+        is_handoff = not is_python and late_s > max(HANDOFF_MIN_S, 0.3 * switch)
         frames = sys._current_frames()
         self._next_cache = {}
         if len(self._names) != len(frames):
@@ -212,6 +222,8 @@ class StackSampler:
                     if is_python:
                         agg.python_s += dt
                         self.python_s += dt
+                    elif is_handoff:
+                        agg.handoff_s += dt
             self.total_s += dt
             self.ticks += 1
         self._cache = self._next_cache
@@ -234,7 +246,10 @@ class StackSampler:
             cid = id(code)
             if cid not in codes:
                 codes[cid] = code
-            walked.append((frame, cid, frame.f_lineno or 0))
+            line = frame.f_lineno
+            if line is None:  # e.g. a loop's back-edge, where the GIL is usually handed over
+                line = self._line_at(code, cid, frame.f_lasti)
+            walked.append((frame, cid, line))
             # A generator frame can be resumed from elsewhere: its callers may differ.
             if hit is not None and hit[0] is frame and not code.co_flags & _GENERATOR_FLAGS:
                 above = hit[1]
@@ -246,6 +261,20 @@ class StackSampler:
             acc = acc + (cid, line)
         return acc
 
+    def _line_at(self, code: Any, cid: int, lasti: int) -> int:
+        """The line of the nearest instruction at or before ``lasti`` that has one."""
+        key = (cid, lasti)
+        line = self._lines.get(key)
+        if line is None:
+            line = code.co_firstlineno
+            for start, _end, ln in code.co_lines():
+                if start > lasti:
+                    break
+                if ln is not None:
+                    line = ln
+            self._lines[key] = line
+        return line
+
     # ------------------------------------------------------------ output
 
     def section(self) -> dict[str, Any]:
@@ -255,7 +284,8 @@ class StackSampler:
         stacks = [
             {"thread": name, "tag": tag, "frames": self._resolve(frames),
              "count": a.count, "seconds": round(a.seconds, 6),
-             "python_s": round(a.python_s, 6), "cpu_s": round(a.cpu_s, 6)}
+             "python_s": round(a.python_s, 6), "handoff_s": round(a.handoff_s, 6),
+             "cpu_s": round(a.cpu_s, 6)}
             for (name, tag, frames), a in items
         ]
         stacks.sort(key=lambda s: s["seconds"], reverse=True)

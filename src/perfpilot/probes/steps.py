@@ -69,6 +69,9 @@ class _Steps:
     def close(self, now: float) -> None:
         if self.cur is None:
             return
+        if not self.cur and now <= self.start:  # opened and closed at once: not a step
+            self.cur = None
+            return
         self.count += 1
         if len(self.steps) < MAX_STEPS_KEPT:
             phases = {k: max(v, 0.0) for k, v in self.cur.items() if v}
@@ -181,6 +184,17 @@ class StepTracker:
         self.last_activity = now
         return now
 
+    def _boundary(self, kind: str, now: float) -> None:
+        """Tell the listener first, then end warm-up: the boundary that ends the last
+        warm-up step is still warm-up for whoever listens (window, --steps count)."""
+        if self.on_boundary is not None:
+            try:
+                self.on_boundary(kind)
+            finally:
+                self._warmup_check(now)
+        else:
+            self._warmup_check(now)
+
     def _warmup_check(self, now: float) -> None:
         if self.warmup_end is None and (self._n["opt"] >= WARMUP_BOUNDARIES
                                         or self._n["fetch"] > WARMUP_BOUNDARIES
@@ -200,11 +214,9 @@ class StepTracker:
             self._pending = {}  # what ran before a training fetch is never evaluation
         self._n["fetch"] += 1
         self._steps["data"].boundary(now)
-        self._warmup_check(now)
         self._last_fetch_loader = loader
         self._fetched_since_fwd = True
-        if self.on_boundary is not None:
-            self.on_boundary("data")
+        self._boundary("data", now)
 
     def data_end(self, batch_size: int | None = None) -> None:
         self._leave("data")
@@ -226,11 +238,9 @@ class StepTracker:
         self._steps["forward"].boundary(now)
         if batch_size:
             self._steps["forward"].samples += batch_size
-        self._warmup_check(now)
         if self._seg is not None:
             self._seg["forwards"] += 1
-        if self.on_boundary is not None:
-            self.on_boundary("forward")
+        self._boundary("forward", now)
 
     def forward_end(self) -> None:
         self._leave("forward")
@@ -255,9 +265,7 @@ class StepTracker:
         self._pending = {}
         self._n["opt"] += 1
         self._steps["optimizer"].boundary(now)
-        self._warmup_check(now)
-        if self.on_boundary is not None:
-            self.on_boundary("optimizer")
+        self._boundary("optimizer", now)
 
     def io_begin(self) -> None:
         self._enter("io")
@@ -288,10 +296,12 @@ class StepTracker:
         self.end = self.clock()
         self.stopped = stopped
         last = self.last_activity or self.end
-        for kind, s in self._steps.items():
-            if kind != "optimizer":
-                s.close(last)  # an open inference step ends with the last activity
-            # an open optimizer step is the tail after the last step: not a step
+        # An open inference step ends with the last activity (if that kind of boundary
+        # was ever seen); an open optimizer step is the tail after the last step.
+        if self._n["fetch"]:
+            self._steps["data"].close(last)
+        if self._n["fwd"]:
+            self._steps["forward"].close(last)
 
     # ------------------------------------------------------------ evaluation
 

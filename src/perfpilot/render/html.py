@@ -17,6 +17,7 @@ from __future__ import annotations
 import html as _html
 import io
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,10 +121,18 @@ def figure_svg(draw: Callable[[Any], None], *, width: float = 7.5,
     fig = Figure(figsize=(width, height), dpi=96, layout="constrained")
     draw(fig)
     buf = io.StringIO()
-    with _rc(rcParams, {"svg.fonttype": "none", "svg.hashsalt": f"pp{next(_salt)}"}):
+    prefix = f"pp{next(_salt)}-"
+    with _rc(rcParams, {"svg.fonttype": "none", "svg.hashsalt": prefix}):
         fig.savefig(buf, format="svg")
     svg = buf.getvalue()
-    return f'<div class="plot">{svg[svg.find("<svg"):]}</div>'
+    return f'<div class="plot">{_prefix_ids(svg[svg.find("<svg"):], prefix)}</div>'
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Make every id (and reference to one) unique to this figure on the page."""
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m.group(1)})", svg)
+    return re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m.group(1)}"', svg)
 
 
 class _rc:

@@ -119,10 +119,10 @@ def other_findings(findings: list[Finding]) -> Any:
 
     t = Table(title="Other findings (ranked by estimated whole-run gain)", title_justify="left",
               show_edge=False, pad_edge=False)
-    t.add_column("gain", justify="right")
-    t.add_column("finding")
-    t.add_column("where")
-    t.add_column("evidence", overflow="fold")
+    t.add_column("gain", justify="right", no_wrap=True)
+    t.add_column("finding", no_wrap=True)
+    t.add_column("where", no_wrap=True)
+    t.add_column("evidence", overflow="fold", ratio=1)
     for f in findings[:MAX_OTHER]:
         where = f"{_short(f.location['file'])}:{f.location['line']}" if f.location else ""
         gain = f"{f.estimated_speedup:.2f}x"
@@ -183,10 +183,10 @@ def hot_lines_table(record: RunRecord) -> Any:
 
     t = Table(title="Hot lines (your code, steady window; self = the line and what it calls)",
               title_justify="left", show_edge=False, pad_edge=False)
-    t.add_column("self", justify="right")
-    t.add_column("python", justify="right")
-    t.add_column("line")
-    t.add_column("source", overflow="ellipsis", no_wrap=True, max_width=60)
+    t.add_column("self", justify="right", no_wrap=True)
+    t.add_column("python", justify="right", no_wrap=True)
+    t.add_column("line", no_wrap=True)
+    t.add_column("source", overflow="ellipsis", no_wrap=True, ratio=1)
     for h in hot:
         text = linecache.getline(h["file"], h["line"]).strip()
         t.add_row(f"{100 * h['self_share']:.1f}%", f"{100 * h.get('python_share', 0):.1f}%",
@@ -204,9 +204,9 @@ def hot_ops_table(record: RunRecord) -> Any:
     steps = max(int(ops.get("steps") or 1), 1)
     t = Table(title=f"Hot ops (torch.profiler, {steps} steps, by self time)",
               title_justify="left", show_edge=False, pad_edge=False)
-    t.add_column("self/step", justify="right")
-    t.add_column("calls/step", justify="right")
-    t.add_column("op", overflow="ellipsis", no_wrap=True, max_width=70)
+    t.add_column("self/step", justify="right", no_wrap=True)
+    t.add_column("calls/step", justify="right", no_wrap=True)
+    t.add_column("op", overflow="ellipsis", no_wrap=True, ratio=1)
     for o in rows[:MAX_OPS]:
         t.add_row(format_seconds(o["self_s"] / steps), f"{o['count'] / steps:.3g}", o["name"])
     return t

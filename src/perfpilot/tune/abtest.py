@@ -35,8 +35,8 @@ STARTUP_FLOOR_S = 0.25
 # Default A/B size: many short chunks beat few long ones on a shared machine (bursts of
 # contention hit single chunks; the paired median over many rounds shrugs them off).
 CHUNK_S = 0.25
-PAIRS = 10
-MAX_PAIRS = 20
+PAIRS = 7       # the fewest rounds whose median interval reaches 97.5% (two looks)
+MAX_PAIRS = 14
 MIN_EFFECT = 0.03
 STARTUP_NOISE_STEPS = 3  # PyTorch's prefetch_factor when workers > 0 and it is left unset
 

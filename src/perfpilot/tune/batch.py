@@ -47,7 +47,11 @@ if TYPE_CHECKING:
     from perfpilot.workload import Workload
 
 STAGE = "batch"
-FIT_SHARE, THROUGHPUT_SHARE, BASELINE_BOX_SHARE = 0.1, 0.15, 0.4
+# Shares of the stage's budget: the throughput windows, the baseline's time box (of what is
+# left after them), and the longest step the fit search doubles past.
+THROUGHPUT_SHARE, BASELINE_BOX_SHARE, SLOW_STEP_SHARE = 0.15, 0.4, 0.02
+# The noise-scale measurements (one at the start, up to NOISE_POINTS along the baseline run).
+NOISE_SHARE, NOISE_POINTS = 0.1, 5
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ class BatchOptions:
     noise_small_batch: int | None = None
     noise_large_batch: int | None = None
     prune_slack: float = 0.2
-    eval_fraction: float = 0.03
+    eval_fraction: float = 0.04
     refine_runs: int = 8
     finalists: int = 2
     lr_factor: float = 2.0
@@ -180,7 +184,7 @@ class _Tuning:
         fit = self.fit_limit()
         points = self.throughput(fit)
         policy = self.lr_policy()
-        spec = self.noise_spec()
+        spec = self.noise_spec(fit)
         start = self.trial("noise", {"samples": 0, **asdict(spec)},
                            lambda: self.runs.noise(spec, self.ctx.workload.seed))
         self.evidence["noise_scale"] = {"start": start.measurements.get("noise"),
@@ -194,6 +198,9 @@ class _Tuning:
     def fit_limit(self) -> FitResult:
         self.ctx.progress("batch: searching the largest batch that fits")
         cap = self.runs.dataset_size()
+        if self.b0 > cap:
+            raise PlanError(f"plan key 'batch_size': the baseline batch {self.b0} is larger "
+                            f"than the training set ({cap} samples)")
         if self.opts.max_batch is not None:
             cap = min(cap, self.opts.max_batch)
         budget = None
@@ -203,7 +210,8 @@ class _Tuning:
             budget = int(t.measurements["budget_bytes"])
         try:
             fit = find_fit_limit(self._probe, start=min(self.b0, cap), cap=cap,
-                                 margin=self.opts.margin, budget_bytes=budget)
+                                 margin=self.opts.margin, budget_bytes=budget,
+                                 max_step_s=SLOW_STEP_SHARE * self.ctx.budget_s)
         except NothingFits as e:
             raise PlanError(f"plan key 'batch_size': {e}") from None
         if not any(p.batch_size == self.b0 and p.ok for p in fit.probes) and self.b0 <= cap:
@@ -223,6 +231,8 @@ class _Tuning:
     # ------------------------------------------------------------ 2. throughput
 
     def grid(self, fit: FitResult) -> list[int]:
+        """``B0 * 2**k`` from ``min_batch`` (default ``B0 // 8``) to the fit limit, and
+        the fit limit itself."""
         lo = max(1, self.opts.min_batch or self.b0 // 8)
         sizes = {fit.limit, min(self.b0, fit.limit)}
         b = self.b0
@@ -235,13 +245,32 @@ class _Tuning:
             b *= 2
         return sorted(s for s in sizes if lo <= s <= fit.limit or s == self.b0)
 
+    def affordable(self, grid: list[int], fit: FitResult, reps: int,
+                   window: float) -> tuple[list[int], list[dict[str, Any]]]:
+        """The sizes whose windows fit the throughput share of the budget, smallest first
+        (step times estimated from the fit probes); the baseline is always kept."""
+        probed = {p.batch_size: p.step_s for p in fit.probes if p.ok and p.step_s}
+        share, spent, keep, skipped = THROUGHPUT_SHARE * self.ctx.budget_s, 0.0, [], []
+        for b in grid:
+            near = min(probed, key=lambda p: abs(math.log(p / b)), default=None)
+            step = probed[near] * b / near if near else 0.0
+            cost = reps * max(window, 2 * step) + step
+            if b == self.b0 or spent + cost <= share:
+                keep.append(b)
+                spent += cost
+            else:
+                skipped.append({"batch_size": b, "estimated_cost_s": cost,
+                                "why": "its windows do not fit the throughput budget"})
+        return keep, skipped
+
     def throughput(self, fit: FitResult) -> list[ThroughputPoint]:
         from perfpilot.measure import summarize
 
-        grid = self.grid(fit)
         reps = max(2, self.opts.throughput_repeats)
+        full = self.grid(fit)
         window = min(1.0, max(0.05, 0.5 * THROUGHPUT_SHARE * self.ctx.budget_s
-                              / (reps * len(grid))))
+                              / (reps * len(full))))
+        grid, skipped = self.affordable(full, fit, reps, window)
         self.ctx.progress(f"batch: throughput at {len(grid)} sizes x {reps} windows")
         samples: dict[int, list[float]] = {b: [] for b in grid}
         for r in range(reps):
@@ -260,7 +289,8 @@ class _Tuning:
             raise PlanError(f"plan key 'batch_size': throughput at the baseline batch "
                             f"{self.b0} could not be measured")
         self.evidence["throughput"] = {"points": [p.to_dict() for p in points],
-                                       "knee": knee(points), "window_s": window}
+                                       "knee": knee(points), "window_s": window,
+                                       "skipped": skipped}
         return points
 
     # ------------------------------------------------------------ 3-4. LR and noise
@@ -276,11 +306,21 @@ class _Tuning:
                         base_warmup_steps=self.base.warmup_steps, warmup_samples=warmup_samples,
                         family=family, source="auto" if self.opts.lr_rule == "auto" else "option")
 
-    def noise_spec(self) -> NoiseSpec:
+    def noise_spec(self, fit: FitResult) -> NoiseSpec:
+        """Small batch B0, large 8 x B0; the number of estimates sized so that all the
+        measurements (at the start and along the baseline run) take about
+        ``NOISE_SHARE`` of the budget, from the fit probe's step time at B0."""
         small = self.opts.noise_small_batch or self.b0
         large = self.opts.noise_large_batch or max(2 * small, min(8 * small,
                                                                    self.runs.dataset_size()))
-        return NoiseSpec(small, large, max(2, self.opts.noise_estimates), 8 * self.b0)
+        points = NOISE_POINTS
+        step = next((p.step_s for p in fit.probes if p.batch_size == self.b0 and p.step_s), 0.0)
+        per_estimate = step * large / small
+        per_measure = NOISE_SHARE * self.ctx.budget_s / (2 + points)
+        n = self.opts.noise_estimates
+        if per_estimate > 0:
+            n = min(n, math.floor(per_measure / per_estimate))
+        return NoiseSpec(small, large, max(2, n), 8 * self.b0, points)
 
     # ------------------------------------------------------------ 5. validation
 
@@ -387,7 +427,7 @@ def _b(noise: Mapping[str, Any]) -> float:
 def _predicted(curve: list[Any], batch: int, policy: LrPolicy, cfg: RunConfig) -> float | None:
     """The model's time to target for a config at the rule's LR (None for other LRs: the
     model assumes a well-tuned LR, and says nothing about an LR off the rule)."""
-    if abs(cfg.lr - policy.lr(batch)) > 1e-5 * cfg.lr and batch != policy.base_batch:
+    if abs(cfg.lr - policy.lr(batch)) > 1e-5 * cfg.lr:
         return None
     return next((p.predicted_ttt_s for p in curve if p.batch_size == batch), None)
 

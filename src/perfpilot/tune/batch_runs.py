@@ -42,12 +42,14 @@ class RunConfig:
 @dataclass(frozen=True)
 class NoiseSpec:
     """How to measure the noise scale: batch sizes, number of estimates, and (along a
-    run) the first checkpoint in samples, after which checkpoints double."""
+    run) the first checkpoint in samples, after which checkpoints double, at most
+    ``max_points`` of them after the one at 0 samples."""
 
     small_batch: int
     large_batch: int
     n_estimates: int
     first_samples: int
+    max_points: int = 5
 
 
 class Runs(Protocol):
@@ -130,13 +132,15 @@ class BatchRuns:
     # -- throughput
 
     def throughput(self, batch_size: int, window_s: float) -> Outcome:
-        """Samples/s over one window of at least ``window_s`` (and 3 steps), after one
-        untimed step. Trainers are kept per batch size, so windows of several sizes can be
-        interleaved without rebuilding (or recompiling) the model."""
+        """Samples/s over one window of at least ``window_s`` and 2 steps. Trainers are
+        kept per batch size (the first window of a size starts with an untimed step), so
+        windows of several sizes can be interleaved without rebuilding or recompiling."""
+        fresh = batch_size not in self._trainers
         trainer = self._trainer(batch_size)
-        trainer.train_steps(1)
+        if fresh:
+            trainer.train_steps(1)
         samples, seconds, steps = 0, 0.0, 0
-        while steps < 3 or seconds < window_s:
+        while steps < 2 or seconds < window_s:
             t = trainer.train_steps(1)[0]
             samples, seconds, steps = samples + t.samples, seconds + t.total, steps + 1
         return Outcome("complete", {"samples_per_s": samples / seconds, "steps": steps,
@@ -240,7 +244,8 @@ class _TargetRun:
         return max(1, math.ceil((target - seen) / self.batch))
 
     def _maybe_noise(self) -> None:
-        if self.noise is None or self.trainer.samples < self.next_noise:
+        if (self.noise is None or self.trainer.samples < self.next_noise
+                or len(self.profile) > self.noise.max_points):
             return
         est = self.runs._noise_of(self.trainer, self.noise, self.seed + len(self.profile))
         self.profile.append({"samples": self.trainer.samples,

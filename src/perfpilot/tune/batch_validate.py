@@ -15,8 +15,9 @@ reason. The steps:
 1. **Screen** the baseline and the predicted candidates, one run each; each run is cut
    off at ``(1 + slack) x`` the best time so far (it can no longer win).
 2. **Refine** (optional, ``refine_runs`` > 0): a pattern search on the log2 grid around
-   the best configuration: LR x2 and /2 at its batch, and the neighbouring batch sizes
-   with the LR moved by the rule; every improvement restarts the search from the new best.
+   the best configuration: LR x2 and /2 at its batch, the neighbouring batch sizes with
+   the LR moved by the rule, then with the LR kept; every improvement restarts the search
+   from the new best, and it ends at a configuration no neighbour beats.
    The theory only ranks the starting points; this step measures where the optimum is,
    because the baseline's LR is rarely the best one.
 3. **Repeat** the baseline and the finalists (the best configurations within reach) with
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 RunFn = Callable[[RunConfig, int, int], "Trial"]  # (config, round, max_samples) -> trial
 MakeFn = Callable[[int, float], RunConfig]  # (batch, lr) -> config with its warmup
 SecondsFn = Callable[[int, float], float]  # (batch, samples) -> seconds of training
+# Screening and refinement stop early enough to leave this many repeat rounds (baseline +
+# best): two more runs each make three, the fewest whose median intervals can separate.
+RESERVED_ROUNDS = 2
 
 
 @dataclass
@@ -155,14 +159,17 @@ class Validation:
         best = self.best()
         return self.box if best is None else min(self.box, (1 + self.slack) * best.median())
 
-    def try_config(self, cfg: RunConfig, origin: str) -> bool:
-        """One screening run (round 0) if the budget allows; whether it became the best."""
+    def try_config(self, cfg: RunConfig, origin: str, reserve: bool = True) -> bool:
+        """One screening run (round 0) if the budget allows, keeping (with ``reserve``)
+        enough for the repeats a decision needs; whether it became the best."""
         if cfg in self.pool:
             return False
         cutoff = self.screen_cutoff()
-        if self.left_s() < self.cost(cutoff):
-            self.pool[cfg] = ConfigRuns(cfg, origin, skipped=f"budget left "
-                                        f"({max(self.left_s(), 0):.0f} s) below its cutoff")
+        kept = self.reserve() if reserve else 0.0
+        if self.left_s() < self.cost(cutoff) + kept:
+            self.pool[cfg] = ConfigRuns(cfg, origin, skipped=(
+                f"budget left ({max(self.left_s(), 0):.0f} s) below its cutoff"
+                + (f" plus {kept:.0f} s kept for repeats" if kept else "")))
             return False
         self.progress(f"batch: time to target at batch {cfg.batch_size} (lr {cfg.lr:.3g}, "
                       f"{origin})")
@@ -174,8 +181,20 @@ class Validation:
     # ------------------------------------------------------------ the steps
 
     def screen(self, configs: Sequence[RunConfig]) -> None:
-        for cfg in configs:
-            self.try_config(cfg, "predicted")
+        """The predicted candidates, best first; the first one may use the repeats'
+        reserve (the stage's purpose is to test at least one prediction)."""
+        for i, cfg in enumerate(configs):
+            self.try_config(cfg, "predicted", reserve=i > 0)
+
+    def reserve(self) -> float:
+        """The cost of :data:`RESERVED_ROUNDS` repeats of the baseline and the best."""
+        best = self.best()
+        base = next((x for x in self.pool.values() if x.origin == "baseline"), None)
+        if best is None or base is None:
+            return 0.0
+        per_round = self.cost(base.median()) + (self.cost(best.median()) if best is not base
+                                                else 0.0)
+        return RESERVED_ROUNDS * per_round
 
     def refine(self, max_runs: int) -> None:
         """Pattern search around the best (see the module docstring), ``max_runs`` runs."""
@@ -195,16 +214,15 @@ class Validation:
                 return  # no neighbour improved: a local optimum on the grid
 
     def neighbours(self, cfg: RunConfig) -> list[RunConfig]:
-        """LR up, LR down, then the neighbouring batch sizes with the LR rescaled."""
+        """LR up and down; the neighbouring batch sizes with the LR moved by the rule;
+        then the same sizes with the LR kept (the rule is a prior, not a law)."""
         b, lr, f = cfg.batch_size, cfg.lr, self.lr_factor
         out = [self.make(b, lr * f), self.make(b, lr / f)]
-        i = self.sizes.index(b) if b in self.sizes else None
-        if i is not None:
-            for j in (i + 1, i - 1):
-                if 0 <= j < len(self.sizes):
-                    nb = self.sizes[j]
-                    out.append(self.make(nb, self.rescale(lr, b, nb)))
-        return out
+        i = self.sizes.index(b) if b in self.sizes else -1
+        near = [self.sizes[j] for j in (i + 1, i - 1) if i >= 0 and 0 <= j < len(self.sizes)]
+        out += [self.make(nb, self.rescale(lr, b, nb)) for nb in near]
+        out += [self.make(nb, lr) for nb in near]
+        return list(dict.fromkeys(out))  # a rule of "none" makes both kinds equal
 
     def repeat(self, baseline: RunConfig, rounds: int, finalists: int) -> None:
         """Rounds 1.. for the baseline and the ``finalists`` best configs within reach of

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 ProbeState = Literal["ok", "oom", "over-budget", "failed"]
-Cause = Literal["memory", "cap", "budget"]
+Cause = Literal["memory", "cap", "budget", "time"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ def find_fit_limit(
     margin: float = 0.1,
     tolerance: float = 0.05,
     budget_bytes: int | None = None,
+    max_step_s: float | None = None,
 ) -> FitResult:
     """Search the largest batch in ``[1, cap]`` whose probe succeeds.
 
@@ -86,15 +87,17 @@ def find_fit_limit(
     this fraction of the success (or 1). ``margin``: when an out-of-memory failure bounded
     the search, the limit is ``floor(largest_ok * (1 - margin))``, probed if it was not run
     yet; when the cap or the memory budget bounded it, the limit is the largest success.
+    ``max_step_s``: doubling also stops at a size whose step took longer than this (cause
+    ``time``): a batch that slow cannot be validated within the tuning budget anyway.
     """
     if cap < 1:
         raise ValueError(f"cap must be >= 1, got {cap}")
-    search = _Search(probe, budget_bytes)
+    search = _Search(probe, budget_bytes, max_step_s)
     lo, hi = search.bracket(min(max(start, 1), cap), cap)
     while hi is not None and hi - lo > max(1, math.floor(tolerance * lo)):
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if search.fits(mid) else (lo, mid)
-    cause: Cause = "cap"
+    cause: Cause = "time" if search.too_slow else "cap"
     if hi is not None:
         cause = "budget" if search.probes_by_size[hi].state == "over-budget" else "memory"
     # The margin guards against running out of device memory later (fragmentation, other
@@ -108,8 +111,10 @@ def find_fit_limit(
 class _Search:
     """Runs probes (or refuses them against the budget) and remembers every outcome."""
 
-    def __init__(self, probe: Callable[[int], Probe], budget_bytes: int | None) -> None:
-        self.probe, self.budget = probe, budget_bytes
+    def __init__(self, probe: Callable[[int], Probe], budget_bytes: int | None,
+                 max_step_s: float | None = None) -> None:
+        self.probe, self.budget, self.max_step_s = probe, budget_bytes, max_step_s
+        self.too_slow = False
         self.probes: list[Probe] = []
         self.probes_by_size: dict[int, Probe] = {}
 
@@ -140,12 +145,18 @@ class _Search:
                     return size, failed
             raise NothingFits(f"a batch of 1 does not fit: {self.probes_by_size[1].reason}")
         lo = start
-        while lo < cap:
+        while lo < cap and not self.slow(lo):
             nxt = min(2 * lo, cap)
             if not self.fits(nxt):
                 return lo, nxt
             lo = nxt
         return lo, None
+
+    def slow(self, size: int) -> bool:
+        step_s = self.probes_by_size[size].step_s
+        self.too_slow = (self.max_step_s is not None and step_s is not None
+                         and step_s > self.max_step_s)
+        return self.too_slow
 
     def back_off(self, largest_ok: int, margin: float) -> int:
         """The largest run success at most ``largest_ok * (1 - margin)``, probing it."""

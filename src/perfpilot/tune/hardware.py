@@ -22,6 +22,7 @@ recalls finished trials replays the same decisions.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +180,11 @@ class Tournament:
         plan = self.incumbent
         if plan == start:
             return {"skipped": "the plan did not change"}
+        won = [e for e in self.entries if e["fate"] == "accepted"]
+        if len(won) == 1:  # its own A/B was against the start: that is the confirmation
+            return {"trial": won[0]["trial"], "same_as": won[0]["label"],
+                    **{k: won[0][k] for k in ("verdict", "speedup", "ci_low", "ci_high",
+                                              "confidence", "rounds")}}
         cost = self.estimate(start, plan)
         if self.remaining() < cost:
             return {"skipped": f"budget: needs about {cost:.0f} s, "
@@ -216,9 +222,29 @@ def _result_summary(r: ABResult) -> dict[str, Any]:
             "step_s": {"incumbent": r.a.step_s, "candidate": r.b.step_s}}
 
 
-def stage_trials(ctx: StageContext, stage: str, before: int) -> tuple[Trial, ...]:
-    """Trials of ``stage`` recorded after the runner held ``before`` trials."""
-    return tuple(t for t in ctx.trials.trials()[before:] if t.stage == stage)
+class RecordingTrials:
+    """A TrialRunner wrapper that remembers the trials one stage run asked for, whether
+    measured now or recalled by a durable runner (those are the stage's trials)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: dict[int, Trial] = {}
+
+    def run(self, stage: str, key: dict[str, Any], fn: Callable[[], Outcome]) -> Trial:
+        trial = self.inner.run(stage, key, fn)
+        self.seen.setdefault(trial.number, trial)
+        return trial
+
+    def trials(self) -> list[Trial]:
+        return self.inner.trials()
+
+    def recorded(self) -> tuple[Trial, ...]:
+        return tuple(self.seen.values())
+
+
+def recording(ctx: StageContext) -> tuple[StageContext, RecordingTrials]:
+    rec = RecordingTrials(ctx.trials)
+    return dataclasses.replace(ctx, trials=rec), rec
 
 
 def options_settings(ctx: StageContext, step_s: float) -> ABSettings:
@@ -253,7 +279,8 @@ class HardwareStage:
         self.traits = traits or model_traits
 
     def run(self, ctx: StageContext) -> StageResult:
-        started, before = self.clock(), len(ctx.trials.trials())
+        started = self.clock()
+        ctx, rec = recording(ctx)
         start = ctx.incumbent
         o = ctx.options
         tol = par.Tolerance(steps=int(o.get("parity_steps", par.DEFAULT_STEPS)),
@@ -268,7 +295,7 @@ class HardwareStage:
                                  trainer_factory=self.trainer_factory, clock=self.clock)))
         evidence: dict[str, Any] = {"tolerance": tol.to_dict(), "reference_trial": ref.number}
         if ref.state != "complete":
-            return self._result(ctx, start, before, {**evidence, "error": ref.reason},
+            return self._result(start, rec, {**evidence, "error": ref.reason},
                                 f"the fp32 reference run failed ({ref.state}): {ref.reason}")
         m = ref.measurements
         horizon = Horizon(ctx, self.name, start)
@@ -285,12 +312,11 @@ class HardwareStage:
                         horizon=horizon.evidence())
         if o.get("confirm", True):
             evidence["final"] = t.confirm(start)
-        return self._result(ctx, t.incumbent, before, evidence, _summary(start, t))
+        return self._result(t.incumbent, rec, evidence, _summary(start, t))
 
-    def _result(self, ctx: StageContext, plan: Plan, before: int, evidence: dict[str, Any],
+    def _result(self, plan: Plan, rec: RecordingTrials, evidence: dict[str, Any],
                 summary: str) -> StageResult:
-        return StageResult(self.name, plan, stage_trials(ctx, self.name, before), evidence,
-                           summary)
+        return StageResult(self.name, plan, rec.recorded(), evidence, summary)
 
 
 def _axes(options: dict[str, Any]) -> tuple[str, ...]:

@@ -38,8 +38,8 @@ from perfpilot.tune.hardware import (
     Horizon,
     Tournament,
     options_settings,
+    recording,
     settings_key,
-    stage_trials,
 )
 from perfpilot.tune.stage import Outcome, StageContext, StageResult
 
@@ -66,7 +66,8 @@ class LoaderStage:
         self.infos = infos or device_infos
 
     def run(self, ctx: StageContext) -> StageResult:
-        started, before = self.clock(), len(ctx.trials.trials())
+        started = self.clock()
+        ctx, rec = recording(ctx)
         start, o = ctx.incumbent, ctx.options
         steps = int(o.get("probe_steps", PROBE_STEPS))
         threshold = float(o.get("data_bound_share", DATA_BOUND_SHARE))
@@ -76,7 +77,7 @@ class LoaderStage:
                                 ctx.workload, start, steps,
                                 trainer_factory=self.trainer_factory, clock=self.clock)))
         if pr.state != "complete":
-            return StageResult(self.name, start, stage_trials(ctx, self.name, before),
+            return StageResult(self.name, start, rec.recorded(),
                                {"probe_trial": pr.number, "error": pr.reason},
                                f"probing the incumbent failed ({pr.state}): {pr.reason}")
         m = pr.measurements
@@ -95,7 +96,7 @@ class LoaderStage:
         }
         if o.get("confirm", True):
             evidence["final"] = t.confirm(start)
-        return StageResult(self.name, t.incumbent, stage_trials(ctx, self.name, before),
+        return StageResult(self.name, t.incumbent, rec.recorded(),
                            evidence, _summary(start, t, m["data_share"], threshold))
 
     def _workers(self, t: Tournament, cores: int, share: float, threshold: float) -> str:

@@ -1,0 +1,199 @@
+"""Benchmark: what `perfpilot profile`'s probes cost the profiled program, vs py-spy.
+
+Each example script in ``examples/bottlenecks/`` runs as
+
+* ``plain``     ``python script.py``
+* ``perfpilot`` ``python -m perfpilot.probes.runner script.py`` with the default probes
+  (stack sampler at ``--rate`` Hz, torch hooks, profiler window, memory, calibrations,
+  raw profile written) -- the child ``perfpilot profile`` starts;
+* ``py-spy``    ``py-spy record -r RATE -o /dev/null -- python script.py`` (when py-spy
+  is installed and allowed to attach; ``pip install py-spy``);
+
+interleaved round by round (the order rotates each round) so drift on this shared
+machine hits every arm alike. One sample is the whole process's wall time. Per example,
+the overhead is ``profiled / plain - 1`` from :func:`perfpilot.measure.compare_samples`
+(median of paired per-round ratios, 95% bootstrap interval); the summary is the median
+over examples. ``after startup`` divides the same extra seconds by the part of the run
+after startup (wall minus interpreter start and imports, from the profile record): the
+overhead a long run would see.
+
+The parent's analysis and report (``perfpilot profile`` after the child exits) is timed
+separately, once per example, as a fixed cost.
+
+    .venv/bin/python benchmarks/profile_overhead.py                  # all CPU examples
+    .venv/bin/python benchmarks/profile_overhead.py --rounds 7 --examples clean,small_batch
+
+Prints a table and writes ``benchmarks/results/profile_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "bottlenecks"
+RESULTS = ROOT / "benchmarks" / "results" / "profile_overhead.json"
+DEFAULT_EXAMPLES = ("clean", "dataloader_bound", "small_batch", "python_hotspot",
+                    "inefficient_membership", "repeated_concat", "thread_oversubscription",
+                    "eval_dominates", "io_in_loop", "grad_in_eval")
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         timeout=600)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: {res.stderr[-500:]!r}")
+    return wall
+
+
+def pyspy_usable(script: Path, rate: int) -> str | None:
+    """None when py-spy can record here; else why not."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.path.exists(exe):
+        return "py-spy not installed (pip install py-spy)"
+    try:
+        run([exe, "record", "-r", str(rate), "-o", os.devnull, "--", sys.executable, "-c",
+             "pass"])
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        return f"py-spy cannot record here: {e}"
+    return None
+
+
+def arms(script: Path, rate: int, out: str, pyspy: bool) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PERFPILOT_PROFILE"] = json.dumps({"out": out, "interval_s": 1.0 / rate})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"),
+                                                    env.get("PYTHONPATH", "")) if p)
+    py = sys.executable
+    table = {
+        "plain": lambda: run([py, str(script)]),
+        "perfpilot": lambda: run([py, "-m", "perfpilot.probes.runner", str(script)], env),
+    }
+    if pyspy:
+        exe = shutil.which("py-spy") or str(Path(py).parent / "py-spy")
+        table["py-spy"] = lambda: run([exe, "record", "-r", str(rate), "-o", os.devnull,
+                                       "--", py, str(script)])
+    return table
+
+
+def analysis_cost(raw_path: str) -> float:
+    """Seconds the parent spends turning the raw profile into findings and reports."""
+    from rich.console import Console
+
+    from perfpilot.commands.profile import analyze
+    from perfpilot.render.profile_console import print_profile
+    from perfpilot.render.profile_html import profile_page
+
+    with open(raw_path) as f:
+        raw = json.load(f)
+    t0 = time.perf_counter()
+    record, _ = analyze(raw)
+    print_profile(record, Console(file=open(os.devnull, "w"), width=100))  # noqa: SIM115
+    profile_page(record)
+    return time.perf_counter() - t0
+
+
+def after_startup_s(raw_path: str) -> float:
+    from perfpilot.probes.assemble import build_record
+
+    with open(raw_path) as f:
+        rec = build_record(json.load(f))
+    tl = rec.extra["timeline"]
+    return max(tl["total_s"] - tl["startup_s"], 1e-3)
+
+
+def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, Any]:
+    from perfpilot.measure import compare_samples
+
+    script = EXAMPLES / f"{name}.py"
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = os.path.join(tmp, "raw.json")
+        table = arms(script, rate, raw, pyspy)
+        names = list(table)
+        for n in names:  # warm-up round: page cache, .pyc files
+            table[n]()
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for n in order:
+                samples[n].append(table[n]())
+        fixed = analysis_cost(raw)
+        steady = after_startup_s(raw)
+    out: dict[str, Any] = {"samples_s": samples, "analysis_s": fixed, "after_startup_s": steady}
+    plain_med = statistics.median(samples["plain"])
+    for n in names[1:]:
+        c = compare_samples(samples["plain"], samples[n], paired=True)
+        extra_s = statistics.median(samples[n]) - plain_med
+        out[n] = {"overhead": 1 / c.ratio - 1, "ci_low": 1 / c.ci_high - 1,
+                  "ci_high": 1 / c.ci_low - 1, "extra_s": extra_s,
+                  "overhead_after_startup": extra_s / steady}
+    out["plain_median_s"] = plain_med
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--examples", default=",".join(DEFAULT_EXAMPLES))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--no-pyspy", action="store_true")
+    args = ap.parse_args()
+    names = [n.strip() for n in args.examples.split(",") if n.strip()]
+    why_not = "disabled" if args.no_pyspy else pyspy_usable(EXAMPLES / "clean.py", args.rate)
+    pyspy = why_not is None
+    load0 = os.getloadavg()
+    results: dict[str, Any] = {}
+    print(f"{'example':24s} {'plain':>8s} {'perfpilot':>22s} {'after startup':>14s}"
+          + (f" {'py-spy':>22s}" if pyspy else ""))
+    for name in names:
+        r = bench_example(name, args.rounds, args.rate, pyspy)
+        results[name] = r
+        pp = r["perfpilot"]
+        line = (f"{name:24s} {r['plain_median_s']:7.2f}s "
+                f"{100 * pp['overhead']:+6.1f}% [{100 * pp['ci_low']:+.1f},"
+                f"{100 * pp['ci_high']:+.1f}] {100 * pp['overhead_after_startup']:+13.1f}%")
+        if pyspy:
+            ps = r["py-spy"]
+            line += (f" {100 * ps['overhead']:+6.1f}% [{100 * ps['ci_low']:+.1f},"
+                     f"{100 * ps['ci_high']:+.1f}]")
+        print(line, flush=True)
+    summary = {"median_overhead": statistics.median(r["perfpilot"]["overhead"]
+                                                    for r in results.values()),
+               "median_overhead_after_startup": statistics.median(
+                   r["perfpilot"]["overhead_after_startup"] for r in results.values()),
+               "median_analysis_s": statistics.median(r["analysis_s"]
+                                                      for r in results.values())}
+    if pyspy:
+        summary["median_pyspy_overhead"] = statistics.median(r["py-spy"]["overhead"]
+                                                             for r in results.values())
+    print(f"\nmedian overhead of perfpilot's probes: {100 * summary['median_overhead']:+.1f}% "
+          f"of wall time ({100 * summary['median_overhead_after_startup']:+.1f}% of the run "
+          f"after startup)" + (f"; py-spy {100 * summary['median_pyspy_overhead']:+.1f}%"
+                               if pyspy else f"; py-spy: {why_not}"))
+    print(f"analysis + reports after the run (parent): {summary['median_analysis_s']:.2f} s")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": "profile_overhead", "rate_hz": args.rate, "rounds": args.rounds,
+               "summary": summary, "examples": results, "pyspy": why_not or "used",
+               "machine": {"cpu_count": os.cpu_count(), "loadavg_start": load0,
+                           "loadavg_end": os.getloadavg(), "python": sys.version.split()[0]},
+               "finished_at": time.time()}
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(RESULTS)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

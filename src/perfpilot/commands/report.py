@@ -1,0 +1,57 @@
+"""``perfpilot report DIR``: re-render a tuning's HTML report from its record, offline.
+
+``DIR`` is a ``perfpilot tune --out`` directory (or its ``record.json``). The report is
+rebuilt from the record alone (nothing is measured); trials the study holds beyond the
+record (a run killed between two saves) are included. ``--json FILE`` writes the record,
+with every trial, its state and reason (``-`` for stdout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from perfpilot.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)
+
+
+def report_command(
+    directory: Path = typer.Argument(
+        ..., metavar="DIR", help="A `perfpilot tune` output directory (or its record.json)."),
+    json_out: str | None = typer.Option(
+        None, "--json", metavar="FILE",
+        help="Also write the record (every trial, its state and reason) here; - for stdout."),
+    html_out: Path | None = typer.Option(
+        None, "--html", metavar="FILE", help="Write the HTML here instead of DIR/report.html."),
+) -> None:
+    """Re-render DIR/report.html from DIR/record.json (and write the record with --json)."""
+    from rich.console import Console
+
+    from perfpilot.render.report_console import print_summary
+    from perfpilot.render.report_html import write_report
+    from perfpilot.tune import tune_record as tr
+
+    if directory.is_file():
+        directory = directory.parent
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory (expected a `perfpilot tune --out` "
+                        "directory)")
+    rec = tr.record_for_report(directory)
+    html_path = html_out or directory / tr.REPORT_FILE
+    write_report(rec, html_path)
+    if json_out == "-":
+        typer.echo(tr.dumps(rec), nl=False)
+        return
+    if json_out is not None:
+        tr.atomic_write(Path(json_out), tr.dumps(rec))
+    console = Console()
+    if rec.get("status") != "complete":
+        console.print(f"[yellow]this tuning is {rec.get('status')}[/]"
+                      + (f": {rec['error']}" if rec.get("error") else ""), highlight=False)
+    print_summary(rec, directory, console, report=html_path)
+    if json_out is not None:
+        console.print(f"wrote the record to {json_out}", highlight=False)

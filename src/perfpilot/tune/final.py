@@ -1,0 +1,273 @@
+"""The final check: the tuned plan against the baseline, interleaved, with intervals.
+
+Two comparisons, both through :mod:`perfpilot.measure` (paired, interleaved):
+
+* **Throughput**: one interleaved A/B (:func:`~perfpilot.tune.abtest.ab_test`, both
+  Trainers alive, chunks A B B A ...) on seconds per training sample.
+* **Time to target**: ``rounds`` pairs of full runs to the workload's target, in the
+  order A B | B A | A B ..., round ``r`` of both arms with seed ``seed + r`` (paired), on
+  training seconds to the target (evaluation excluded).
+
+The verdict is about the primary comparison (time to target when the workload has a
+target and the rounds ran, else throughput) and is ``faster`` only when the whole interval
+is above 1. A run that did not reach the target counts with the time it trained (a lower
+bound): that is conservative for the baseline, and for the tuned plan it forbids any
+claim (verdict ``not-reached``). Nothing here is estimated: every figure is a median of
+measured samples, and a comparison that could not be measured says so.
+
+Every run is one trial of the study (a :class:`~perfpilot.tune.units.Portable` unit), so a
+killed final check resumes at the next unfinished run and executors may run it elsewhere.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perfpilot.tune.units import Portable, WorkloadRef, run_unit, throughput_unit
+
+if TYPE_CHECKING:
+    from perfpilot.plan import Plan
+    from perfpilot.record import Trial
+    from perfpilot.tune.stage import TrialRunner
+
+STAGE = "final"
+ROUNDS = 5  # measure.MIN_ROUNDS: fewer pairs cannot give a ~95% interval of a median
+CAP_FACTOR = 2.0  # a run to the target may train this many times the baseline's time
+AB_PAIRS = 10
+EVAL_POINTS = 20  # evaluations before the baseline's time to target: the ttt's resolution
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """What the final check measures; fixed once (stored in the study) so a resumed run
+    asks for the same trials. ``skip_ttt`` says why there are no runs to the target."""
+
+    rounds: int
+    cap_s: float
+    seed: int
+    ab: dict[str, Any]
+    ab_budget_s: float
+    estimate_s: float
+    eval_every_s: float | None = None
+    skip_ttt: str = ""
+    skip_throughput: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FinalSettings:
+        return cls(**d)
+
+
+def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
+               budget_left_s: float, rounds: int = ROUNDS, ab_pairs: int = AB_PAIRS,
+               chunk_s: float | None = None) -> FinalSettings:
+    """Size the final check from the baseline run's measurements (``run_unit``'s).
+
+    Time to target needs ``rounds`` pairs of runs; when they would take more than
+    ``budget_left_s`` (or there is no target, or the baseline missed it) they are skipped,
+    and the reason is kept."""
+    from perfpilot.tune import abtest as ab
+
+    rec = baseline.get("record") or {}
+    step_s = float((rec.get("step_time_s") or {}).get("median") or 0.05)
+    setup_s = float(baseline.get("setup_s") or 0.5)
+    settings = ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S, pairs=ab_pairs,
+                                max_pairs=ab_pairs)
+    ab_cost = 2 * (setup_s + (settings.warmup_steps + settings.pairs * (
+        settings.chunk_steps + 4)) * step_s)
+    ab_dict = {k: v for k, v in asdict(settings).items()}
+    skip_ttt, cap, cost, every = "", 0.0, ab_cost, None
+    if not has_target:
+        skip_ttt = "the workload has no target"
+    elif not baseline.get("reached"):
+        skip_ttt = "the baseline did not reach the target"
+    else:
+        ttt = float(baseline["time_to_target_s"])
+        wall = float(baseline.get("wall_s") or ttt)
+        cap = CAP_FACTOR * ttt + 1.0
+        every = min(1.0, max(0.02, ttt / EVAL_POINTS))
+        ttt_cost = rounds * 2 * wall * 1.3  # two arms, finer evaluation than the baseline's
+        if ab_cost + ttt_cost > budget_left_s:
+            skip_ttt = (f"budget: {rounds} interleaved pairs of runs to the target need about "
+                        f"{ttt_cost:.0f} s, {max(budget_left_s - ab_cost, 0):.0f} s left")
+        else:
+            cost += ttt_cost
+    return FinalSettings(rounds=0 if skip_ttt else rounds, cap_s=cap, seed=seed, ab=ab_dict,
+                         ab_budget_s=max(2 * ab_cost, 5.0), estimate_s=cost,
+                         eval_every_s=every, skip_ttt=skip_ttt)
+
+
+@dataclass
+class FinalCheck:
+    """Runs the final check through ``trials``; :meth:`run` returns the JSON-able result."""
+
+    trials: TrialRunner
+    ref: WorkloadRef
+    baseline: Plan
+    tuned: Plan
+    settings: FinalSettings
+    progress: Callable[[str], None] = lambda message: None
+    runs: dict[str, list[Trial]] = field(default_factory=lambda: {"baseline": [], "tuned": []})
+
+    def run(self) -> dict[str, Any]:
+        s = self.settings
+        out: dict[str, Any] = {"settings": s.to_dict()}
+        out["throughput"] = self.throughput()
+        out["time_to_target"] = ({"skipped": s.skip_ttt} if s.rounds == 0
+                                 else self.time_to_target())
+        out.update(verdict_of_final(out))
+        return out
+
+    # ------------------------------------------------------------ throughput
+
+    def throughput(self) -> dict[str, Any]:
+        s = self.settings
+        if s.skip_throughput:
+            return {"skipped": s.skip_throughput}
+        self.progress("final check: throughput, baseline vs tuned, interleaved")
+        a, b = self.baseline.to_dict(), self.tuned.to_dict()
+        key = {"check": "throughput", "baseline": a, "tuned": b, "settings": s.ab}
+        fn = Portable(throughput_unit, (self.ref, a, b, s.ab, s.ab_budget_s),
+                      timeout_s=10 * s.ab_budget_s + 60)
+        trial = self.trials.run(STAGE, key, fn)
+        if trial.state != "complete":
+            return {"trial": trial.number, "state": trial.state, "reason": trial.reason}
+        return {"trial": trial.number, **throughput_summary(trial.measurements)}
+
+    # ------------------------------------------------------------ time to target
+
+    def time_to_target(self) -> dict[str, Any]:
+        from perfpilot.measure import round_order
+
+        s = self.settings
+        plans = {"baseline": self.baseline, "tuned": self.tuned}
+        for r in range(s.rounds):
+            first, second = round_order(r)
+            for side in (first, second):
+                arm = "baseline" if side == "a" else "tuned"
+                self.progress(f"final check: run to the target, round {r + 1}/{s.rounds}, "
+                              f"{arm}")
+                trial = self._run(arm, plans[arm], s.seed + r)
+                self.runs[arm].append(trial)
+                if trial.state != "complete":
+                    return self._broken(arm, trial)
+        return ttt_summary(self.runs["baseline"], self.runs["tuned"])
+
+    def _run(self, arm: str, plan: Plan, seed: int) -> Trial:
+        s = self.settings
+        key = {"check": "time-to-target", "arm": arm, "plan": plan.to_dict(), "seed": seed,
+               "cap_s": s.cap_s, "eval_every_s": s.eval_every_s}
+        fn = Portable(run_unit, (self.ref, plan.to_dict(), seed, True, s.cap_s, s.eval_every_s),
+                      timeout_s=10 * s.cap_s + 120)
+        return self.trials.run(STAGE, key, fn)
+
+    def _broken(self, arm: str, trial: Trial) -> dict[str, Any]:
+        return {"state": trial.state, "arm": arm, "trial": trial.number,
+                "reason": f"the {arm} plan's run to the target ended with {trial.state}: "
+                          f"{trial.reason}",
+                "rounds": _rounds(self.runs["baseline"], self.runs["tuned"])}
+
+    def record_of(self, arm: str) -> dict[str, Any] | None:
+        """The RunRecord of the arm's first run to the target (round 0), if any."""
+        runs = self.runs.get(arm) or []
+        return runs[0].measurements.get("record") if runs and runs[0].state == "complete" \
+            else None
+
+
+# ---------------------------------------------------------------- summaries (pure)
+
+
+def throughput_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """Samples/s of each arm and the paired speedup from an A/B's measurements."""
+    a, b = m["a"]["s_per_sample"], m["b"]["s_per_sample"]
+    return {"verdict": m["verdict"], "ratio": m["ratio"], "ci_low": m["ci_low"],
+            "ci_high": m["ci_high"], "n": m["n"], "confidence": m["confidence"],
+            "baseline_samples_per_s": 1.0 / statistics.median(a),
+            "tuned_samples_per_s": 1.0 / statistics.median(b),
+            "baseline_step_s": m["a"]["step_s"], "tuned_step_s": m["b"]["step_s"],
+            "samples": {"baseline": list(a), "tuned": list(b)},
+            "chunk_steps": m["chunk_steps"]}
+
+
+def _value(t: Trial) -> float:
+    m = t.measurements
+    return float(m["time_to_target_s"] if m.get("reached") else m["train_s"])
+
+
+def _rounds(base: list[Trial], tuned: list[Trial]) -> list[dict[str, Any]]:
+    rows = []
+    for i, (a, b) in enumerate(zip(base, tuned, strict=False)):
+        if a.state == "complete" and b.state == "complete":
+            rows.append({"round": i, "baseline_s": _value(a), "tuned_s": _value(b),
+                         "baseline_reached": bool(a.measurements.get("reached")),
+                         "tuned_reached": bool(b.measurements.get("reached")),
+                         "trials": [a.number, b.number]})
+    return rows
+
+
+def ttt_summary(base: list[Trial], tuned: list[Trial]) -> dict[str, Any]:
+    """The paired comparison of training seconds to the target (lower is better)."""
+    from perfpilot.measure import compare_samples
+
+    rows = _rounds(base, tuned)
+    a = [r["baseline_s"] for r in rows]
+    b = [r["tuned_s"] for r in rows]
+    c = compare_samples(a, b, paired=True, lower_is_better=True)
+    missed = sum(not r["tuned_reached"] for r in rows)
+    base_missed = sum(not r["baseline_reached"] for r in rows)
+    verdict: str = c.verdict
+    if missed and verdict != "slower":
+        verdict = "not-reached"
+    return {"verdict": verdict, "ratio": c.ratio, "ci_low": c.ci_low, "ci_high": c.ci_high,
+            "n": c.n, "confidence": c.confidence, "baseline": c.a.to_dict(),
+            "tuned": c.b.to_dict(), "rounds": rows, "tuned_missed": missed,
+            "baseline_missed": base_missed}
+
+
+def verdict_of_final(out: dict[str, Any]) -> dict[str, Any]:
+    """The primary comparison, its verdict and the one-sentence claim it supports."""
+    ttt, thr = out.get("time_to_target", {}), out.get("throughput", {})
+    primary = "time_to_target" if "ratio" in ttt or "state" in ttt else "throughput"
+    res = ttt if primary == "time_to_target" else thr
+    if "state" in thr and "state" not in res:  # NaN or a crash while timing: no claim
+        res = {**thr, "reason": f"the throughput comparison ended with {thr['state']}: "
+                                f"{thr.get('reason', '')}"}
+    if "state" in res:  # a run failed or produced NaN
+        return {"primary": primary, "verdict": "failed", "claim": res["reason"]}
+    if "ratio" not in res:
+        why = res.get("skipped", "not measured")
+        return {"primary": primary, "verdict": "unmeasured",
+                "claim": f"no comparison was measured ({why}); no gain is claimed"}
+    what = "time to the target" if primary == "time_to_target" else "throughput"
+    ci = f"{res['ratio']:.2f}x (95% CI {res['ci_low']:.2f}-{res['ci_high']:.2f}, " \
+         f"{res['n']} interleaved rounds)"
+    verdict = res["verdict"]
+    claims = {
+        "faster": f"the tuned plan is faster: {what} {ci}",
+        "same": f"the tuned plan is not significantly faster than the baseline on {what}: {ci}",
+        "slower": f"the tuned plan is slower than the baseline on {what}: {ci}",
+        "not-reached": f"the tuned plan missed the target in {res.get('tuned_missed')} of "
+                       f"{res['n']} runs; no gain is claimed ({ci} counting those runs' "
+                       "training time)",
+    }
+    return {"primary": primary, "verdict": verdict, "claim": claims[verdict]}
+
+
+def keeps_tuned(final: dict[str, Any]) -> tuple[bool, str]:
+    """Whether plan.json gets the tuned plan, and why (measured slower, missing the target
+    or failing in the final check sends the baseline back)."""
+    v = final.get("verdict")
+    if v in ("slower", "not-reached", "failed"):
+        return False, f"the baseline is kept: {final['claim']}"
+    if v == "faster":
+        return True, "the final check measured it faster than the baseline"
+    if v == "same":
+        return True, ("each change was a measured gain in its own stage; the final check "
+                      "did not show the whole plan faster, so no overall gain is claimed")
+    return True, "each change was a measured gain in its own stage; no overall comparison " \
+                 "was measured"

@@ -1,0 +1,543 @@
+"""The tuner: baseline -> hardware -> loader -> batch/LR -> final check, durable, in a budget.
+
+:func:`tune` is the whole of ``perfpilot tune``::
+
+    result = tune(load_workload("digits"), budget_s=600, out_dir="out")
+    result.plan            # what out/plan.json holds
+    result.record          # the TuneRecord (also out/record.json); out/report.html
+
+How it runs:
+
+1. **Checks** before any measuring: the output directory is writable, the workload
+   honours its contract, the baseline runs on this machine, the budget is not absurd,
+   and the study in the directory (if any) is this tuning's (:class:`~perfpilot.tune.
+   study.Study` refuses a foreign or stale one, and an existing one without ``resume``).
+2. **Baseline**: the baseline plan trained to the target (or for a few seconds without
+   one), as a trial. It gives the "before" record, the expected run length (horizon) the
+   stages judge compile costs against, and the size of the final check, whose cost is
+   reserved from the budget.
+3. **Stages** in order, each from the previous stage's plan, each with a share of what is
+   left (weights :data:`STAGE_WEIGHTS`, unused time carries over). A stage that fails
+   with a user-level error keeps its incumbent and the tuning goes on.
+4. **Final check** (:mod:`perfpilot.tune.final`): tuned vs baseline, interleaved, on
+   throughput and time to target. ``plan.json`` gets the tuned plan unless the check
+   measured it slower, missing the target, or failing; then the baseline.
+
+Durability: every measurement is a trial of the study (Optuna journal storage), so a
+killed run resumed with ``resume=True`` recalls every finished trial instead of repeating
+it. Decisions depend only on trial results and on values fixed once and stored in the
+study (each stage's budget, the final check's size), so the resumed run takes the same
+path. The time already spent is the sum of the stored trials' durations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from perfpilot.errors import UserError, WorkloadError
+from perfpilot.tune import tune_record as tr
+from perfpilot.tune.final import FinalCheck, FinalSettings, keeps_tuned, plan_final
+from perfpilot.tune.progress import NullProgress, Progress, ProgressTrials
+from perfpilot.tune.units import ExecutorRunner, Portable, WorkloadRef, portable_spec, run_unit
+
+if TYPE_CHECKING:
+    from perfpilot.plan import Plan
+    from perfpilot.tune.stage import Stage, StageResult
+    from perfpilot.workload import Workload
+
+ExecutorName = Literal["inline", "process", "ray"]
+STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
+MIN_BUDGET_S = 20.0  # below this not even a baseline and one comparison fit
+BASELINE_SHARE = 0.25  # the baseline run to the target may use this share of the budget
+BASELINE_CAP_S = 120.0
+NO_TARGET_RUN_S = 10.0  # the "before" run of a workload without a target
+FINAL_SHARE = 0.4  # the most of the budget the final check's runs to the target may take
+MIN_STAGES_S = 10.0
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The outcome of :func:`tune`: the plan written to ``plan.json`` and the record."""
+
+    plan: Plan
+    record: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def plan_path(self) -> Path:
+        return self.out_dir / tr.PLAN_FILE
+
+    @property
+    def record_path(self) -> Path:
+        return self.out_dir / tr.RECORD_FILE
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / tr.REPORT_FILE
+
+
+class Stop(Exception):
+    """The tuning cannot go on for a reason that is the user's to fix (kept in the record)."""
+
+
+def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
+         budget_s: float = 600.0, out_dir: str | Path = "perfpilot-out", resume: bool = False,
+         executor: ExecutorName = "inline", target: float | None = None,
+         horizon_s: float | None = None, progress: Progress | None = None,
+         spec: str | None = None, options: dict[str, Any] | None = None,
+         final_rounds: int | None = None, restart: bool = False,
+         clock: Callable[[], float] = time.monotonic) -> TuneResult:
+    """Tune ``workload`` within ``budget_s`` seconds; write plan.json, record.json and
+    report.html under ``out_dir`` (see the module docstring).
+
+    ``stages``: names from :data:`~perfpilot.tune.stage.STAGE_ORDER` (default: all that are
+    installed) or Stage objects. ``resume``: continue the study in ``out_dir``;
+    ``restart``: delete it first (the demo does). ``executor``: where portable trials run
+    (see :mod:`perfpilot.tune.units`). ``target``: overrides the workload's target metric.
+    ``spec``: the workload's spec string, needed to run trials in other processes.
+    ``options``: passed to every stage as ``ctx.options`` (the pipeline itself reads
+    ``baseline_cap_s``, ``final_pairs`` and ``chunk_s``). ``final_rounds``: pairs of runs
+    to the target in the final check (default 5). Raises :class:`UserError` for the user's
+    mistakes; when measuring had started, the record is written first.
+    """
+    from perfpilot.workload import check_workload
+
+    out = prepare_out_dir(Path(out_dir))
+    check_budget(budget_s)
+    w = with_target(workload, target)
+    check_workload(w)
+    _check_baseline(w.baseline)
+    names, objects = resolve_stages(stages)
+    study = open_study(out, fingerprint(w, names, budget_s, options), resume=resume,
+                       restart=restart)
+    run = _Run(w, WorkloadRef(portable_spec(spec), target, live=w), study, out, names,
+               objects, budget_s, horizon_s, progress or NullProgress(), options or {},
+               final_rounds, executor, clock)
+    with _executor(executor) as ex:
+        run.runner = ExecutorRunner(ProgressTrials(study, run.progress), ex)
+        return run.go()
+
+
+# ---------------------------------------------------------------- checks
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create ``out`` if needed and prove it is writable, before any measuring."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".perfpilot-write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"--out: cannot write to {out} ({e.strerror or e})") from None
+    return out
+
+
+def check_budget(budget_s: float) -> None:
+    if not budget_s >= MIN_BUDGET_S:
+        raise UserError(f"--budget: {budget_s:g} s is too small to tune anything (a baseline "
+                        f"run and one interleaved comparison need at least "
+                        f"{MIN_BUDGET_S:.0f} s); try --budget 5m")
+
+
+def with_target(w: Workload, target: float | None) -> Workload:
+    """The workload with ``--target`` applied (it needs a metric and validation data)."""
+    if target is None:
+        return w
+    if w.metric is None or w.val_data is None:
+        raise WorkloadError(f"--target {target:g}: workload {w.name!r} has no metric and "
+                            "val_data to measure it with")
+    return dataclasses.replace(w, target=float(target))
+
+
+def _check_baseline(plan: Plan) -> None:
+    from perfpilot.hardware import check_plan
+
+    check_plan(plan)
+
+
+def resolve_stages(stages: Sequence[str | Stage] | None) -> tuple[list[str], list[Stage]]:
+    """Names and instances, in :data:`STAGE_ORDER` for names; unknown names are errors."""
+    import importlib.util
+
+    from perfpilot.tune.stage import STAGE_ORDER, STAGES, load_stage
+
+    if stages is None:
+        stages = [s for s in STAGE_ORDER
+                  if importlib.util.find_spec(STAGES[s].split(":")[0]) is not None]
+    objects: list[Stage] = []
+    for s in stages:
+        objects.append(load_stage(s) if isinstance(s, str) else s)
+    if not objects:
+        raise UserError("no stage to run")
+    return [o.name for o in objects], objects
+
+
+def fingerprint(w: Workload, names: list[str], budget_s: float,
+                options: dict[str, Any] | None) -> dict[str, Any]:
+    """What makes two tunings the same tuning (a study of another one is refused)."""
+    from perfpilot import __version__
+
+    return {"workload": w.name, "baseline": w.baseline.to_dict(), "target": w.target,
+            "stages": list(names), "budget_s": float(budget_s),
+            "options": tr.sanitize(options or {}), "perfpilot": __version__,
+            "schema": tr.TUNE_SCHEMA}
+
+
+def open_study(out: Path, fp: dict[str, Any], *, resume: bool, restart: bool) -> Any:
+    """The study in ``out`` (Optuna journal). ``restart`` deletes an existing one first."""
+    from perfpilot.tune.study import STUDY_FILE, Study
+
+    path = out / STUDY_FILE
+    if restart and path.exists():
+        path.unlink()
+    try:
+        return Study(out, fingerprint=fp, resume=resume)
+    except UserError:
+        raise
+    except Exception as e:  # a journal that is not one (truncated, another program's)
+        raise UserError(f"{path} cannot be read as a perfpilot study ({type(e).__name__}: "
+                        f"{e}); remove it or choose another --out") from None
+
+
+class _executor:
+    """The executor for ``--executor`` (timing trials one at a time), closed on exit."""
+
+    def __init__(self, kind: ExecutorName) -> None:
+        self.kind, self.ex = kind, None
+
+    def __enter__(self) -> Any:
+        if self.kind == "inline":
+            return None
+        from perfpilot.execute import choose_executor
+
+        self.ex = choose_executor(self.kind, timing=True)
+        return self.ex
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        if self.ex is not None:
+            self.ex.close(wait=exc_type is None)
+
+
+# ---------------------------------------------------------------- one tuning
+
+
+class _Run:
+    """The state of one tuning: the record being built, the budget, the study."""
+
+    def __init__(self, w: Workload, ref: WorkloadRef, study: Any, out: Path,
+                 names: list[str], stages: list[Stage], budget_s: float,
+                 horizon_s: float | None, progress: Progress, options: dict[str, Any],
+                 final_rounds: int | None, executor: str, clock: Callable[[], float]) -> None:
+        self.w, self.ref, self.study, self.out = w, ref, study, out
+        self.stages, self.budget_s, self.horizon_s = stages, budget_s, horizon_s
+        self.progress, self.options, self.clock = progress, options, clock
+        self.final_rounds = final_rounds
+        self.runner: Any = study
+        self.t0 = clock()
+        # Time spent before a resume: what the stored trials took.
+        self.before_s = sum(max(t.finished_at - t.started_at, 0.0) for t in study.trials())
+        self.rec = tr.empty_record()
+        self.rec.update(
+            workload=_workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
+            settings={"stages": names, "executor": executor, "options": tr.sanitize(options),
+                      "horizon_s": horizon_s},
+            baseline_plan=w.baseline.to_dict(), started_at=time.time(),
+            machine=_machine(), versions=_versions())
+
+    # -------------------------------------------------- budget
+
+    def elapsed(self) -> float:
+        return self.before_s + self.clock() - self.t0
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
+
+    def fixed(self, name: str, compute: Callable[[], Any]) -> Any:
+        """A value decided once per study (stored), so a resumed run decides the same."""
+        value = self.study.note(name)
+        if value is None:
+            value = compute()
+            self.study.set_note(name, value)
+        return value
+
+    # -------------------------------------------------- the pipeline
+
+    def go(self) -> TuneResult:
+        self.progress.start(self.budget_s, self.left)
+        try:
+            self.baseline()
+            plan = self.run_stages()
+            final = self.final_check(plan)
+            result = self.decide(plan, final)
+        except Stop as e:
+            self.finish("stopped", str(e))
+            raise UserError(f"{e} (what was measured is in {self.out / tr.RECORD_FILE})") \
+                from None
+        except UserError as e:
+            self.finish("stopped", str(e))
+            raise
+        except KeyboardInterrupt:
+            self.finish("interrupted", "interrupted (Ctrl-C); resume with --resume")
+            raise
+        except Exception as e:
+            self.finish("failed", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.progress.stop()
+        return result
+
+    def baseline(self) -> None:
+        w = self.w
+        has_target = w.target is not None
+        cap = min(BASELINE_CAP_S, max(10.0, BASELINE_SHARE * self.budget_s)) if has_target \
+            else min(NO_TARGET_RUN_S, max(3.0, 0.05 * self.budget_s))
+        cap = float(self.options.get("baseline_cap_s", cap))
+        self.progress.phase("baseline", cap)
+        what = f"to {w.metric_name} {_sign(w)} {w.target:g}" if has_target else \
+            f"for {cap:.0f} s"
+        self.progress.message(f"training the baseline {what}")
+        key = {"check": "run", "plan": w.baseline.to_dict(), "seed": w.seed, "cap_s": cap,
+               "until_target": has_target}
+        trial = self.runner.run("baseline", key, Portable(
+            run_unit, (self.ref, w.baseline.to_dict(), w.seed, has_target, cap),
+            timeout_s=10 * cap + 120))
+        if trial.state != "complete":
+            raise Stop(_baseline_failure(w, trial))
+        m = trial.measurements
+        self.base_m = m
+        self.rec["baseline"] = m["record"]
+        self.rec["horizon"] = self._horizon(m, trial.number)
+        if has_target and not m["reached"]:
+            self._drop_target(cap, m.get("metric"))
+        self.settings = FinalSettings.from_dict(self.fixed("final.settings", self._size_final))
+        self.save()
+
+    def _drop_target(self, cap: float, last: Any) -> None:
+        """The baseline missed the target: tune throughput only, and say so."""
+        w = self.w
+        self.rec["notes"].append(
+            f"the baseline did not reach {w.metric_name} {_sign(w)} {w.target:g} in {cap:.0f} s "
+            f"of training (last value {_fmt(last)}), so time to target cannot be measured: "
+            "tuned for throughput only. To tune time to target, lower it with --target, give "
+            f"a larger --budget (the baseline may train {BASELINE_SHARE:.0%} of it, at most "
+            f"{BASELINE_CAP_S:.0f} s), or check the workload's metric and direction.")
+        self.progress.message(self.rec["notes"][-1])
+        self.w = dataclasses.replace(w, target=None)
+
+    def _horizon(self, m: dict[str, Any], number: int) -> dict[str, Any]:
+        if self.horizon_s is not None:
+            return {"horizon_s": self.horizon_s, "source": "given (--horizon)"}
+        if m.get("reached"):
+            return {"horizon_s": m["time_to_target_s"],
+                    "source": f"measured: the baseline reached the target in "
+                              f"{m['time_to_target_s']:.1f} s of training (trial {number})"}
+        return {"horizon_s": None, "source": "not known: each stage assumes its default"}
+
+    def _size_final(self) -> dict[str, Any]:
+        rounds = 5 if self.final_rounds is None else self.final_rounds
+        left = max(self.left(), 0.0)
+        s = plan_final(self.base_m, has_target=self.rec["workload"]["target"] is not None,
+                       seed=self.w.seed,
+                       budget_left_s=FINAL_SHARE * self.budget_s if rounds else 0.0,
+                       rounds=max(rounds, 1), chunk_s=self.options.get("chunk_s"),
+                       ab_pairs=int(self.options.get("final_pairs", 10)))
+        if rounds == 0 and not s.skip_ttt:
+            s = dataclasses.replace(s, rounds=0, skip_ttt="final_rounds=0")
+        stages_s = left - s.estimate_s
+        if stages_s < MIN_STAGES_S:
+            raise Stop(f"--budget {self.budget_s:.0f}s is too small for this workload: the "
+                       f"baseline took {self.elapsed():.0f} s and the final check needs about "
+                       f"{s.estimate_s:.0f} s, which leaves {max(stages_s, 0):.0f} s to tune; "
+                       f"try --budget {_suggest(self.elapsed() + s.estimate_s)}")
+        return s.to_dict()
+
+    # -------------------------------------------------- stages
+
+    def run_stages(self) -> Plan:
+        from perfpilot.plan import Plan
+        from perfpilot.tune.stage import StageContext
+
+        plan: Plan = self.w.baseline
+        pool_end = self.budget_s - self.settings.estimate_s
+        for i, stage in enumerate(self.stages):
+            share = float(self.fixed(f"budget.{stage.name}", lambda i=i: self._share(
+                i, pool_end)))
+            self.progress.phase(stage.name, share)
+            ctx = StageContext(workload=self.w, incumbent=plan, trials=self.runner,
+                               budget_s=share, horizon_s=self.rec["horizon"].get("horizon_s"),
+                               machine=self.rec["machine"], progress=self.progress.message,
+                               options=self._stage_options())
+            entry = self._run_stage(stage, ctx, share)
+            self.rec["stages"].append(entry)
+            plan = Plan.from_dict(entry["plan"])
+            self.rec["tuned_plan"] = plan.to_dict()
+            self.progress.best(_changes_text(self.w.baseline, plan))
+            self.save()
+        return plan
+
+    def _share(self, index: int, pool_end: float) -> float:
+        weights = [STAGE_WEIGHTS.get(s.name, 1.0) for s in self.stages[index:]]
+        return max(0.0, pool_end - self.elapsed()) * weights[0] / sum(weights)
+
+    def _stage_options(self) -> dict[str, Any]:
+        opts = dict(self.options)
+        opts.setdefault("horizon_source", self.rec["horizon"].get("source"))
+        return opts
+
+    def _run_stage(self, stage: Stage, ctx: Any, share: float) -> dict[str, Any]:
+        before = {t.number for t in self.runner.trials()}
+        t0 = self.clock()
+        entry: dict[str, Any] = {"name": stage.name, "budget_s": share}
+        try:
+            result: StageResult = stage.run(ctx)
+        except Exception as e:  # noqa: BLE001 - keep the incumbent, keep the other stages
+            # A user-level error (this stage cannot work here) or a bug in the stage: either
+            # way the trials it finished are in the study and the next stage can still run.
+            bug = not isinstance(e, UserError)
+            error = f"{type(e).__name__}: {e}" if bug else str(e)
+            entry.update(plan=ctx.incumbent.to_dict(), summary=f"stopped: {error}",
+                         error=error, evidence={}, trials=sorted(
+                             {t.number for t in self.runner.trials()} - before))
+            if bug:
+                entry["traceback"] = traceback.format_exc()
+            where = " (a perfpilot bug: traceback in record.json)" if bug else ""
+            self.rec["notes"].append(f"stage {stage.name} stopped{where}: {error}")
+        else:
+            entry.update(plan=result.plan.to_dict(), summary=result.summary, error=None,
+                         evidence=tr.sanitize(result.evidence),
+                         trials=[t.number for t in result.trials])
+        entry["elapsed_s"] = self.clock() - t0
+        return entry
+
+    # -------------------------------------------------- final check and decision
+
+    def final_check(self, tuned: Plan) -> dict[str, Any]:
+        if tuned == self.w.baseline:
+            return {"verdict": "unchanged", "primary": None,
+                    "claim": "no stage found a measured gain, so the baseline stays; there is "
+                             "nothing to compare"}
+        self.progress.phase("final check", self.settings.estimate_s)
+        check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
+                           progress=self.progress.message)
+        result = check.run()
+        self.rec["tuned"] = check.record_of("tuned") or self._tuned_run(tuned)
+        self.rec["baseline_check"] = check.record_of("baseline")
+        return result
+
+    def _tuned_run(self, plan: Plan) -> dict[str, Any] | None:
+        """A short "after" record when the final check had no runs to the target."""
+        engine = (self.rec["baseline"] or {}).get("engine", {})
+        secs = max(1.0, min(NO_TARGET_RUN_S, float(engine.get("train_time_s") or 5.0)))
+        self.progress.message("recording the tuned plan's step breakdown")
+        trial = self.runner.run("final", {"check": "run", "plan": plan.to_dict(),
+                                          "seed": self.w.seed, "time_s": secs},
+                                Portable(run_unit, (self.ref, plan.to_dict(), self.w.seed,
+                                                    False, secs), timeout_s=10 * secs + 120))
+        return trial.measurements.get("record") if trial.state == "complete" else None
+
+    def decide(self, tuned: Plan, final: dict[str, Any]) -> TuneResult:
+        from perfpilot.plan import save_plan
+
+        keep, why = (True, final["claim"]) if final["verdict"] == "unchanged" \
+            else keeps_tuned(final)
+        plan = tuned if keep else self.w.baseline
+        self.rec.update(final=tr.sanitize(final), plan=plan.to_dict(),
+                        decision={"plan": "tuned" if keep and plan != self.w.baseline
+                                  else "baseline", "why": why})
+        self.finish("complete", None)
+        try:
+            save_plan(plan, self.out / tr.PLAN_FILE)
+        except OSError as e:
+            raise UserError(f"cannot write {self.out / tr.PLAN_FILE}: {e.strerror}") from None
+        return TuneResult(plan=plan, record=self.rec, out_dir=self.out)
+
+    # -------------------------------------------------- output
+
+    def save(self) -> None:
+        self.rec["elapsed_s"] = self.elapsed()
+        self.rec["trials"] = [tr.sanitize(t.to_dict()) for t in self.runner.trials()]
+        self.rec["placement"] = dict(getattr(self.runner, "placed", None) or {})
+        tr.atomic_write(self.out / tr.RECORD_FILE, tr.dumps(self.rec))
+
+    def finish(self, status: str, error: str | None) -> None:
+        """Write the record and the report; called once, whatever happened."""
+        from perfpilot.render.report_html import write_report
+
+        self.rec.update(status=status, error=error, finished_at=time.time())
+        self.save()
+        try:
+            write_report(self.rec, self.out / tr.REPORT_FILE)
+        except UserError:
+            raise
+        except Exception as e:  # the record is safe; say why the page is missing
+            self.rec["notes"].append(f"report.html could not be rendered: {e!r}")
+            self.save()
+            if status == "complete":
+                raise
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _sign(w: Workload) -> str:
+    return ">=" if w.direction == "max" else "<="
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, (int, float)) else "none"
+
+
+def _suggest(seconds: float) -> str:
+    minutes = max(1, int(-(-seconds * 1.5 // 60)))
+    return f"{minutes}m"
+
+
+def _baseline_failure(w: Workload, trial: Any) -> str:
+    if trial.state == "nan":
+        return (f"the baseline plan of workload {w.name!r} produces a non-finite loss "
+                f"({trial.reason}); perfpilot tunes a workload that trains under its own "
+                "baseline: lower its lr or fix the model")
+    if trial.state == "timeout":
+        return f"the baseline run of workload {w.name!r} timed out: {trial.reason}"
+    return f"the baseline run of workload {w.name!r} crashed: {trial.reason}"
+
+
+def _changes_text(base: Plan, plan: Plan) -> str:
+    changes = base.diff(plan)
+    if not changes:
+        return "baseline (no gain yet)"
+    return ", ".join(f"{k}={b}" for k, (_, b) in changes.items())
+
+
+def _workload_info(w: Workload, spec: str | None) -> dict[str, Any]:
+    return {"name": w.name, "spec": spec, "description": w.description,
+            "metric": w.metric_name if w.metric is not None else None,
+            "direction": w.direction, "target": w.target}
+
+
+def _machine() -> dict[str, Any]:
+    from perfpilot.hardware import discover
+
+    return tr.sanitize(discover().to_dict())
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import optuna
+    import torch
+
+    from perfpilot import __version__
+
+    return {"perfpilot": __version__, "torch": torch.__version__, "optuna": optuna.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}

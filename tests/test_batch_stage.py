@@ -1,0 +1,184 @@
+"""The batch stage end to end: fake measurements (decisions, evidence, resume) and one
+short run through the real engine on a tiny workload."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from perfpilot.errors import UserError
+from perfpilot.plan import Plan
+from perfpilot.tune.batch import BatchStage
+from perfpilot.tune.stage import STAGES, MemoryTrials, Outcome, StageContext, load_stage
+from perfpilot.workload import Workload
+
+# ---------------------------------------------------------------- a tiny real workload
+
+
+def _blobs(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, 8, generator=g) + 1.5 * (2 * y.unsqueeze(1) - 1).float()
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def _loss(model, batch):
+    x, y = batch
+    return nn.functional.cross_entropy(model(x), y)
+
+
+def _acc(model, batch):
+    x, y = batch
+    return (model(x).argmax(1) == y).float().mean().item()
+
+
+def tiny(**kw) -> Workload:
+    return Workload(
+        name="blobs", model=lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)),
+        train_data=lambda: _blobs(512, 0), val_data=lambda: _blobs(256, 1), loss=_loss,
+        optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr), metric=_acc, direction="max",
+        target=0.97, baseline=Plan(batch_size=16, lr=0.02, cpu_threads=1), **kw)
+
+
+# ---------------------------------------------------------------- fake measurements
+
+
+class FakeRuns:
+    """Synthetic, deterministic measurements: OOM above 300, throughput saturating at
+    4000 samples/s, samples to target a bowl with its optimum at batch 64, lr 0.16."""
+
+    def __init__(self, workload, plan) -> None:
+        self.calls = 0
+
+    def dataset_size(self) -> int:
+        return 512
+
+    def memory_budget(self, fraction: float) -> Outcome:
+        return Outcome("complete", {"budget_bytes": 10**12})
+
+    def probe(self, b: int) -> Outcome:
+        self.calls += 1
+        if b > 300:
+            return Outcome("oom", reason="CUDA out of memory")
+        return Outcome("complete", {"peak_bytes": 1000 * b, "step_s": 0.01})
+
+    def throughput(self, b: int, window_s: float) -> Outcome:
+        self.calls += 1
+        return Outcome("complete", {"samples_per_s": 4000 * b / (b + 32)})
+
+    def noise(self, spec, seed) -> Outcome:
+        self.calls += 1
+        return Outcome("complete", {"noise": {"b_simple": 50.0, "ci_low": 40.0, "ci_high": 60.0,
+                                              "grad_sq": 1.0, "trace_sigma": 50.0}})
+
+    def samples_needed(self, cfg, seed: int) -> int:
+        db, dl = math.log2(cfg.batch_size / 64), math.log2(cfg.lr / 0.16)
+        return round(2000 * (1 + 0.3 * db * db + 0.15 * dl * dl) * (1 + 0.02 * (seed % 3)))
+
+    def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise) -> Outcome:
+        self.calls += 1
+        need = self.samples_needed(cfg, seed)
+        data = {"samples": min(need, max_samples), "steps": 10, "train_time_s": 1.0,
+                "curve": [[min(need, max_samples), 1.0, 0.5]]}
+        if noise is not None:
+            data["noise_profile"] = [{"samples": 0, "b_simple": 50.0},
+                                     {"samples": 1000, "b_simple": 80.0}]
+        if need > max_samples:
+            return Outcome("pruned", data, reason="cut off")
+        return Outcome("complete", {**data, "ttt_s": 1.0, "reached": True})
+
+    def close(self) -> None:
+        pass
+
+
+def _ctx(trials=None, options=None, workload=None) -> StageContext:
+    w = workload or tiny()
+    return StageContext(workload=w, incumbent=w.baseline, trials=trials or MemoryTrials(),
+                        budget_s=600.0, options={"batch": options or {}})
+
+
+def test_registered_and_loadable() -> None:
+    assert STAGES["batch"] == "perfpilot.tune.batch:BatchStage"
+    assert isinstance(load_stage("batch"), BatchStage)
+
+
+def test_measured_winner_with_evidence() -> None:
+    res = BatchStage(FakeRuns).run(_ctx())
+    assert res.name == "batch"
+    assert res.plan.batch_size == 64
+    assert res.plan.lr == pytest.approx(0.16, rel=0.3)
+    ev = json.loads(json.dumps(res.evidence))  # JSON-able
+    assert ev["fit"]["limit"] <= 300 and ev["fit"]["cause"] == "memory"
+    assert ev["throughput"]["knee"] in [p["batch_size"] for p in ev["throughput"]["points"]]
+    assert ev["noise_scale"]["start"]["b_simple"] == 50.0
+    assert len(ev["noise_scale"]["along_training"]) == 2
+    assert {g["batch_size"] for g in ev["goodput"]} == {p["batch_size"]
+                                                         for p in ev["throughput"]["points"]}
+    assert ev["lr_policy"]["rule"] == "linear" and ev["lr_policy"]["family"] == "sgd"
+    chosen = ev["chosen"]
+    assert chosen["verdict"] == "faster" and chosen["comparison"]["method"] == "compare_samples"
+    assert ev["prediction"]["batch_size"] in {g["batch_size"] for g in ev["goodput"]}
+    cands = {(c["batch_size"], c["lr"]): c for c in ev["candidates"]}
+    assert cands[(16, 0.02)]["origin"] == "baseline"
+    assert any(c["origin"] == "predicted" and c["predicted_ttt_s"] is not None
+               for c in cands.values())
+    winner = cands[(res.plan.batch_size, chosen["lr"])]
+    assert winner["measured_ttt_s"]["n"] == 5
+    assert all(t.stage == "batch" for t in res.trials)
+    assert "->" in res.summary
+
+
+def test_resume_repeats_no_trial_and_decides_the_same() -> None:
+    trials = MemoryTrials()
+    first = BatchStage(FakeRuns).run(_ctx(trials))
+    runs = []
+
+    def counting(w, p):
+        runs.append(FakeRuns(w, p))
+        return runs[-1]
+
+    again = BatchStage(counting).run(_ctx(trials))
+    assert runs[0].calls == 0  # every measurement recalled from the trial store
+    assert again.plan == first.plan
+    assert again.evidence["chosen"] == first.evidence["chosen"]
+
+
+def test_lr_rule_override_and_no_refinement() -> None:
+    res = BatchStage(FakeRuns).run(_ctx(options={"lr_rule": "none", "refine_runs": 0}))
+    lrs = {c["lr"] for c in res.evidence["candidates"]}
+    assert lrs == {0.02}  # only predicted candidates, at the baseline LR
+    assert res.evidence["lr_policy"]["source"] == "option"
+
+
+def test_bad_option_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="unknown batch option"):
+        BatchStage(FakeRuns).run(_ctx(options={"batchsize": 3}))
+
+
+def test_without_a_target_the_baseline_is_kept() -> None:
+    w = tiny().__class__(**{**tiny().__dict__, "target": None})
+    res = BatchStage(FakeRuns).run(_ctx(workload=w))
+    assert res.plan == w.baseline
+    assert "no target" in res.evidence["chosen"]["why"]
+
+
+# ---------------------------------------------------------------- the real engine
+
+
+def test_real_engine_short_run() -> None:
+    ctx = _ctx(options={"throughput_repeats": 2, "noise_estimates": 2, "repeats": 2,
+                        "refine_runs": 2, "candidates": 2, "max_batch": 128})
+    ctx = StageContext(**{**ctx.__dict__, "budget_s": 15.0})
+    res = BatchStage().run(ctx)
+    ev = json.loads(json.dumps(res.evidence))
+    assert ev["fit"]["limit"] == 128 and ev["fit"]["cause"] == "cap"
+    assert all(p["samples_per_s"] > 0 for p in ev["throughput"]["points"])
+    assert ev["noise_scale"]["start"]["n_estimates"] == 2
+    assert ev["noise_scale"]["along_training"]
+    base = next(c for c in ev["candidates"] if c["origin"] == "baseline")
+    assert base["runs"][0]["state"] == "complete" and base["runs"][0]["wall_ttt_s"] > 0
+    assert res.plan.batch_size in {p["batch_size"] for p in ev["throughput"]["points"]}

@@ -1,0 +1,213 @@
+"""Rules on synthetic records: each fires on its evidence, stays silent without it, and
+computes its gain with Amdahl from the measured share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from perfpilot.diagnose import diagnose, facts_of, rank
+from perfpilot.diagnose.batch import small_batch
+from perfpilot.diagnose.loader import dataloader_bound, suggested_workers
+from perfpilot.diagnose.loop import eval_dominates, grad_in_eval, io_in_loop
+from perfpilot.diagnose.python import drop_covered, python_hotspot, steady_view
+from perfpilot.diagnose.threads import thread_oversubscription
+from perfpilot.record import Finding, RunRecord, StatSummary, amdahl
+
+SCRIPT = "/home/me/train.py"
+
+
+def record(per_step: dict[str, float] | None = None, steps: int = 50, window: float | None = None,
+           eval_s: float = 0.0, **sections: Any) -> RunRecord:
+    """A profiled-script record with ``steps`` identical steps of ``per_step`` phases."""
+    per = {"data": 0.0, "h2d": 0.0, "forward": 0.01, "backward": 0.01, "optimizer": 0.001,
+           "other": 0.0, "io": 0.0, "eval": 0.0, **(per_step or {})}
+    step_s = sum(v for k, v in per.items() if k != "eval")
+    extra: dict[str, Any] = {
+        "profile": {"mode": "script", "steady_steps": steps},
+        "step_phases": {"kind": "optimizer", "steps": steps, "per_step_s": per,
+                        "total_s": {k: v * steps for k, v in per.items()},
+                        "samples_per_step": 32},
+        "timeline": {"steady_s": window or step_s * steps + eval_s, "train_s": step_s * steps,
+                     "eval_s": eval_s},
+        "optimizers": [{"type": "SGD", "steps": steps}],
+        "loaders": [{"role": "train", "batches": steps, "fetch_s": per["data"] * steps,
+                     "num_workers": 0, "batch_size": 32, "site": [SCRIPT, 20, "main"],
+                     "dataset_len": 1600}],
+        "threads": {"usable_cores": 4, "torch_threads": 4},
+        "hot_lines": [], "calibration": {},
+    }
+    extra.update(sections)
+    return RunRecord(workload="train.py", plan={}, steps=steps, samples_per_s=1.0,
+                     step_time_s=StatSummary(step_s, step_s, step_s, step_s, steps),
+                     phases_s={}, peak_memory_bytes=0, extra=extra)
+
+
+def only(findings: list[Finding], fid: str) -> Finding:
+    (f,) = findings
+    assert f.id == fid
+    return f
+
+
+def test_dataloader_bound_suggests_workers_with_amdahl_gain():
+    f = only(dataloader_bound(facts_of(record({"data": 0.06}))), "dataloader-bound")
+    share = 0.06 / 0.081
+    assert f.time_share == pytest.approx(share)
+    assert f.estimated_speedup == pytest.approx(amdahl(share, 4), rel=1e-3)
+    assert f.extra["plan_change"] == {"num_workers": 4, "persistent_workers": True}
+    assert "num_workers=4" in f.fix and f.location == {"file": SCRIPT, "line": 20,
+                                                        "function": "main"}
+    assert "74%" in f.evidence
+
+
+def test_dataloader_bound_silent_when_data_is_cheap():
+    assert dataloader_bound(facts_of(record({"data": 0.001}))) == []
+
+
+def test_workers_suggestion():
+    assert suggested_workers(0, 2) == 2
+    assert suggested_workers(0, 1) == 2
+    assert suggested_workers(0, 64) == 4
+    assert suggested_workers(2, 2) == 3
+    assert suggested_workers(2, 16) == 4
+    assert suggested_workers(8, 64) == 9
+
+
+def test_persistent_workers_when_worker_startup_dominates():
+    rec = record({"data": 0.04})
+    rec.extra["loaders"][0].update(num_workers=2, persistent_workers=False, iter_s=1.5)
+    f = only(dataloader_bound(facts_of(rec)), "dataloader-bound")
+    assert f.extra["plan_change"] == {"persistent_workers": True}
+
+
+def test_small_batch_counts_fixed_costs_only():
+    rec = record({"forward": 0.002, "backward": 0.002, "optimizer": 0.002},
+                 hot_ops={"aten_ops_per_step": 100}, calibration={"op_overhead_s": 1e-5})
+    rec.extra["step_phases"]["samples_per_step"] = 4
+    f = only(small_batch(facts_of(rec)), "small-batch")
+    fixed = (0.002 + min(100 * 1e-5, 0.004)) / 0.006
+    assert f.extra["fixed_fraction"] == pytest.approx(fixed)
+    assert f.estimated_speedup == pytest.approx(amdahl(fixed, 8), rel=1e-3)
+    assert f.extra["plan_change"] == {"batch_size": 32}
+
+
+def test_small_batch_silent_for_large_batches_and_inference():
+    rec = record({"optimizer": 0.02})
+    rec.extra["step_phases"]["samples_per_step"] = 2048
+    assert small_batch(facts_of(rec)) == []
+    rec = record({"optimizer": 0.02})
+    rec.extra["optimizers"] = []
+    assert small_batch(facts_of(rec)) == []
+
+
+def hot(line: int, function: str, self_share: float, own_python: float,
+        tags: dict | None = None) -> dict:
+    return {"file": SCRIPT, "line": line, "function": function, "self_share": self_share,
+            "total_share": self_share, "python_share": own_python,
+            "own_python_share": own_python, "tags": tags or {"other": self_share}}
+
+
+def test_python_hotspot_groups_lines_by_function():
+    rec = record(hot_lines=[hot(10, "stats", 0.30, 0.29), hot(11, "stats", 0.20, 0.19),
+                            hot(30, "main", 0.40, 0.01)])
+    f = only(python_hotspot(facts_of(rec)), "python-hotspot")
+    assert f.time_share == pytest.approx(0.48)
+    assert f.estimated_speedup == pytest.approx(amdahl(0.48, 10), rel=1e-3)
+    assert f.location["line"] == 10 and "stats()" in f.evidence
+    assert f.extra["lines"] == [10, 11]
+
+
+def test_python_hotspot_ignores_native_time():
+    rec = record(hot_lines=[hot(30, "main", 0.9, 0.02)])  # a line calling torch ops
+    assert python_hotspot(facts_of(rec)) == []
+
+
+def test_lint_finding_on_the_same_lines_replaces_the_hotspot():
+    spot = only(python_hotspot(facts_of(record(hot_lines=[hot(10, "f", 0.5, 0.5)]))),
+                "python-hotspot")
+    lint = Finding("inefficient-membership", "t", "e", "f", 2.0,
+                   location={"file": SCRIPT, "line": 11})
+    far = Finding("repeated-concat", "t", "e", "f", 2.0, location={"file": SCRIPT, "line": 90})
+    assert drop_covered([spot], [lint]) == []
+    assert drop_covered([spot], [far]) == [spot]
+
+
+def test_steady_view_keeps_main_thread_steady_samples():
+    stacks = {"interval_s": 0.005, "total": 3, "seconds": 3.0, "stacks": [
+        {"thread": "MainThread", "tag": "startup", "count": 1, "seconds": 1.0, "frames": []},
+        {"thread": "MainThread", "tag": "other", "count": 1, "seconds": 0.5, "frames": []},
+        {"thread": "worker", "tag": "", "count": 1, "seconds": 1.5, "frames": []}]}
+    view = steady_view(record(stack_samples=stacks))
+    assert view.extra["stack_samples"]["seconds"] == 0.5
+    assert len(view.extra["stack_samples"]["stacks"]) == 1
+
+
+def test_thread_oversubscription_needs_a_measured_slowdown():
+    cal = {"current": 16, "target": 4, "factor": 1.8, "ci_low": 1.5, "ci_high": 2.1, "n": 5}
+    rec = record(threads={"usable_cores": 4, "torch_threads": 16, "env": {}},
+                 calibration={"threads": cal},
+                 set_num_threads=[{"value": 16, "site": [SCRIPT, 5, "<module>"]}])
+    f = only(thread_oversubscription(facts_of(rec)), "thread-oversubscription")
+    share = 0.021 / 0.021
+    assert f.estimated_speedup == pytest.approx(amdahl(share, 1.8), rel=1e-3)
+    assert f.location["line"] == 5 and "torch.set_num_threads(4)" in f.fix
+    assert f.extra["plan_change"] == {"cpu_threads": 4}
+    cal_unsure = {**cal, "ci_low": 0.9}
+    rec.extra["calibration"] = {"threads": cal_unsure}
+    assert thread_oversubscription(facts_of(rec)) == []
+    rec.extra["threads"]["torch_threads"] = 4
+    assert thread_oversubscription(facts_of(rec)) == []
+
+
+def test_eval_dominates_from_eval_segments():
+    rec = record(eval_s=3.0, timeline={"steady_s": 4.05, "train_s": 1.05, "eval_s": 3.0,
+                                       "eval_passes": 6})
+    f = only(eval_dominates(facts_of(rec)), "eval-dominates")
+    assert f.time_share == pytest.approx(3.0 / 4.05)
+    assert f.estimated_speedup == pytest.approx(amdahl(3.0 / 4.05, 4), rel=1e-3)
+    assert "6 passes" in f.evidence
+    rec.extra["profile"]["mode"] = "workload"  # the engine's schedule, not the user's
+    assert eval_dominates(facts_of(rec)) == []
+
+
+def test_io_in_loop_from_hooked_calls_and_sampled_lines(tmp_path):
+    src = tmp_path / "train.py"
+    src.write_text("import torch\n" * 9 + "log.write(str(loss))\n")
+    io = [{"call": "torch.save", "kind": "write", "site": [SCRIPT, 42, "main"],
+           "phase": "steady", "count": 50, "seconds": 0.5},
+          {"call": "torch.save", "kind": "write", "site": [SCRIPT, 50, "main"],
+           "phase": "eval", "count": 2, "seconds": 5.0}]
+    lines = [{**hot(10, "main", 0.05, 0.0), "file": str(src), "tags": {"other": 0.1}}]
+    found = io_in_loop(facts_of(record(io=io, hot_lines=lines)))
+    assert [f.location["line"] for f in found] == [42, 10]
+    assert found[0].estimated_speedup == pytest.approx(amdahl(0.5 / 1.05, 10), rel=1e-3)
+    assert "50 times" in found[0].evidence
+
+
+def test_grad_in_eval_uses_the_measured_factor():
+    gie = {"calls": [{"module": "Net", "site": [SCRIPT, 70, "evaluate"], "calls": 40,
+                      "then_backward": 0}], "grad_over_nograd": [1.4, 1.6, 1.5]}
+    rec = record(grad_in_eval=gie, hot_lines=[{**hot(70, "evaluate", 0.3, 0.0),
+                                               "total_share": 0.5}])
+    f = only(grad_in_eval(facts_of(rec)), "grad-in-eval")
+    assert f.estimated_speedup == pytest.approx(amdahl(0.5, 1.5), rel=1e-3)
+    assert "inference_mode" in f.fix and f.location["line"] == 70
+    gie["calls"][0]["then_backward"] = 40  # every one was trained through (frozen BN)
+    assert grad_in_eval(facts_of(rec)) == []
+
+
+def test_rank_never_leads_with_a_tiny_cost():
+    big_gain_tiny_cost = Finding("a", "", "", "", 3.0, time_share=0.01)
+    modest = Finding("b", "", "", "", 1.2, time_share=0.3)
+    unknown = Finding("c", "", "", "", 1.1)
+    assert [f.id for f in rank([big_gain_tiny_cost, unknown, modest])] == ["b", "c", "a"]
+
+
+def test_diagnose_runs_all_rules_and_notes_failures():
+    rec = record({"data": 0.06}, hot_lines=[hot(10, "stats", 0.3, 0.3, {"data": 0.3})])
+    notes: list[str] = []
+    found = diagnose(rec, lint=False, notes=notes)
+    # the Python time is inside data loading: the dataloader finding covers it
+    assert [f.id for f in found] == ["dataloader-bound"]
+    assert notes == []

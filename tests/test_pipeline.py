@@ -1,0 +1,213 @@
+"""The tuning pipeline on a tiny real workload: outputs, resume, bad input, executors.
+
+Stages are small fakes that go through ``ctx.trials`` like the real ones (the real stages
+have their own tests; ``test_cli_tune_resume.py`` runs them end to end). Baseline, final
+check and report are real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perfpilot.errors import UserError
+from perfpilot.plan import load_plan
+from perfpilot.tune.pipeline import tune
+from perfpilot.tune.stage import Outcome, StageResult
+from perfpilot.workload import load_workload
+
+FIXTURE = Path(__file__).parent / "fixtures" / "tune_tiny.py"
+FAST = {"final_pairs": 5, "chunk_s": 0.02}
+
+
+def spec(name: str = "workload") -> str:
+    return f"{FIXTURE}:{name}"
+
+
+class Recorder:
+    """A Progress that keeps what it was told."""
+
+    def __init__(self, on_trial: Any = None) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.on_trial = on_trial
+
+    def start(self, budget_s: float, left: Any) -> None:
+        self.events.append(("start", budget_s))
+
+    def phase(self, name: str, budget_s: float | None) -> None:
+        self.events.append(("phase", name))
+
+    def message(self, text: str) -> None:
+        self.events.append(("message", text))
+
+    def trial(self, trial: Any, recalled: bool) -> None:
+        self.events.append(("trial", (trial.stage, recalled)))
+        if self.on_trial:
+            self.on_trial(trial)
+
+    def best(self, text: str) -> None:
+        self.events.append(("best", text))
+
+    def stop(self) -> None:
+        self.events.append(("stop", None))
+
+    def ran(self) -> list[str]:
+        return [s for k, (s, recalled) in self._trials() if not recalled]
+
+    def recalled(self) -> list[str]:
+        return [s for k, (s, recalled) in self._trials() if recalled]
+
+    def _trials(self) -> list[tuple[str, Any]]:
+        return [(k, v) for k, v in self.events if k == "trial"]
+
+
+class BatchUp:
+    """A fake stage: one measured trial, then batch 64 / lr 0.1 with evidence."""
+
+    name = "batchup"
+
+    def __init__(self, calls: list[str] | None = None) -> None:
+        self.calls = calls if calls is not None else []
+
+    def run(self, ctx: Any) -> StageResult:
+        self.calls.append("run")
+        t = ctx.trials.run(self.name, {"check": "probe", "plan": ctx.incumbent.to_dict()},
+                           lambda: Outcome("complete", {"objective": 1.0}))
+        plan = ctx.incumbent.replace(batch_size=64, lr=0.1)
+        entry = {"label": "batch 64", "fate": "accepted", "changes": {"batch_size": 64},
+                 "speedup": 1.8, "ci_low": 1.4, "ci_high": 2.2, "rounds": 5, "reason": "faster"}
+        return StageResult(self.name, plan, (t,), {"candidates": [entry]}, "chose batch 64")
+
+
+class Refuses:
+    name = "refuses"
+
+    def run(self, ctx: Any) -> StageResult:
+        ctx.trials.run(self.name, {"check": "x"}, lambda: Outcome("complete"))
+        raise UserError("this stage needs a GPU")
+
+
+def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    progress = Recorder()
+    w = load_workload(spec())
+    res = tune(w, stages=[BatchUp()], budget_s=90, out_dir=out, spec=spec(), options=FAST,
+               final_rounds=5, progress=progress)
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["status"] == "complete" and rec["schema"] == "perfpilot.tunerecord/1"
+    assert load_plan(out / "plan.json") == res.plan
+    assert rec["plan"] == res.plan.to_dict() and rec["tuned_plan"]["batch_size"] == 64
+    assert rec["baseline"]["plan"]["batch_size"] == 16 and rec["tuned"]["plan"]["batch_size"] == 64
+    final = rec["final"]
+    assert final["primary"] == "time_to_target"
+    assert final["time_to_target"]["n"] == 5 and len(final["time_to_target"]["rounds"]) == 5
+    assert final["throughput"]["n"] >= 5
+    assert final["verdict"] in ("faster", "same", "slower", "not-reached")
+    assert rec["decision"]["plan"] == ("baseline" if final["verdict"] in ("slower",
+                                                                          "not-reached")
+                                       else "tuned")
+    states = {t["state"] for t in rec["trials"]}
+    assert states == {"complete"} and len(rec["trials"]) == 1 + 1 + 1 + 10
+    assert rec["horizon"]["source"].startswith("measured")
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "Headline" in html and "batch 64" in html
+    phases = [v for k, v in progress.events if k == "phase"]
+    assert phases == ["baseline", "batchup", "final check"]
+    assert ("best", "batch_size=64, lr=0.1") in progress.events
+
+
+def test_resume_recalls_every_finished_trial(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    w = load_workload(spec())
+    kw = {"budget_s": 40, "out_dir": out, "spec": spec(), "options": FAST, "final_rounds": 0}
+    first = tune(w, stages=[BatchUp()], **kw)
+    with pytest.raises(UserError, match="--resume"):
+        tune(w, stages=[BatchUp()], **kw)
+    progress, calls = Recorder(), []
+    again = tune(w, stages=[BatchUp(calls)], resume=True, progress=progress, **kw)
+    assert progress.ran() == [] and len(progress.recalled()) == len(first.record["trials"])
+    assert again.plan == first.plan and again.record["final"] == first.record["final"]
+    assert again.record["resumed"] is True and calls == ["run"]
+
+
+def test_foreign_study_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out, spec=spec(),
+         options=FAST, final_rounds=0)
+    with pytest.raises(UserError, match="another tuning.*target"):
+        tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out,
+             target=0.8, resume=True, options=FAST, final_rounds=0)
+
+
+def test_nan_baseline_stops_with_a_message_and_keeps_the_trial(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="non-finite loss") as e:
+        tune(load_workload(spec("nan_workload")), stages=[BatchUp()], budget_s=40,
+             out_dir=out, options=FAST)
+    assert "record.json" in str(e.value)
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["status"] == "stopped" and [t["state"] for t in rec["trials"]] == ["nan"]
+    assert (out / "report.html").exists() and not (out / "plan.json").exists()
+
+
+def test_crashing_workload_is_reported_not_raised(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="crashed: .*corrupt sample"):
+        tune(load_workload(spec("crashes")), stages=[BatchUp()], budget_s=40, out_dir=out,
+             options=FAST)
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["trials"][0]["state"] == "failed" and "corrupt sample" in rec["error"]
+
+
+def test_unreachable_target_tunes_throughput_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out,
+               target=1.5, options={**FAST, "baseline_cap_s": 1.0})
+    rec = res.record
+    assert rec["status"] == "complete" and "did not reach val_accuracy >= 1.5" in rec["notes"][0]
+    assert rec["final"]["time_to_target"] == {"skipped": "the baseline did not reach the target"}
+    assert rec["final"]["primary"] == "throughput"
+    assert "tuned for throughput only" in (out / "report.html").read_text()
+
+
+def test_budget_too_small(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--budget: 5 s is too small"):
+        tune(load_workload(spec()), budget_s=5, out_dir=tmp_path / "a")
+    # After the baseline: pretend it took most of the budget (an injected clock).
+    now = [0.0]
+    progress = Recorder(on_trial=lambda t: now.__setitem__(0, now[0] + 30.0))
+    with pytest.raises(UserError, match="too small for this workload.*try --budget"):
+        tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=tmp_path / "b",
+             options=FAST, progress=progress, clock=lambda: now[0])
+    rec = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert rec["status"] == "stopped" and rec["baseline"] is not None
+
+
+def test_unwritable_out_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="not a directory"):
+        tune(load_workload(spec()), budget_s=40, out_dir=blocker)
+
+
+def test_a_stage_that_refuses_keeps_the_incumbent_and_the_next_stage_runs(
+        tmp_path: Path) -> None:
+    res = tune(load_workload(spec()), stages=[Refuses(), BatchUp()], budget_s=40,
+               out_dir=tmp_path, options=FAST, final_rounds=0)
+    first, second = res.record["stages"]
+    assert first["error"] == "this stage needs a GPU" and first["trials"]
+    assert first["plan"] == res.record["baseline_plan"] and second["plan"]["batch_size"] == 64
+    assert any("refuses stopped" in n for n in res.record["notes"])
+
+
+def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> None:
+    res = tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=tmp_path,
+               spec=spec(), executor="process", options=FAST, final_rounds=0)
+    placed = res.record["placement"]
+    # baseline run, throughput A/B and the tuned record run leave; the fake stage's
+    # closure does not.
+    assert placed == {"process": 3, "inline": 1}
+    assert res.record["final"]["throughput"]["n"] >= 5

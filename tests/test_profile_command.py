@@ -1,0 +1,158 @@
+"""`perfpilot profile` end to end: pass-through, crashes, windows, workloads, mistakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from perfpilot.cli import main
+
+TRAIN = """
+import sys, torch, torch.nn as nn
+torch.set_num_threads(1)
+model = nn.Linear(8, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+step = 0
+while True:
+    opt.zero_grad()
+    model(torch.randn(4, 8)).sum().backward()
+    opt.step()
+    step += 1
+    if step == {crash_at}:
+        raise ValueError("bad batch at step %d" % step)
+"""
+
+
+def write(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess, to see its stdout/stderr/exit code."""
+    return subprocess.run([sys.executable, "-m", "perfpilot.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_exit_code_stdout_and_stderr_pass_through(tmp_path):
+    script = write(tmp_path, "plain.py", """
+        import sys
+        print("to stdout", sys.argv[1:])
+        print("to stderr", file=sys.stderr)
+        sys.exit(3)
+    """)
+    out = tmp_path / "r.json"
+    res = cli("profile", "--json", str(out), "--", sys.executable, str(script), "a", "--b")
+    assert res.returncode == 3
+    assert "to stdout ['a', '--b']" in res.stdout
+    assert "to stderr" in res.stderr
+    record = json.loads(out.read_text())
+    assert record["profile"]["exit_code"] == 3
+    assert record["profile"]["torch_imported"] is False
+
+
+def test_crash_keeps_the_record_and_says_so(tmp_path):
+    script = write(tmp_path, "crash.py", TRAIN.format(crash_at=12))
+    out = tmp_path / "r.json"
+    res = cli("profile", "--json", str(out), "--", sys.executable, str(script))
+    assert res.returncode == 1
+    assert "ValueError: bad batch at step 12" in res.stderr  # the script's own traceback
+    assert "perfpilot/probes" not in res.stderr  # ...without the runner's frames
+    summary = " ".join(res.stdout.split())  # rich wraps lines at the terminal width
+    assert "exited with code 1" in summary and "crash.py:13" in summary
+    record = json.loads(out.read_text())
+    prof = record["profile"]
+    assert prof["stopped"] == "crash" and prof["error"]["type"] == "ValueError"
+    assert prof["error"]["site"][1] == 13
+    assert prof["boundaries"]["optimizer"] == 12  # step 12 stepped, then raised
+    assert record["timeline"]["startup_s"] > 0
+
+
+def test_steps_window_stops_a_long_run(tmp_path):
+    script = write(tmp_path, "forever.py", TRAIN.format(crash_at=-1))
+    out = tmp_path / "r.json"
+    assert main(["profile", "--quiet", "--steps", "5", "--json", str(out), "--",
+                 sys.executable, str(script)]) == 0
+    record = json.loads(out.read_text())
+    assert record["profile"]["stopped"] == "steps"
+    assert record["profile"]["steady_steps"] == 5
+
+
+def test_duration_window_stops_a_script_without_steps(tmp_path):
+    script = write(tmp_path, "spin.py", """
+        import time
+        while True:
+            time.sleep(0.01)
+    """)
+    out = tmp_path / "r.json"
+    assert main(["profile", "--quiet", "--duration", "0.3", "--json", str(out), "--",
+                 sys.executable, str(script)]) == 0
+    record = json.loads(out.read_text())
+    assert record["profile"]["stopped"] == "duration"
+    assert record["profile"]["step_kind"] is None
+
+
+def test_module_form_and_startup_kept_apart(tmp_path):
+    pkg = tmp_path / "pkgx"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    write(pkg, "__main__.py", """
+        import torch
+        model = torch.nn.Linear(4, 4)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(30):
+            opt.zero_grad(); model(torch.randn(2, 4)).sum().backward(); opt.step()
+    """)
+    out = tmp_path / "r.json"
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["profile", "--quiet", "--json", str(out), "--", sys.executable, "-m",
+                     "pkgx"]) == 0
+    finally:
+        os.chdir(cwd)
+    record = json.loads(out.read_text())
+    tl = record["timeline"]
+    assert tl["imports_s"] > 0 and tl["startup_s"] >= tl["imports_s"] * 0.5
+    assert record["profile"]["steady_steps"] >= 20
+    # torch's import is startup, never a hot line of the steady run
+    assert all("importlib" not in h["file"] for h in record["hot_lines"])
+
+
+def test_workload_form_with_a_plan(tmp_path):
+    pytest.importorskip("perfpilot.engine")
+    plan = tmp_path / "p.json"
+    plan.write_text('{"batch_size": 16, "cpu_threads": 1}')
+    out = tmp_path / "r.json"
+    assert main(["profile", "digits", "--plan", str(plan), "--steps", "6", "--quiet",
+                 "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["workload"] == "digits" and record["plan"]["batch_size"] == 16
+    assert record["profile"]["mode"] == "workload"
+    assert record["step_phases"]["samples_per_step"] == 16
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to profile"),
+    (["--", sys.executable, "missing_script.py"], "script not found"),
+    (["a", "b"], "cannot tell what to run"),
+])
+def test_user_mistakes_are_one_line_errors(args, message, capsys):
+    assert main(["profile", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_plan_is_for_workloads_only(tmp_path, capsys):
+    script = write(tmp_path, "s.py", "print(1)\n")
+    plan = write(tmp_path, "p.json", "{}")
+    assert main(["profile", "--plan", str(plan), "--", sys.executable, str(script)]) == 2
+    assert "--plan applies to a WORKLOAD" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+"""Each planted-bottleneck example is named first by `perfpilot profile`; the clean one
+raises nothing above 1.1x (no false alarms).
+
+Every example runs once (through the real CLI, in a child process, as a user would run
+it); the CUDA-only examples are skipped without a GPU (their rules are unit-tested on
+synthetic records in test_diagnose_cuda.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfpilot.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "bottlenecks"
+CPU_EXAMPLES = {
+    "dataloader_bound.py": "dataloader-bound",
+    "small_batch.py": "small-batch",
+    "python_hotspot.py": "python-hotspot",
+    "inefficient_membership.py": "inefficient-membership",
+    "repeated_concat.py": "repeated-concat",
+    "thread_oversubscription.py": "thread-oversubscription",
+    "eval_dominates.py": "eval-dominates",
+    "io_in_loop.py": "io-in-loop",
+    "grad_in_eval.py": "grad-in-eval",
+}
+CUDA_EXAMPLES = {
+    "host_device_sync.py": "host-device-sync",
+    "pageable_memcpy.py": "pageable-memcpy",
+    "fp32_on_tensor_cores.py": "fp32-on-tensor-cores",
+    "gpu_idle.py": "gpu-idle",
+    "memory_headroom.py": "memory-headroom",
+}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def profile(script: str, tmp: Path) -> dict:
+    out = tmp / (Path(script).stem + ".json")
+    code = main(["profile", "--quiet", "--json", str(out), "--", sys.executable,
+                 str(EXAMPLES / script)])
+    assert code == 0
+    return json.loads(out.read_text())
+
+
+def _describe(record: dict) -> str:
+    return "; ".join(f"{f['id']} {f['estimated_speedup']:.2f}x"
+                     for f in record.get("findings", [])) or "no findings"
+
+
+def test_every_finding_id_has_an_example():
+    from perfpilot.diagnose import RULES
+
+    ids = set(CPU_EXAMPLES.values()) | set(CUDA_EXAMPLES.values())
+    assert set(RULES) <= ids
+    for script in [*CPU_EXAMPLES, *CUDA_EXAMPLES, "clean.py"]:
+        assert (EXAMPLES / script).is_file(), script
+
+
+@pytest.mark.parametrize("script", sorted(CPU_EXAMPLES))
+def test_example_is_named_first(script, tmp_path):
+    record = profile(script, tmp_path)
+    findings = record["findings"]
+    assert findings, f"{script}: nothing found"
+    top = findings[0]
+    assert top["id"] == CPU_EXAMPLES[script], f"{script}: {_describe(record)}"
+    assert top["estimated_speedup"] > 1.1
+    assert top["evidence"] and top["fix"]
+    if top["location"] is not None:
+        assert Path(top["location"]["file"]).name == script
+
+
+def test_clean_script_raises_no_alarm(tmp_path):
+    record = profile("clean.py", tmp_path)
+    loud = [f for f in record["findings"] if f["estimated_speedup"] > 1.1]
+    assert not loud, _describe(record)
+    assert record["profile"]["steady_steps"] >= 10
+
+
+@pytest.mark.parametrize("script", sorted(CUDA_EXAMPLES))
+def test_cuda_example_is_named_first(script, tmp_path):
+    if not _cuda():
+        pytest.skip("needs a CUDA GPU")
+    record = profile(script, tmp_path)
+    assert record["findings"][0]["id"] == CUDA_EXAMPLES[script], _describe(record)

@@ -1,0 +1,80 @@
+"""Terminal summary and self-contained HTML report of a profile (from synthetic records)."""
+
+from __future__ import annotations
+
+import re
+
+from rich.console import Console
+from test_diagnose_rules import SCRIPT, hot, record
+
+from perfpilot.record import Finding
+from perfpilot.render import html as h
+from perfpilot.render.profile_console import print_profile
+from perfpilot.render.profile_html import profile_page
+
+
+def profiled(tmp_path):
+    src = tmp_path / "train.py"
+    src.write_text("\n".join(f"line_{i} = {i}" for i in range(1, 40)) + "\n")
+    top = Finding("dataloader-bound", "Training waits for data loading",
+                  "Waiting for the next batch is 74% of the run.",
+                  "DataLoader(..., num_workers=4, persistent_workers=True).", 2.25,
+                  location={"file": str(src), "line": 20}, confidence="high", time_share=0.74,
+                  extra={"verified": {"ratio": 2.1, "ci_low": 1.9, "ci_high": 2.3, "n": 5,
+                                      "verdict": "faster", "change": {"num_workers": 4}}})
+    other = Finding("python-hotspot", "Python-level hot spot in f()", "f() runs Python 5%.",
+                    "Vectorize.", 1.05, location={"file": str(src), "line": 7}, time_share=0.05)
+    rec = record({"data": 0.06},
+                 hot_lines=[{**hot(20, "main", 0.7, 0.0), "file": str(src)}],
+                 hot_ops={"steps": 3, "window_s": 0.1, "state": "done",
+                          "ops": [{"name": "aten::addmm", "device": "cpu", "count": 6,
+                                   "self_s": 0.003, "total_s": 0.004, "per_step": 2}]},
+                 memory={"peak_rss_bytes": 300 * 2**20, "series": [[0, 1e8], [1, 2e8],
+                                                                    [2, 2e8]]})
+    rec.extra["findings"] = [top.to_dict(), other.to_dict()]
+    rec.extra["timeline"].update(startup_s=2.0, imports_s=1.5)
+    rec.extra["profile"].update(exit_code=0, stopped="end", argv=[str(src)])
+    return rec
+
+
+def test_console_puts_the_top_finding_first(tmp_path):
+    console = Console(record=True, width=120)
+    print_profile(profiled(tmp_path), console)
+    text = console.export_text()
+    first = text.index("#1 dataloader-bound")
+    assert first < text.index("Other findings") < text.index("Step breakdown")
+    assert text.index("Step breakdown") < text.index("Hot lines") < text.index("Hot ops")
+    assert "~2.25x faster run" in text and "measured 2.10x (95% CI 1.90-2.30" in text
+    assert "train.py:20  line_20 = 20" in text  # where, with the source line
+    assert "startup 2 s (imports 1.5 s)" in text
+
+
+def test_console_reports_a_crash(tmp_path):
+    rec = profiled(tmp_path)
+    rec.extra["profile"].update(exit_code=1, error={"type": "ValueError", "message": "boom",
+                                                    "site": [SCRIPT, 13, "main"]}, steps=12)
+    console = Console(record=True, width=200)
+    print_profile(rec, console)
+    assert "exited with code 1 (ValueError: boom at train.py:13) after 12 steps" in \
+        console.export_text()
+
+
+def test_html_report_is_self_contained(tmp_path):
+    page = profile_page(profiled(tmp_path))
+    assert page.startswith("<!DOCTYPE html>")
+    for section in ("Findings", "Step breakdown", "Hot lines", "Hot ops", "Run"):
+        assert f"<h2>{section}</h2>" in page
+    assert page.count("<svg") >= 3  # phase split, wall time, RSS (inline)
+    assert not re.search(r"<(script|link|img)\b", page)  # nothing fetched
+    assert not re.search(r"""(src|href)=["']https?:""", page)
+    assert "&gt;   20  line_20 = 20" in page  # the finding's source, marked
+    assert "2.10x measured" in page
+
+
+def test_page_builder_escapes_and_keeps_svg_ids_apart():
+    plots = h.bar_chart(["a"], [1.0]) + h.bar_chart(["b"], [2.0])
+    page = h.page("<t>", [h.Section("a&b", h.table(["x"], [["<b>"]])),
+                          h.Section("plots", plots)])
+    assert "&lt;t&gt;" in page and "a&amp;b" in page and "<td>&lt;b&gt;</td>" in page
+    ids = re.findall(r'id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
