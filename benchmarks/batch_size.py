@@ -11,7 +11,7 @@ For each workload (digits, charlm), every arm is a (batch size, LR, warmup):
   "can't allocate memory" as its OOM signal);
 * ``accelerate`` the batch ``find_executable_batch_size`` picks (default start 128);
 * ``oracle``     the best cell of a grid over batch ``B0 * 2**k`` x LR ``lr0 * 2**j``:
-  every cell screened on one seed (stopped at 3x the baseline's time), the best few
+  every cell screened on one seed (stopped at 1.5x the baseline's time), the best three
   repeated on all seeds, the lowest median kept.
 
 Peers' batches get the same LR rule and warmup as perfpilot (its ``lr_policy``). Every arm
@@ -49,8 +49,9 @@ BUDGETS = {"digits": "4m", "charlm": "12m"}
 # Grid of the oracle, as powers of two around the baseline: batch B0*2**k, LR lr0*2**j.
 GRID_K = {"digits": range(-2, 4), "charlm": range(-2, 3)}
 GRID_J = {"digits": range(-1, 5), "charlm": range(0, 4)}
-SCREEN_CUTOFF = 3.0  # oracle screening: stop a cell at 3x the baseline's time
-ORACLE_TOP = 4
+SCREEN_CUTOFF = 1.5  # oracle screening: stop a cell at 1.5x the baseline's time
+ORACLE_TOP = 3
+LOST = 6.0  # an arm still short of the target at 6x the baseline's time has lost
 
 
 def log(msg: str) -> None:
@@ -181,12 +182,13 @@ class Bench:
         if hit is not None and (hit["reached"] or hit["samples"] >= max_samples):
             return hit
         o = self.runs.time_to_target(cfg, seed=seed, max_samples=max_samples,
-                                     eval_fraction=0.03, noise=None)
+                                     eval_fraction=0.04, noise=None)
         m = o.measurements
-        samples = m.get("samples", 0)
+        samples = m.get("samples_to_target", m.get("samples", 0))
         out = {"reached": o.state == "complete", "state": o.state, "samples": samples,
                "ttt_s": samples / self.thr[cfg.batch_size]["median"],
-               "wall_ttt_s": m.get("train_time_s")}
+               "wall_ttt_s": m.get("ttt_s", m.get("train_time_s")),
+               "eval_time_s": m.get("eval_time_s")}
         self.cache[key] = out
         return out
 
@@ -247,7 +249,7 @@ def bench_workload(name: str, budget_s: float, seeds: list[int], mem_fraction: f
     log(f"{name}: throughput at {len({c.batch_size for c in [*arms.values(), *cells]})} sizes")
     bench.throughput(sorted({c.batch_size for c in [*arms.values(), *cells]}))
     base_first = bench.ttt(arms["baseline"], seeds[0], 10**9)
-    cap_s = 20 * base_first["ttt_s"]  # an arm 20x slower than the baseline has lost
+    cap_s = LOST * base_first["ttt_s"]
 
     def limit(c: Any, seconds: float) -> int:
         return max(1, math.ceil(seconds * bench.thr[c.batch_size]["median"]))

@@ -1,12 +1,15 @@
 """Benchmark: perfpilot.pmap against serial, multiprocessing.Pool and joblib.
 
 1. CPU-bound pure-Python calls (~10 ms each): wall time of serial, ``pmap`` (auto and
-   ``backend="process"``, pool start-up included), ``multiprocessing.Pool`` and joblib;
-   speedup over serial (target: >= 1.8x on 2 cores).
+   ``backend="process"``), ``multiprocessing.Pool`` and joblib; speedup over serial
+   (target: >= 1.8x on 2 cores).
 2. Tiny calls (``x + 1``): per-task overhead ``(T - T_serial) / n`` of ``pmap`` (process
-   backend, and ``auto``, which runs them serially), ``Pool.map`` and joblib, cold
-   (a new pool per map) and warm (a pool reused: joblib reuses its loky workers by itself;
-   target: pmap no worse than joblib).
+   backend, and ``auto``, which runs them serially), ``Pool.map`` and joblib (target: pmap
+   no worse than joblib).
+
+"cold" includes starting the workers (pmap's shared pool and joblib's loky executor are
+ended, untimed, before a cold run; ``Pool`` is created in the run), "warm" reuses them
+(pmap and joblib keep their workers between maps by default; ``Pool`` is created once).
 3. The Ray backend on a local Ray: start-up and speedup over serial on the CPU-bound calls.
 
 Variants run interleaved in every round (so machine drift hits all of them) and the
@@ -52,13 +55,16 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def rounds(variants: dict[str, Callable[[], Any]], n_rounds: int) -> dict[str, list[float]]:
-    """Each round runs every variant once, in a rotated order (drift hits all alike)."""
+def rounds(variants: dict[str, Callable[[], Any]], n_rounds: int,
+           setup: dict[str, Callable[[], Any]] | None = None) -> dict[str, list[float]]:
+    """Each round runs every variant once, in a rotated order (drift hits all alike);
+    ``setup[name]`` runs untimed before its variant (e.g. to make a pool cold)."""
     names = list(variants)
     times: dict[str, list[float]] = {k: [] for k in names}
     for r in range(n_rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
+            (setup or {}).get(name, lambda: None)()
             times[name].append(timed(variants[name]))
         print(f"  round {r + 1}/{n_rounds}: " + ", ".join(
             f"{k} {times[k][-1]:.3f}s" for k in names), file=sys.stderr, flush=True)
@@ -76,8 +82,17 @@ def summary(times: dict[str, list[float]], base: str, n: int) -> dict[str, Any]:
     return out
 
 
+def cold_setup() -> dict[str, Callable[[], Any]]:
+    """Untimed steps that end the warm workers pmap and joblib keep between maps."""
+    from joblib.externals.loky import get_reusable_executor
+
+    from perfpilot.parallel import _pool
+
+    return {"pmap_process_cold": _pool.shutdown,
+            "joblib_cold": lambda: get_reusable_executor().shutdown(wait=True)}
+
+
 def bench_cpu(n: int, n_rounds: int, cores: int) -> dict[str, Any]:
-    import joblib
 
     from perfpilot import pmap
 
@@ -85,13 +100,19 @@ def bench_cpu(n: int, n_rounds: int, cores: int) -> dict[str, Any]:
     variants = {
         "serial": lambda: [cpu_bound(x) for x in items],
         "pmap_auto": lambda: pmap(cpu_bound, items, progress=False),
-        "pmap_process": lambda: pmap(cpu_bound, items, backend="process", progress=False),
-        "mp_pool": lambda: _pool_map(cpu_bound, items, cores),
-        "joblib": lambda: joblib.Parallel(n_jobs=cores)(joblib.delayed(cpu_bound)(x)
-                                                         for x in items),
+        "pmap_process_cold": lambda: pmap(cpu_bound, items, backend="process", progress=False),
+        "pmap_process_warm": lambda: pmap(cpu_bound, items, backend="process", progress=False),
+        "mp_pool_cold": lambda: _pool_map(cpu_bound, items, cores),
+        "joblib_cold": lambda: _joblib(cpu_bound, items, cores),
+        "joblib_warm": lambda: _joblib(cpu_bound, items, cores),
     }
-    variants["joblib"]()  # loky's workers start once and stay warm; do not time that
-    return summary(rounds(variants, n_rounds), "serial", n)
+    return summary(rounds(variants, n_rounds, cold_setup()), "serial", n)
+
+
+def _joblib(fn: Callable[[int], int], items: list[int], cores: int) -> list[int]:
+    import joblib
+
+    return joblib.Parallel(n_jobs=cores)(joblib.delayed(fn)(x) for x in items)
 
 
 def _pool_map(fn: Callable[[int], int], items: list[int], cores: int) -> list[int]:
@@ -100,31 +121,24 @@ def _pool_map(fn: Callable[[int], int], items: list[int], cores: int) -> list[in
 
 
 def bench_tiny(n: int, n_rounds: int, cores: int) -> dict[str, Any]:
-    import joblib
-
     from perfpilot import pmap
-    from perfpilot.execute import ProcessExecutor
 
     items = list(range(n))
     warm_pool = multiprocessing.Pool(cores)
-    warm_ex = ProcessExecutor(cores)
     variants = {
         "serial": lambda: [tiny(x) for x in items],
         "pmap_auto": lambda: pmap(tiny, items, progress=False),
         "pmap_process_cold": lambda: pmap(tiny, items, backend="process", progress=False),
         "mp_pool_cold": lambda: _pool_map(tiny, items, cores),
-        "pmap_process_warm": lambda: pmap(tiny, items, executor=warm_ex, progress=False),
+        "joblib_cold": lambda: _joblib(tiny, items, cores),
+        "pmap_process_warm": lambda: pmap(tiny, items, backend="process", progress=False),
         "mp_pool_warm": lambda: warm_pool.map(tiny, items),
-        "joblib_warm": lambda: joblib.Parallel(n_jobs=cores)(joblib.delayed(tiny)(x)
-                                                              for x in items),
+        "joblib_warm": lambda: _joblib(tiny, items, cores),
     }
-    variants["joblib_warm"]()
-    variants["pmap_process_warm"]()
     try:
-        return summary(rounds(variants, n_rounds), "serial", n)
+        return summary(rounds(variants, n_rounds, cold_setup()), "serial", n)
     finally:
         warm_pool.close()
-        warm_ex.close()
 
 
 def bench_worker_start(n_rounds: int, cores: int) -> dict[str, Any]:
@@ -175,7 +189,9 @@ def main() -> None:
     print(f"{cores} usable cores, load average {load0[0]:.2f}", file=sys.stderr)
     res: dict[str, Any] = {
         "machine": {"cores": cores, "python": platform.python_version(),
-                    "platform": platform.platform(), "load_avg_start": load0},
+                    "platform": platform.platform(), "load_avg_start": load0,
+                    "cpu_pressure_start": _read("/proc/pressure/cpu"),
+                    "sched_autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled")},
         "worker_start": bench_worker_start(r, cores),
         "cpu_bound": {"n": 100 if args.quick else 200, "per_call": "~10 ms pure Python"},
         "tiny": {"n": 20_000 if args.quick else 100_000, "per_call": "x + 1"},
@@ -185,6 +201,7 @@ def main() -> None:
     if not args.no_ray:
         res["ray"] = bench_ray(res["cpu_bound"]["n"], r, cores)
     res["machine"]["load_avg_end"] = os.getloadavg()
+    res["machine"]["cpu_pressure_end"] = _read("/proc/pressure/cpu")
     report(res)
     RESULTS.parent.mkdir(exist_ok=True)
     tmp = RESULTS.with_suffix(".json.tmp")
@@ -193,18 +210,29 @@ def main() -> None:
     print(f"wrote {RESULTS}")
 
 
+def _read(path: str) -> str | None:
+    """A kernel file's first line (CPU pressure, autogroup flag), for the record."""
+    try:
+        with open(path) as f:
+            return f.readline().strip()
+    except OSError:
+        return None
+
+
 def report(res: dict[str, Any]) -> None:
     m = res["machine"]
     print(f"pmap benchmark: {m['cores']} cores, load {m['load_avg_start'][0]:.1f} -> "
-          f"{m['load_avg_end'][0]:.1f}; worker start {res['worker_start']['median_s']:.3f} s")
+          f"{m['load_avg_end'][0]:.1f}; CPU pressure {m['cpu_pressure_end']}; "
+          f"worker start {res['worker_start']['median_s']:.3f} s")
     cpu = res["cpu_bound"]
     print(f"\nCPU-bound, {cpu['n']} calls ({cpu['per_call']}): median wall, speedup vs serial")
-    for k in ("serial", "pmap_auto", "pmap_process", "mp_pool", "joblib"):
+    for k in ("serial", "pmap_auto", "pmap_process_cold", "pmap_process_warm", "mp_pool_cold",
+              "joblib_cold", "joblib_warm"):
         print(f"  {k:<18} {cpu[k]['median_s']:7.3f} s  {cpu[k]['speedup_vs_serial']:5.2f}x")
     tiny_ = res["tiny"]
     print(f"\nTiny calls, {tiny_['n']} x ({tiny_['per_call']}): per-task overhead vs serial")
-    for k in ("pmap_auto", "pmap_process_cold", "mp_pool_cold", "pmap_process_warm",
-              "mp_pool_warm", "joblib_warm"):
+    for k in ("pmap_auto", "pmap_process_cold", "mp_pool_cold", "joblib_cold",
+              "pmap_process_warm", "mp_pool_warm", "joblib_warm"):
         print(f"  {k:<18} {tiny_[k]['overhead_per_task_us']:8.2f} us/task  "
               f"({tiny_[k]['median_s']:.3f} s)")
     ray = res.get("ray")

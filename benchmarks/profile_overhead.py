@@ -10,7 +10,9 @@ Each example script in ``examples/bottlenecks/`` runs as
   is installed and allowed to attach; ``pip install py-spy``);
 
 interleaved round by round (the order rotates each round) so drift on this shared
-machine hits every arm alike. One sample is the whole process's wall time. Per example,
+machine hits every arm alike. One sample is the whole process's wall time; its CPU time
+(user + system of the process tree, py-spy's own process included) is recorded too,
+being far less sensitive to other load on a shared machine. Per example,
 the overhead is ``profiled / plain - 1`` from :func:`perfpilot.measure.compare_samples`
 (median of paired per-round ratios, 95% bootstrap interval); the summary is the median
 over examples. ``after startup`` divides the same extra seconds by the part of the run
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -48,14 +51,18 @@ DEFAULT_EXAMPLES = ("clean", "dataloader_bound", "small_batch", "python_hotspot"
                     "eval_dominates", "io_in_loop", "grad_in_eval")
 
 
-def run(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process tree) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          timeout=600)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {res.returncode}: {res.stderr[-500:]!r}")
-    return wall
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def pyspy_usable(script: Path, rate: int) -> str | None:
@@ -65,7 +72,7 @@ def pyspy_usable(script: Path, rate: int) -> str | None:
         return "py-spy not installed (pip install py-spy)"
     try:
         run([exe, "record", "-r", str(rate), "-o", os.devnull, "--", sys.executable, "-c",
-             "pass"])
+             "import time; time.sleep(0.5)"])
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         return f"py-spy cannot record here: {e}"
     return None
@@ -73,7 +80,10 @@ def pyspy_usable(script: Path, rate: int) -> str | None:
 
 def arms(script: Path, rate: int, out: str, pyspy: bool) -> dict[str, Any]:
     env = dict(os.environ)
-    env["PERFPILOT_PROFILE"] = json.dumps({"out": out, "interval_s": 1.0 / rate})
+    from perfpilot.probes.threads import usable_cores
+
+    env["PERFPILOT_PROFILE"] = json.dumps({"out": out, "interval_s": 1.0 / rate,
+                                           "usable_cores": usable_cores()})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"),
                                                     env.get("PYTHONPATH", "")) if p)
     py = sys.executable
@@ -125,22 +135,37 @@ def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, A
         for n in names:  # warm-up round: page cache, .pyc files
             table[n]()
         samples: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
         for r in range(rounds):
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
-                samples[n].append(table[n]())
+                wall, used = table[n]()
+                samples[n].append(wall)
+                cpu[n].append(used)
         fixed = analysis_cost(raw)
         steady = after_startup_s(raw)
-    out: dict[str, Any] = {"samples_s": samples, "analysis_s": fixed, "after_startup_s": steady}
+    out: dict[str, Any] = {"samples_s": samples, "cpu_s": cpu, "analysis_s": fixed,
+                           "after_startup_s": steady}
     plain_med = statistics.median(samples["plain"])
     for n in names[1:]:
         c = compare_samples(samples["plain"], samples[n], paired=True)
+        k = compare_samples(cpu["plain"], cpu[n], paired=True)
         extra_s = statistics.median(samples[n]) - plain_med
         out[n] = {"overhead": 1 / c.ratio - 1, "ci_low": 1 / c.ci_high - 1,
                   "ci_high": 1 / c.ci_low - 1, "extra_s": extra_s,
-                  "overhead_after_startup": extra_s / steady}
+                  "overhead_after_startup": extra_s / steady,
+                  "cpu_overhead": 1 / k.ratio - 1, "cpu_ci_low": 1 / k.ci_high - 1,
+                  "cpu_ci_high": 1 / k.ci_low - 1}
     out["plain_median_s"] = plain_med
     return out
+
+
+def _pct(mid: float, lo: float, hi: float) -> str:
+    return f"{100 * mid:+.1f}% [{100 * lo:+.1f},{100 * hi:+.1f}]"
+
+
+def _median(results: dict[str, Any], arm: str, key: str) -> float:
+    return statistics.median(r[arm][key] for r in results.values())
 
 
 def main() -> None:
@@ -149,50 +174,54 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--no-pyspy", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="result JSON path")
     args = ap.parse_args()
     names = [n.strip() for n in args.examples.split(",") if n.strip()]
     why_not = "disabled" if args.no_pyspy else pyspy_usable(EXAMPLES / "clean.py", args.rate)
     pyspy = why_not is None
     load0 = os.getloadavg()
     results: dict[str, Any] = {}
-    print(f"{'example':24s} {'plain':>8s} {'perfpilot':>22s} {'after startup':>14s}"
-          + (f" {'py-spy':>22s}" if pyspy else ""))
+    print(f"{'example':24s} {'plain':>8s} {'perfpilot wall':>22s} {'perfpilot CPU':>22s}"
+          + (f" {'py-spy wall':>22s} {'py-spy CPU':>22s}" if pyspy else ""))
     for name in names:
         r = bench_example(name, args.rounds, args.rate, pyspy)
         results[name] = r
-        pp = r["perfpilot"]
-        line = (f"{name:24s} {r['plain_median_s']:7.2f}s "
-                f"{100 * pp['overhead']:+6.1f}% [{100 * pp['ci_low']:+.1f},"
-                f"{100 * pp['ci_high']:+.1f}] {100 * pp['overhead_after_startup']:+13.1f}%")
-        if pyspy:
-            ps = r["py-spy"]
-            line += (f" {100 * ps['overhead']:+6.1f}% [{100 * ps['ci_low']:+.1f},"
-                     f"{100 * ps['ci_high']:+.1f}]")
+        line = f"{name:24s} {r['plain_median_s']:7.2f}s"
+        for arm in ("perfpilot", "py-spy") if pyspy else ("perfpilot",):
+            a = r[arm]
+            line += (f" {_pct(a['overhead'], a['ci_low'], a['ci_high']):>22s}"
+                     f" {_pct(a['cpu_overhead'], a['cpu_ci_low'], a['cpu_ci_high']):>22s}")
         print(line, flush=True)
-    summary = {"median_overhead": statistics.median(r["perfpilot"]["overhead"]
-                                                    for r in results.values()),
-               "median_overhead_after_startup": statistics.median(
-                   r["perfpilot"]["overhead_after_startup"] for r in results.values()),
+    summary = {"median_overhead": _median(results, "perfpilot", "overhead"),
+               "median_cpu_overhead": _median(results, "perfpilot", "cpu_overhead"),
+               "median_overhead_after_startup": _median(results, "perfpilot",
+                                                        "overhead_after_startup"),
                "median_analysis_s": statistics.median(r["analysis_s"]
                                                       for r in results.values())}
     if pyspy:
-        summary["median_pyspy_overhead"] = statistics.median(r["py-spy"]["overhead"]
-                                                             for r in results.values())
+        summary["median_pyspy_overhead"] = _median(results, "py-spy", "overhead")
+        summary["median_pyspy_cpu_overhead"] = _median(results, "py-spy", "cpu_overhead")
     print(f"\nmedian overhead of perfpilot's probes: {100 * summary['median_overhead']:+.1f}% "
-          f"of wall time ({100 * summary['median_overhead_after_startup']:+.1f}% of the run "
-          f"after startup)" + (f"; py-spy {100 * summary['median_pyspy_overhead']:+.1f}%"
-                               if pyspy else f"; py-spy: {why_not}"))
+          f"wall time, {100 * summary['median_cpu_overhead']:+.1f}% CPU time "
+          f"({100 * summary['median_overhead_after_startup']:+.1f}% of the wall time after "
+          f"startup)")
+    if pyspy:
+        print(f"py-spy at the same rate: {100 * summary['median_pyspy_overhead']:+.1f}% wall, "
+              f"{100 * summary['median_pyspy_cpu_overhead']:+.1f}% CPU")
+    else:
+        print(f"py-spy: {why_not}")
     print(f"analysis + reports after the run (parent): {summary['median_analysis_s']:.2f} s")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "profile_overhead", "rate_hz": args.rate, "rounds": args.rounds,
                "summary": summary, "examples": results, "pyspy": why_not or "used",
                "machine": {"cpu_count": os.cpu_count(), "loadavg_start": load0,
                            "loadavg_end": os.getloadavg(), "python": sys.version.split()[0]},
                "finished_at": time.time()}
-    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(RESULTS)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    tmp.replace(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def _loss(model, batch):
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError, RuntimeError])
 def test_engine_probe_with_failing_model(error: type[Exception]) -> None:
-    from perfpilot.tune.batch import BatchStage
+    from perfpilot.tune.batch import BatchOptions, BatchStage, _Tuning
     from perfpilot.tune.stage import MemoryTrials, StageContext
 
     w = Workload(name="oom", model=lambda: OomAbove(error), train_data=_data,
@@ -128,8 +128,6 @@ def test_engine_probe_with_failing_model(error: type[Exception]) -> None:
                  baseline=Plan(batch_size=8, lr=0.1, cpu_threads=1))
     stage = BatchStage()
     ctx = StageContext(workload=w, incumbent=w.baseline, trials=MemoryTrials(), budget_s=5)
-    from perfpilot.tune.batch import _Tuning, BatchOptions
-
     tuning = _Tuning(ctx, BatchOptions(), stage._make_runs(w, w.baseline))
     fit = tuning.fit_limit()
     ran_ok = {p.batch_size for p in fit.probes if p.ok}

@@ -82,6 +82,16 @@ class BatchUp:
         return StageResult(self.name, plan, (t,), {"candidates": [entry]}, "chose batch 64")
 
 
+class Keeps:
+    """A fake stage that measures once and keeps the incumbent."""
+
+    name = "keeps"
+
+    def run(self, ctx: Any) -> StageResult:
+        t = ctx.trials.run(self.name, {"check": "probe"}, lambda: Outcome("complete"))
+        return StageResult(self.name, ctx.incumbent, (t,), {}, "kept the incumbent")
+
+
 class Refuses:
     name = "refuses"
 
@@ -105,12 +115,12 @@ def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
     assert final["primary"] == "time_to_target"
     assert final["time_to_target"]["n"] == 5 and len(final["time_to_target"]["rounds"]) == 5
     assert final["throughput"]["n"] >= 5
-    assert final["verdict"] in ("faster", "same", "slower", "not-reached")
+    assert final["verdict"] in ("faster", "same", "slower", "not-reached"), final
     assert rec["decision"]["plan"] == ("baseline" if final["verdict"] in ("slower",
                                                                           "not-reached")
                                        else "tuned")
-    states = {t["state"] for t in rec["trials"]}
-    assert states == {"complete"} and len(rec["trials"]) == 1 + 1 + 1 + 10
+    states = [(t["number"], t["state"], t["reason"]) for t in rec["trials"]]
+    assert {s for _, s, _ in states} == {"complete"} and len(states) == 1 + 1 + 1 + 10, states
     assert rec["horizon"]["source"].startswith("measured")
     html = (out / "report.html").read_text()
     assert "<svg" in html and "Headline" in html and "batch 64" in html
@@ -135,11 +145,14 @@ def test_resume_recalls_every_finished_trial(tmp_path: Path) -> None:
 
 def test_foreign_study_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out, spec=spec(),
-         options=FAST, final_rounds=0)
+    res = tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=out,
+               spec=spec(), options=FAST)
+    assert res.record["final"]["verdict"] == "unchanged" and res.record["tuned"] is None
+    assert res.record["decision"]["plan"] == "baseline"
+    assert res.plan.to_dict() == res.record["baseline_plan"]
     with pytest.raises(UserError, match="another tuning.*target"):
-        tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out,
-             target=0.8, resume=True, options=FAST, final_rounds=0)
+        tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=out,
+             target=0.8, resume=True, options=FAST)
 
 
 def test_nan_baseline_stops_with_a_message_and_keeps_the_trial(tmp_path: Path) -> None:
@@ -180,7 +193,7 @@ def test_budget_too_small(tmp_path: Path) -> None:
     now = [0.0]
     progress = Recorder(on_trial=lambda t: now.__setitem__(0, now[0] + 30.0))
     with pytest.raises(UserError, match="too small for this workload.*try --budget"):
-        tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=tmp_path / "b",
+        tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=tmp_path / "b",
              options=FAST, progress=progress, clock=lambda: now[0])
     rec = json.loads((tmp_path / "b" / "record.json").read_text())
     assert rec["status"] == "stopped" and rec["baseline"] is not None
@@ -195,19 +208,20 @@ def test_unwritable_out_dir(tmp_path: Path) -> None:
 
 def test_a_stage_that_refuses_keeps_the_incumbent_and_the_next_stage_runs(
         tmp_path: Path) -> None:
-    res = tune(load_workload(spec()), stages=[Refuses(), BatchUp()], budget_s=40,
-               out_dir=tmp_path, options=FAST, final_rounds=0)
+    res = tune(load_workload(spec()), stages=[Refuses(), Keeps()], budget_s=40,
+               out_dir=tmp_path, options=FAST)
     first, second = res.record["stages"]
     assert first["error"] == "this stage needs a GPU" and first["trials"]
-    assert first["plan"] == res.record["baseline_plan"] and second["plan"]["batch_size"] == 64
+    assert first["plan"] == res.record["baseline_plan"] and second["error"] is None
+    assert second["summary"] == "kept the incumbent"
     assert any("refuses stopped" in n for n in res.record["notes"])
 
 
 def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> None:
-    res = tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=tmp_path,
-               spec=spec(), executor="process", options=FAST, final_rounds=0)
-    placed = res.record["placement"]
-    # baseline run, throughput A/B and the tuned record run leave; the fake stage's
-    # closure does not.
-    assert placed == {"process": 3, "inline": 1}
-    assert res.record["final"]["throughput"]["n"] >= 5
+    # The budget is generous: starting a worker counts against it (seconds, on a busy
+    # machine tens of seconds).
+    res = tune(load_workload(spec()), stages=[Keeps()], budget_s=300, out_dir=tmp_path,
+               spec=spec(), executor="process", options=FAST)
+    # The baseline run leaves (a portable unit); the fake stage's closure does not.
+    assert res.record["placement"] == {"process": 1, "inline": 1}
+    assert res.record["baseline"]["time_to_target_s"] is not None

@@ -78,6 +78,36 @@ def test_closures_and_lambdas_run_in_process_workers():
     assert pmap(lambda x: x * k, range(10), backend="process") == [x * 3 for x in range(10)]
 
 
+def pid_of(_):
+    return os.getpid()
+
+
+def test_process_maps_reuse_warm_workers_until_a_map_fails():
+    from perfpilot.parallel import _pool
+
+    try:
+        pmap(pid_of, range(8), backend="process", workers=2, chunksize=1)
+        assert _pool.is_warm(2, max(1, usable_cores() // 2))
+        workers = set(_pool._state["pool"].pids())
+        again = set(pmap(pid_of, range(8), backend="process", workers=2, chunksize=1))
+        assert again <= workers  # the same warm workers ran the second map
+        with pytest.raises(ValueError):
+            pmap(fail_on_13, range(20), backend="process", workers=2)
+        assert not _pool.is_warm(2, max(1, usable_cores() // 2))  # a failed map's pool is gone
+    finally:
+        _pool.shutdown()
+
+
+def test_idle_workers_exit_and_come_back_on_demand():
+    with ProcessExecutor(1, idle_timeout_s=0.2) as ex:
+        pid = ex.submit(os.getpid).result(60)
+        end = time.monotonic() + 30
+        while ex.pids() and time.monotonic() < end:
+            time.sleep(0.05)
+        assert ex.pids() == []
+        assert ex.submit(os.getpid).result(60) != pid
+
+
 def test_a_shared_executor_is_reused_and_left_open():
     with ProcessExecutor(2) as ex:
         assert pmap(square, range(10), executor=ex) == [i * i for i in range(10)]

@@ -15,7 +15,9 @@ from perfpilot.render.profile_html import profile_page
 
 def profiled(tmp_path):
     src = tmp_path / "train.py"
-    src.write_text("\n".join(f"line_{i} = {i}" for i in range(1, 40)) + "\n")
+    lines = [f"line_{i} = {i}" for i in range(1, 40)]
+    lines[19] = "y = x[idx]  # [bold] is not markup"
+    src.write_text("\n".join(lines) + "\n")
     top = Finding("dataloader-bound", "Training waits for data loading",
                   "Waiting for the next batch is 74% of the run.",
                   "DataLoader(..., num_workers=4, persistent_workers=True).", 2.25,
@@ -45,7 +47,7 @@ def test_console_puts_the_top_finding_first(tmp_path):
     assert first < text.index("Other findings") < text.index("Step breakdown")
     assert text.index("Step breakdown") < text.index("Hot lines") < text.index("Hot ops")
     assert "~2.25x faster run" in text and "measured 2.10x (95% CI 1.90-2.30" in text
-    assert "train.py:20  line_20 = 20" in text  # where, with the source line
+    assert "train.py:20  y = x[idx]  # [bold] is not markup" in text  # escaped source
     assert "startup 2 s (imports 1.5 s)" in text
 
 
@@ -67,7 +69,7 @@ def test_html_report_is_self_contained(tmp_path):
     assert page.count("<svg") >= 3  # phase split, wall time, RSS (inline)
     assert not re.search(r"<(script|link|img)\b", page)  # nothing fetched
     assert not re.search(r"""(src|href)=["']https?:""", page)
-    assert "&gt;   20  line_20 = 20" in page  # the finding's source, marked
+    assert "&gt;   20  y = x[idx]" in page  # the finding's source, marked
     assert "2.10x measured" in page
 
 

@@ -197,13 +197,23 @@ def test_budget_skips_candidates_with_reason():
     assert skipped, fates
 
 
+def test_first_candidate_cannot_starve_the_others():
+    # Undecidable noise would run every A/B to its last look (14 pairs, ~7 s each); with
+    # 8 s for two candidates each gets its fair share and stops after at least 5 pairs.
+    result = run_stage(lambda p: Behaviour(step_s=0.01, chunk_noise=0.4),
+                       axes=("cpu_threads",), budget_s=8.0, options={"confirm": False})
+    entries = result.evidence["candidates"]
+    assert [e["fate"] for e in entries] == ["rejected", "rejected"]
+    assert all(5 <= e["rounds"] < 14 for e in entries)
+
+
 def test_threads_candidates_and_axes_in_order():
     result = run_stage(lambda p: Behaviour(step_s=0.005 if p.cpu_threads == 1 else 0.01),
                        axes=("cpu_threads", "channels_last", "cudnn_benchmark"))
     assert result.plan.cpu_threads == 1
     labels = [e["label"] for e in result.evidence["candidates"]]
-    assert labels == ["channels_last=True", "cudnn_benchmark=True", "cpu_threads=2",
-                      "cpu_threads=1"]
+    assert labels == ["cpu_threads=2", "cpu_threads=1", "channels_last=True",
+                      "cudnn_benchmark=True"]
     assert by_label(result, "channels_last=True")["reason"] == "the model has no 2-D convolutions"
 
 

@@ -10,12 +10,14 @@ also bring is not counted, so the estimate is conservative).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from perfpilot.diagnose.common import MIN_STEPS, Facts, loc, make, pct, secs, where
+from perfpilot.diagnose.common import MIN_STEPS, Facts, loc, make, pct, secs, source, where
 from perfpilot.record import Finding
 
 MIN_SHARE = 0.10
+_FOR_LINE = re.compile(r"\s*(async\s+)?for\b")
 MAX_WORKERS = 8
 
 
@@ -40,11 +42,11 @@ def dataloader_bound(f: Facts) -> list[Finding]:
     evidence = (f"Waiting for the next batch is {pct(share)} of the run "
                 f"({secs(f.per_step.get('data', 0.0))} of a {secs(f.step_s)} step)")
     if ld:
-        evidence += (f"; the DataLoader built at {where(ld.get('site'))} uses "
-                     f"num_workers={workers}")
+        built = f" built at {where(ld['site'])}" if ld.get("site") else ""
+        evidence += f"; the DataLoader{built} uses num_workers={workers}"
     if hot is not None:
-        evidence += (f"; {pct(hot['share'])} of the run is in {where(hot['site'])} "
-                     f"({hot['site'][2]})")
+        evidence += (f"; loading time is mostly in {hot['site'][2]}() at {where(hot['site'])} "
+                     f"({pct(hot['share'])} of the run)")
     evidence += "."
     iter_share = f.share(float(ld.get("iter_s") or 0.0))
     if workers > 0 and not ld.get("persistent_workers") and iter_share >= 0.5 * share:
@@ -61,6 +63,9 @@ def dataloader_bound(f: Facts) -> list[Finding]:
     if cuda:
         change["pin_memory"] = True
     fix = f"DataLoader(..., {args}) to load batches in parallel with training"
+    if (f.section("profile", {}) or {}).get("mode") == "workload":
+        fix = ("Set " + ", ".join(f'"{k}": {str(v).lower()}' for k, v in change.items())
+               + " in the plan (or let `perfpilot tune --only loader` pick them)")
     if hot is not None and workers > 0:
         fix += f", and make {hot['site'][2]}() cheaper ({where(hot['site'])})"
     factor = w / max(workers, 1) if workers else float(w)
@@ -76,10 +81,13 @@ def _brief(ld: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
-    """The user line with the most self time while fetching training batches."""
+    """The user line (in the dataset/collate code, not the loop's own ``for`` line) with the
+    most self time while fetching batches."""
     best = None
     for h in f.section("hot_lines", []):
         sec = (h.get("tags") or {}).get("data", 0.0)
+        if _FOR_LINE.match(source([h["file"], h["line"]])):
+            continue
         if sec > 0 and (best is None or sec > best[0]):
             best = (sec, h)
     if best is None:

@@ -21,8 +21,6 @@ cluster) and hands its result back through a :class:`concurrent.futures.Future`:
 from __future__ import annotations
 
 import abc
-import math
-import os
 import signal
 import threading
 import time
@@ -218,16 +216,7 @@ class _alarm:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may use: the affinity mask, capped by a cgroup v2 CPU quota."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = min(n, math.ceil(int(quota) / int(period)))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
+    """CPU cores this process may use (affinity and cgroup quota); see perfpilot.hardware."""
+    from perfpilot.hardware import usable_cores as _usable_cores
+
+    return _usable_cores()

@@ -91,7 +91,8 @@ class ProcessExecutor(Executor):
     to it. ``worker_env`` adds variables (a mapping, or ``slot -> mapping``, e.g. one GPU
     per slot). ``initializer`` runs once in each worker (e.g. ``import torch``).
     ``memory_limit_bytes`` caps a worker's RSS (with its children): over it, the worker is
-    killed and the call fails with :class:`WorkerOOM`.
+    killed and the call fails with :class:`WorkerOOM`. ``idle_timeout_s``: when no call
+    has run for that long, the workers exit; the next ``submit`` starts them again.
     """
 
     kind: ClassVar[str] = "process"
@@ -99,7 +100,8 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int = 1, *, threads_per_worker: int | None = None,
                  worker_env: EnvSpec = None, initializer: Callable[[], None] | None = None,
-                 memory_limit_bytes: int | None = None, kill_grace_s: float = 1.0) -> None:
+                 memory_limit_bytes: int | None = None, kill_grace_s: float = 1.0,
+                 idle_timeout_s: float | None = None) -> None:
         import cloudpickle
 
         if workers < 1:
@@ -109,6 +111,8 @@ class ProcessExecutor(Executor):
         self._worker_env = worker_env
         self._memory_limit = memory_limit_bytes
         self._grace = kill_grace_s
+        self._idle_timeout = idle_timeout_s
+        self._last_active = time.monotonic()
         self._init_blob = cloudpickle.dumps(
             {"sys_path": [p for p in sys.path if isinstance(p, str)], "initializer": initializer})
         self._lock = threading.RLock()  # RLock: a future's callback may submit() again
@@ -154,6 +158,10 @@ class ProcessExecutor(Executor):
             self._wake()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and diagnostics)."""
@@ -265,6 +273,11 @@ class ProcessExecutor(Executor):
         self._wake_pending = False
 
     def _dispatch(self) -> None:
+        if self._queue:  # workers stopped for idleness start again on demand
+            for slot, w in enumerate(self._slots):
+                if w is None:
+                    self._replace(slot)
+            self._last_active = time.monotonic()
         idle = [w for w in self._slots if w is not None and w.state == "idle"]
         while idle and self._queue:
             job = self._queue.popleft()
@@ -328,6 +341,11 @@ class ProcessExecutor(Executor):
 
     def _check_workers(self) -> None:
         now = time.monotonic()
+        if self._busy():
+            self._last_active = now
+        elif (self._idle_timeout is not None and not self._queue
+              and now - self._last_active > self._idle_timeout):
+            self._stop_idle()
         for w in list(self._slots):
             if w is None:
                 continue
@@ -342,6 +360,16 @@ class ProcessExecutor(Executor):
                         f"worker process {w.proc.pid} used {rss / 2**20:.0f} MiB, over its "
                         f"limit of {self._memory_limit / 2**20:.0f} MiB; it was killed",
                         pid=w.proc.pid, rss_bytes=rss))
+
+    def _stop_idle(self) -> None:
+        """Let idle workers go (EOF: they exit at once); slots stay empty until needed."""
+        for w in [w for w in self._slots if w is not None]:
+            try:
+                w.tasks.send_bytes(b"")
+                w.proc.wait(timeout=self._grace)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            self._kill(w)
 
     def _shutdown(self) -> None:
         """Stop every worker: gracefully (EOF) after a normal close, SIGKILL otherwise."""

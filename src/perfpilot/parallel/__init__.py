@@ -29,7 +29,7 @@ from perfpilot.parallel import _auto
 from perfpilot.parallel._auto import Backend, Choice, decide, gil_test, probe, transfer_cost
 from perfpilot.parallel._chunks import ChunkResult, ChunkSizer, run_chunk
 
-__all__ = ["Backend", "Choice", "ChunkSizer", "pimap", "pmap"]
+__all__ = ["Backend", "Choice", "ChunkSizer", "pimap", "pmap", "shutdown"]
 
 logger = logging.getLogger("perfpilot.parallel")
 BACKENDS = ("auto", "serial", "thread", "process", "ray")
@@ -43,8 +43,11 @@ def pmap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
          address: str | None = None) -> list[Any]:
     """``[fn(x) for x in iterable]`` in parallel; results in input order (``ordered=False``:
     in completion order). See :func:`pimap` for the options."""
-    return list(pimap(fn, iterable, backend=backend, workers=workers, chunksize=chunksize,
-                      ordered=ordered, progress=progress, executor=executor, address=address))
+    out: list[Any] = []
+    for batch in _batches(fn, iterable, backend, workers, chunksize, ordered, progress,
+                          executor, address):
+        out.extend(batch)
+    return out
 
 
 def pimap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
@@ -55,7 +58,8 @@ def pimap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
     """Yield ``fn(x)`` for each item as results arrive (the input is read up front).
 
     ``backend``: ``auto`` (measure, then serial/thread/process), ``serial``, ``thread``,
-    ``process`` (warm worker processes; closures and lambdas work), ``ray`` (``address``:
+    ``process`` (worker processes kept warm between maps; closures and lambdas work), ``ray``
+    (``address``:
     ``None`` joins a running/``RAY_ADDRESS`` cluster or starts a local Ray; ``"auto"`` or
     ``"host:port"`` joins that cluster). ``workers``: ``auto`` = usable cores (Ray: the
     cluster's CPUs). ``chunksize``: items per task, ``auto`` adapts to ~0.2 s chunks.
@@ -63,6 +67,16 @@ def pimap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
     ``(done, total)``. ``executor``: run on this executor (not closed afterwards), e.g. a
     warm :class:`~perfpilot.execute.ProcessExecutor` shared by several maps.
     """
+    for batch in _batches(fn, iterable, backend, workers, chunksize, ordered, progress,
+                          executor, address):
+        yield from batch
+
+
+def _batches(fn: Callable[[Any], Any], iterable: Iterable[Any], backend: str, workers: Any,
+             chunksize: Any, ordered: bool, progress: Any, executor: Executor | None,
+             address: str | None) -> Iterator[list[Any]]:
+    """The map's results as lists (chunks), in order; lists, not items, keep the
+    per-item cost of the plumbing near zero."""
     _check(backend, workers, chunksize)
     items = iterable if isinstance(iterable, Sequence) else list(iterable)
     bar = _Progress(progress, len(items))
@@ -70,6 +84,14 @@ def pimap(fn: Callable[[Any], Any], iterable: Iterable[Any], *,
         yield from _run(fn, items, backend, workers, chunksize, ordered, executor, address, bar)
     finally:
         bar.close()
+
+
+def shutdown() -> None:
+    """End the worker processes that ``backend="process"`` keeps warm between maps (they
+    also exit after 5 idle minutes, and at interpreter exit)."""
+    from perfpilot.parallel import _pool
+
+    _pool.shutdown()
 
 
 def _check(backend: str, workers: Any, chunksize: Any) -> None:
@@ -82,37 +104,67 @@ def _check(backend: str, workers: Any, chunksize: Any) -> None:
 
 def _run(fn: Callable[[Any], Any], items: Sequence[Any], backend: str, workers: Any,
          chunksize: Any, ordered: bool, executor: Executor | None, address: str | None,
-         bar: _Progress) -> Iterator[Any]:
+         bar: _Progress) -> Iterator[list[Any]]:
     fixed = None if chunksize == "auto" else chunksize
     if executor is not None:
         yield from _parallel(executor, fn, items, 0, ChunkSizer(executor.workers, fixed=fixed),
                              ordered, bar, owned=False)
         return
-    n_workers = min(usable_cores() if workers == "auto" else workers, max(1, len(items)))
+    pool_workers = usable_cores() if workers == "auto" else workers
+    n_workers = min(pool_workers, max(1, len(items)))
     first, per_item = 0, None
     if backend == "auto":
-        head, choice = _choose(fn, items, n_workers)
+        head, choice = _choose(fn, items, n_workers, pool_workers)
         logger.info("pmap: %s x%d (%s)", choice.backend, choice.workers, choice.reason)
         bar.advance(len(head), choice.backend)
-        yield from head
+        yield head
         first, per_item, backend = len(head), choice.per_call_s, choice.backend
     if backend == "serial" or first >= len(items):
         yield from _serial(fn, items, first, bar)
+        return
+    if backend == "process":  # not capped by items: one pool shape for every map
+        yield from _on_shared_pool(fn, items, first, pool_workers, per_item, fixed, ordered, bar)
         return
     ex = _make_executor(backend, n_workers, address)
     sizer = ChunkSizer(ex.workers, per_item_s=per_item, fixed=fixed)
     yield from _parallel(ex, fn, items, first, sizer, ordered, bar, owned=True)
 
 
-def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> tuple[list, Choice]:
+def _on_shared_pool(fn: Callable[[Any], Any], items: Sequence[Any], first: int, workers: int,
+                    per_item: float | None, fixed: int | None, ordered: bool,
+                    bar: _Progress) -> Iterator[list[Any]]:
+    from perfpilot.parallel import _pool
+
+    pool = _pool.acquire(workers, _threads_per_worker(workers))
+    clean = False
+    try:
+        sizer = ChunkSizer(workers, per_item_s=per_item, fixed=fixed)
+        yield from _parallel(pool, fn, items, first, sizer, ordered, bar, owned=False)
+        clean = True
+    finally:
+        _pool.release(pool, clean=clean)
+
+
+def _threads_per_worker(workers: int) -> int:
+    return max(1, usable_cores() // workers)
+
+
+def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
+            pool_workers: int) -> tuple[list, Choice]:
     """Run and time the first calls; return their values and the decision."""
+    from perfpilot.parallel import _pool
+
     n = len(items)
     pr = probe(fn, items, on_error=_annotate_at(items))
     head = pr.values
     transfer = transfer_cost(items[:len(head)], head)
-    choice = decide(pr.per_call_s, n - len(head), workers, transfer_s=transfer)
-    if choice.backend == "serial" and (workers < 2 or "too little" in choice.reason):
-        return head, choice
+    # a warm shared pool of this shape costs no start-up
+    warm = _pool.is_warm(pool_workers, _threads_per_worker(pool_workers))
+    start = 0.0 if warm else None
+    choice = decide(pr.per_call_s, n - len(head), workers, transfer_s=transfer,
+                    process_start_s=start)
+    if workers < 2 or pr.per_call_s * (n - len(head)) < _auto.MIN_PARALLEL_S:
+        return head, choice  # serial whatever the GIL does: no need to test it
     pairs = round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))
     count = min(n - len(head), 2 * max(1, pairs))
     if count < 2:
@@ -121,20 +173,31 @@ def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> tup
     ratio = wall / (count * max(pr.per_call_s, 1e-9))
     head = head + values
     return head, decide(pr.per_call_s, n - len(head), workers, gil_ratio=ratio,
-                        transfer_s=transfer)
+                        transfer_s=transfer, process_start_s=start)
 
 
 def _serial(fn: Callable[[Any], Any], items: Sequence[Any], first: int,
-            bar: _Progress) -> Iterator[Any]:
-    active = bar.active
-    for i in range(first, len(items)):
-        try:
-            value = fn(items[i])
-        except Exception as e:
-            raise _annotate(e, i, items[i]) from None
-        if active:  # not even a method call per item when nobody watches
+            bar: _Progress) -> Iterator[list[Any]]:
+    """One list of values, or one per item while a progress display watches."""
+    if bar.active:
+        for i in range(first, len(items)):
+            yield _serial_values(fn, items, i, i + 1)
             bar.advance(1, "serial")
-        yield value
+    else:
+        yield _serial_values(fn, items, first, len(items))
+
+
+def _serial_values(fn: Callable[[Any], Any], items: Sequence[Any], lo: int,
+                   hi: int) -> list[Any]:
+    out: list[Any] = []
+    append = out.append
+    i = lo
+    try:
+        for i in range(lo, hi):  # i names the failing item below
+            append(fn(items[i]))
+    except Exception as e:
+        raise _annotate(e, i, items[i]) from None
+    return out
 
 
 def _make_executor(backend: str, workers: int, address: str | None) -> Executor:
@@ -142,18 +205,15 @@ def _make_executor(backend: str, workers: int, address: str | None) -> Executor:
         from perfpilot.parallel._threads import ThreadExecutor
 
         return ThreadExecutor(workers)
-    if backend == "process":
-        from perfpilot.execute.process import ProcessExecutor
-
-        return ProcessExecutor(workers, threads_per_worker=max(1, usable_cores() // workers))
     from perfpilot.execute.ray_executor import RayExecutor
 
     return RayExecutor(address, resources={"num_cpus": 1})
 
 
 def _parallel(ex: Executor, fn: Callable[[Any], Any], items: Sequence[Any], first: int,
-              sizer: ChunkSizer, ordered: bool, bar: _Progress, *, owned: bool) -> Iterator[Any]:
-    """Feed chunks to ``ex`` (two per worker in flight) and yield their values."""
+              sizer: ChunkSizer, ordered: bool, bar: _Progress, *,
+              owned: bool) -> Iterator[list[Any]]:
+    """Feed chunks to ``ex`` (two per worker in flight) and yield their value lists."""
     import cloudpickle
 
     remote = ex.isolated
@@ -179,13 +239,13 @@ def _parallel(ex: Executor, fn: Callable[[Any], Any], items: Sequence[Any], firs
                     sizer.observe(len(res.values), res.seconds)
                     bar.advance(len(res.values), ex.kind)
                     if not ordered:
-                        yield from res.values
+                        yield res.values
                         continue
                     ready[start] = res.values
                     while out in ready:
                         values = ready.pop(out)
                         out += len(values)
-                        yield from values
+                        yield values
         clean = True
     finally:
         stop.set()

@@ -3,7 +3,9 @@
 The decision is a cost model fed with measurements taken on the user's own items (their
 results are kept, nothing is computed twice):
 
-- ``per_call_s``: median time of a few calls run serially in the caller;
+- ``per_call_s``: median time of a few calls run serially in the caller (at least 3 calls
+  and :data:`PROBE_S`, at most :data:`PROBE_MAX_S`; fewer when the whole map is clearly
+  under :data:`MIN_PARALLEL_S`);
 - ``gil_ratio``: wall time of some calls split over 2 threads divided by their serial
   time; about 0.5 when ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more
   when it holds it. With Amdahl's law it extrapolates to ``workers`` threads;
@@ -92,13 +94,19 @@ def probe(fn: Callable[[Any], Any], items: Sequence[Any], *,
     values: list[Any] = []
     times: list[float] = []
     start = clock()
+    busy = 0.0
     while len(values) < len(items):
         t0 = clock()
         values.append(_call(fn, items, len(values), on_error))
-        times.append(clock() - t0)
-        spent = clock() - start
+        t1 = clock()
+        times.append(t1 - t0)
+        busy += t1 - t0
+        spent = t1 - start
         if spent >= PROBE_MAX_S or (len(values) >= 3 and spent >= PROBE_S):
             break
+        if len(values) >= 3 and busy / len(values) * len(items) < MIN_PARALLEL_S:
+            break  # the whole map is too short to parallelize: stop measuring
+
     return Probe(values, statistics.median(times))
 
 
@@ -136,12 +144,13 @@ def transfer_cost(items: Sequence[Any], values: Sequence[Any],
     """Seconds to pickle + unpickle one item and one result (pipes roughly double it)."""
     import cloudpickle
 
-    if not items:
+    k = min(len(items), len(values), 1000)  # enough for a per-item figure
+    if k == 0:
         return 0.0
     t0 = clock()
-    for obj in (list(items), list(values)):
+    for obj in (list(items[:k]), list(values[:k])):
         cloudpickle.loads(cloudpickle.dumps(obj))
-    return 2 * (clock() - t0) / len(items)
+    return 2 * (clock() - t0) / k
 
 
 def _call(fn: Callable[[Any], Any], items: Sequence[Any], index: int,

@@ -163,13 +163,14 @@ def build_timeline(raw: dict[str, Any], steady: list[dict[str, Any]],
     c = tr["clock"]
     end = c.get("end") or c.get("last_activity") or c.get("script_start") or 0.0
     last_step_end = max((s["end"] for s in steady), default=None)
+    window_end = end
     if raw.get("mode") == "workload" and last_step_end is not None:
-        end = last_step_end  # the engine's final evaluation is not the user's run
+        window_end = last_step_end  # the engine's final evaluation is not the user's run
     first = c.get("first_activity")
     warm = c.get("warmup_end") or first
     start_steady = warm if warm is not None else c.get("script_start", 0.0)
-    window = max(end - start_steady - tr.get("profiled_s", 0.0) - tr.get("skipped_s", 0.0),
-                 0.0)
+    window = max(window_end - start_steady - tr.get("profiled_s", 0.0)
+                 - tr.get("skipped_s", 0.0), 0.0)
     segs = [seg for seg in (tr.get("eval") or {}).get("segments", [])
             if warm is not None and seg[0] >= warm - 1e-9]
     eval_s = sum(seg[2] for seg in segs)

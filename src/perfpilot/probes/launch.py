@@ -97,6 +97,15 @@ def _src_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(perfpilot.__file__)))
 
 
+def _usable_cores() -> int | None:
+    try:
+        from perfpilot.probes.threads import usable_cores
+
+        return usable_cores()
+    except Exception:  # the child works it out itself
+        return None
+
+
 def child_command(target: Target) -> list[str]:
     return [target.interpreter, *target.interp_flags, "-m", "perfpilot.probes.runner",
             *target.args]
@@ -118,6 +127,7 @@ def run_profiled(target: Target, config: dict[str, Any], *,
     with tempfile.TemporaryDirectory(prefix="perfpilot-") as tmp:
         out = os.path.join(tmp, "raw.json")
         cfg = {**config, "out": out}
+        cfg.setdefault("usable_cores", _usable_cores())
         if target.kind == "workload":
             cfg.update(workload=target.workload, plan=target.plan)
         env = dict(os.environ)

@@ -33,9 +33,9 @@ from perfpilot.probes.sampler import DEFAULT_INTERVAL_S, StackSampler
 from perfpilot.probes.steps import StepTracker
 
 ENV = "PERFPILOT_PROFILE"
+SWITCH_INTERVAL_S = 0.0005
 RAW_FORMAT = "perfpilot.profile-raw/1"
 WORKLOAD_DEFAULT_S = 6.0
-SWITCH_INTERVAL_S = 0.0005
 
 
 class StopProfiling(BaseException):
@@ -58,6 +58,10 @@ class ProbeConfig:
     calibrate: bool = True
     workload: str | None = None
     plan: str | None = None
+    sampler: bool = True  # off only to measure the other probes' cost (benchmarks)
+    hooks: bool = True
+    usable_cores: int | None = None  # measured by the parent (same machine and cgroup)
+    switch_interval_s: float = SWITCH_INTERVAL_S  # 0: leave the interpreter's as it is
 
     @classmethod
     def from_env(cls) -> ProbeConfig:
@@ -116,12 +120,15 @@ class Session:
 
     def start(self) -> None:
         self.memory.sample()
+        if not self.cfg.sampler:  # periodic work only, no stack samples
+            self.sampler.enabled, self.sampler.interval_s = False, 0.05
         # A sampler thread gets the GIL from running Python only after the switch
         # interval; with the default 5 ms, Python sections shorter than that are
         # attributed to the next line that releases the GIL (a torch op). 0.5 ms keeps
         # the attribution on the right line (measured overhead: docs/profile.md).
         self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
+        if self.cfg.switch_interval_s > 0:
+            sys.setswitchinterval(min(self._switch, self.cfg.switch_interval_s))
         self.sampler.start()
         if "torch" in sys.modules:
             self.on_torch(sys.modules["torch"])
@@ -134,6 +141,8 @@ class Session:
         from perfpilot.probes.opwindow import OpWindow
 
         self.torch = torch
+        if not self.cfg.hooks:
+            return
         self.hooks = TorchHooks(self.tracker, overrides=self.cfg.overrides,
                                 measure_nograd=self.cfg.measure_nograd)
         self.hooks.install()
@@ -250,7 +259,7 @@ class Session:
         from perfpilot.probes import threads
 
         loaders = self.hooks.section()["loaders"] if self.hooks else []
-        facts = threads.thread_facts(self.torch, loaders)
+        facts = threads.thread_facts(self.torch, loaders, self.cfg.usable_cores)
         cal: dict[str, Any] = {}
         if self.torch is None or not self.cfg.calibrate or self.tracker.first_activity is None:
             return facts, cal

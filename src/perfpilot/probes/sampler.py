@@ -44,6 +44,7 @@ from typing import Any
 
 GIL_WAIT_FRACTION = 0.95
 HANDOFF_MIN_S = 0.00015
+STARTUP_SLOWDOWN = 4
 DEFAULT_INTERVAL_S = 0.005  # 200 Hz; see benchmarks/profile_overhead.py
 MAX_DEPTH = 96
 MAX_STACKS = 20000  # distinct stacks kept; beyond that new stacks fold into their leaf
@@ -70,6 +71,21 @@ def _thread_cpu_clock(ident: int | None) -> Callable[[], float] | None:
     except (OSError, OverflowError):
         return None
     return lambda: time.clock_gettime(clk)
+
+
+def _startup_frames(frames: list[list[Any]]) -> list[list[Any]]:
+    """A startup stack reduced to the user's frames and the first import frame: all that
+    startup figures need (imports are found by that frame), at a fraction of the size."""
+    from perfpilot.probes.frames import is_user_file
+
+    out, importing = [], False
+    for f in frames:
+        if is_user_file(f[0]):
+            out.append(f)
+        elif not importing and f[0].startswith("<frozen importlib"):
+            out.append(f)
+            importing = True
+    return out or frames[-1:]
 
 
 class _RunQueueClock:
@@ -136,6 +152,7 @@ class StackSampler:
         self._thread: threading.Thread | None = None
         self._last = self._last_cpu = 0.0
         self.ticks = 0
+        self.enabled = True
         self.busy_s = 0.0  # CPU time the sampler thread spent sampling
         self.python_s = self.total_s = 0.0
         self._lock = threading.Lock()
@@ -169,13 +186,17 @@ class StackSampler:
             try:
                 # Lateness minus time spent runnable but without a CPU = time waiting
                 # for the GIL (another thread running Python).
-                self.tick(late_s=max(late - runq.delta(), 0.0), skip=own)
+                if self.enabled:
+                    self.tick(late_s=max(late - runq.delta(), 0.0), skip=own)
                 self._run_periodic(woke)
             except Exception:  # never let a probe kill the user's program
                 pass
             self.busy_s += time.thread_time() - cpu0
             # Catch up after a late tick instead of bursting, but keep the cadence.
-            target = max(target + self.interval_s, self._clock() + 0.2 * self.interval_s)
+            # Startup (imports, building data) is reported, not diagnosed: sample it
+            # STARTUP_SLOWDOWN times less often, its stacks are deep and all different.
+            step = self.interval_s * (STARTUP_SLOWDOWN if self._tag() == "startup" else 1)
+            target = max(target + step, self._clock() + 0.2 * step)
         runq.close()
 
     def _run_periodic(self, now: float) -> None:
@@ -281,12 +302,21 @@ class StackSampler:
         """The ``stack_samples`` section (see the module docstring)."""
         with self._lock:
             items = list(self._stacks.items())
+        merged: dict[tuple[Any, ...], list[Any]] = {}
+        for (name, tag, flat), a in items:
+            frames = self._resolve(flat)
+            if tag == "startup":
+                frames = _startup_frames(frames)
+            key = (name, tag, tuple(map(tuple, frames)))
+            m = merged.setdefault(key, [frames, _Agg()])
+            for attr in ("count", "seconds", "python_s", "handoff_s", "cpu_s"):
+                setattr(m[1], attr, getattr(m[1], attr) + getattr(a, attr))
         stacks = [
-            {"thread": name, "tag": tag, "frames": self._resolve(frames),
+            {"thread": name, "tag": tag, "frames": frames,
              "count": a.count, "seconds": round(a.seconds, 6),
              "python_s": round(a.python_s, 6), "handoff_s": round(a.handoff_s, 6),
              "cpu_s": round(a.cpu_s, 6)}
-            for (name, tag, frames), a in items
+            for (name, tag, _), (frames, a) in merged.items()
         ]
         stacks.sort(key=lambda s: s["seconds"], reverse=True)
         return {"interval_s": self.interval_s, "total": self.ticks,

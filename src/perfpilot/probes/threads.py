@@ -19,13 +19,18 @@ ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 
 def usable_cores() -> int:
-    """Cores this process may use (affinity and cgroup quota aware when available)."""
+    """Cores this process may use (affinity and cgroup quota aware).
+
+    :func:`perfpilot.sysprobe.usable_cores` when available (the parent process, which
+    passes the figure to the profiled child so the child need not import it), else
+    affinity capped by the cgroup v2 quota.
+    """
     try:
-        from perfpilot.hardware import usable_cores as hw_usable_cores
+        from perfpilot.sysprobe import usable_cores as probe_usable_cores
     except ImportError:
-        hw_usable_cores = None
-    if hw_usable_cores is not None:
-        return int(hw_usable_cores())
+        probe_usable_cores = None
+    if probe_usable_cores is not None:
+        return int(probe_usable_cores())
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -53,10 +58,11 @@ def os_threads() -> int:
         return threading.active_count()
 
 
-def thread_facts(torch: Any | None, loaders: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``threads`` section (without calibration)."""
+def thread_facts(torch: Any | None, loaders: list[dict[str, Any]],
+                 cores: int | None = None) -> dict[str, Any]:
+    """The ``threads`` section (without calibration); ``cores`` if already known."""
     facts: dict[str, Any] = {
-        "usable_cores": usable_cores(), "cpu_count": os.cpu_count(),
+        "usable_cores": cores or usable_cores(), "cpu_count": os.cpu_count(),
         "os_threads": os_threads(),
         "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "max_loader_workers": max([ld.get("num_workers") or 0 for ld in loaders] or [0]),

@@ -1,13 +1,16 @@
 """Terminal summary of a profile: the top finding first, then steps, hot lines, hot ops.
 
 Pure formatting of a :class:`~perfpilot.record.RunRecord` built by ``perfpilot profile``
-(its findings already in ``extra["findings"]``); nothing is measured here.
+(its findings already in ``extra["findings"]``); nothing is measured here. Text from the
+user's code (source lines, evidence quoting it) is escaped: ``x[idx]`` is not markup.
 """
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape as esc
 
 from perfpilot.record import PHASES, Finding
 from perfpilot.render.console import PHASE_LABELS, format_bytes, format_seconds
@@ -59,7 +62,8 @@ def header(record: RunRecord) -> str:
     tl = record.extra.get("timeline", {})
     kind = {"optimizer": "optimizer steps", "data": "batches", "forward": "forward calls"}.get(
         prof.get("step_kind") or "", "no steps seen")
-    return (f"[bold]perfpilot profile[/]: {record.workload} — {format_seconds(record.wall_time_s)}"
+    return (f"[bold]perfpilot profile[/]: {esc(record.workload)} — "
+            f"{format_seconds(tl.get('total_s') or record.wall_time_s)}"
             f" wall; startup {format_seconds(tl.get('startup_s', 0.0))} (imports "
             f"{format_seconds(tl.get('imports_s', 0.0))}), then "
             f"{prof.get('steady_steps', 0)} steady {kind} over "
@@ -78,7 +82,7 @@ def exit_text(record: RunRecord) -> str | None:
         where = ""
         if err and err.get("site"):
             where = f" at {_short(err['site'][0])}:{err['site'][1]}"
-        what = f" ({err['type']}: {err['message'][:120]}{where})" if err else ""
+        what = f" ({err['type']}: {esc(err['message'][:120])}{where})" if err else ""
         return (f"[bold red]The script exited with code {code}{what}[/] after "
                 f"{prof.get('steps', 0)} steps; the profile covers what ran.")
     return None
@@ -87,9 +91,9 @@ def exit_text(record: RunRecord) -> str | None:
 def top_finding(f: Finding) -> str:
     lines = [f"\n[bold]#1 {f.id}[/]  [bold green]~{f.estimated_speedup:.2f}x faster run[/] "
              f"(estimated, {f.confidence} confidence)",
-             f"   {f.title}",
-             f"   [bold]evidence[/] {f.evidence}",
-             f"   [bold]fix[/]      {f.fix}"]
+             f"   {esc(f.title)}",
+             f"   [bold]evidence[/] {esc(f.evidence)}",
+             f"   [bold]fix[/]      {esc(f.fix)}"]
     if f.location:
         lines.append(f"   [bold]where[/]    {_location(f.location)}")
     verified = f.extra.get("verified")
@@ -111,7 +115,7 @@ def _location(location: dict[str, Any]) -> str:
 
     text = linecache.getline(location["file"], int(location["line"])).strip()
     where = f"{_short(location['file'])}:{location['line']}"
-    return f"{where}  [dim]{text[:90]}[/]" if text else where
+    return f"{where}  [dim]{esc(text[:90])}[/]" if text else where
 
 
 def other_findings(findings: list[Finding]) -> Any:
@@ -119,16 +123,16 @@ def other_findings(findings: list[Finding]) -> Any:
 
     t = Table(title="Other findings (ranked by estimated whole-run gain)", title_justify="left",
               show_edge=False, pad_edge=False)
-    t.add_column("gain", justify="right", no_wrap=True)
-    t.add_column("finding", no_wrap=True)
-    t.add_column("where", no_wrap=True)
-    t.add_column("evidence", overflow="fold", ratio=1)
+    t.add_column("gain", justify="right", no_wrap=True, min_width=5)
+    t.add_column("finding", no_wrap=True, min_width=10)
+    t.add_column("where", no_wrap=True, overflow="ellipsis", max_width=24)
+    t.add_column("evidence", overflow="fold", min_width=24)
     for f in findings[:MAX_OTHER]:
         where = f"{_short(f.location['file'])}:{f.location['line']}" if f.location else ""
         gain = f"{f.estimated_speedup:.2f}x"
         if f.extra.get("verified") and not f.extra["verified"].get("error"):
             gain += f" ({f.extra['verified']['ratio']:.2f}x measured)"
-        t.add_row(gain, f.id, where, f.evidence)
+        t.add_row(gain, f.id, where, esc(f.evidence))
     if len(findings) > MAX_OTHER:
         t.caption = f"{len(findings) - MAX_OTHER} more in the JSON/HTML report"
     return t
@@ -181,16 +185,18 @@ def hot_lines_table(record: RunRecord) -> Any:
         return None
     import linecache
 
-    t = Table(title="Hot lines (your code, steady window; self = the line and what it calls)",
+    t = Table(title="Hot lines (your code, steady window; self = the line and what it calls; "
+                    "(Python) = mostly running bytecode)",
               title_justify="left", show_edge=False, pad_edge=False)
-    t.add_column("self", justify="right", no_wrap=True)
-    t.add_column("python", justify="right", no_wrap=True)
-    t.add_column("line", no_wrap=True)
-    t.add_column("source", overflow="ellipsis", no_wrap=True, ratio=1)
+    t.add_column("self", justify="right", no_wrap=True, min_width=6)
+    t.add_column("line", no_wrap=True, min_width=14)
+    t.add_column("source", overflow="ellipsis", no_wrap=True, max_width=44)
     for h in hot:
-        text = linecache.getline(h["file"], h["line"]).strip()
-        t.add_row(f"{100 * h['self_share']:.1f}%", f"{100 * h.get('python_share', 0):.1f}%",
-                  f"{_short(h['file'])}:{h['line']} {h['function']}", text)
+        text = esc(linecache.getline(h["file"], h["line"]).strip())
+        py = h.get("own_python_share", 0.0)
+        if py >= 0.5 * h["self_share"] and py > 0.01:
+            text += "  [dim](Python)[/]"
+        t.add_row(f"{100 * h['self_share']:.1f}%", f"{_short(h['file'])}:{h['line']}", text)
     return t
 
 
@@ -204,11 +210,11 @@ def hot_ops_table(record: RunRecord) -> Any:
     steps = max(int(ops.get("steps") or 1), 1)
     t = Table(title=f"Hot ops (torch.profiler, {steps} steps, by self time)",
               title_justify="left", show_edge=False, pad_edge=False)
-    t.add_column("self/step", justify="right", no_wrap=True)
-    t.add_column("calls/step", justify="right", no_wrap=True)
-    t.add_column("op", overflow="ellipsis", no_wrap=True, ratio=1)
+    t.add_column("self/step", justify="right", no_wrap=True, min_width=9)
+    t.add_column("calls/step", justify="right", no_wrap=True, min_width=10)
+    t.add_column("op", overflow="ellipsis", no_wrap=True, max_width=56)
     for o in rows[:MAX_OPS]:
-        t.add_row(format_seconds(o["self_s"] / steps), f"{o['count'] / steps:.3g}", o["name"])
+        t.add_row(format_seconds(o["self_s"] / steps), f"{o['count'] / steps:.3g}", esc(o["name"]))
     return t
 
 

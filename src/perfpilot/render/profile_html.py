@@ -26,7 +26,8 @@ def profile_page(record: RunRecord) -> str:
                 h.Section("Hot ops", _hot_ops(record), "hot-ops"),
                 h.Section("Run", _run(record), "run")]
     prof = record.extra.get("profile", {})
-    sub = (f"{format_seconds(record.wall_time_s)} wall, {prof.get('steady_steps', 0)} steady "
+    wall = record.extra.get("timeline", {}).get("total_s") or record.wall_time_s
+    sub = (f"{format_seconds(wall)} wall, {prof.get('steady_steps', 0)} steady "
            f"steps, exit code {prof.get('exit_code')}")
     return h.page(f"perfpilot profile: {record.workload}", sections, subtitle=sub)
 

@@ -320,9 +320,11 @@ def size_settings(step_s: float, *, chunk_s: float = CHUNK_S, pairs: int = PAIRS
                       min_effect=min_effect)
 
 
-def cost_estimate(settings: ABSettings, a: Plan, b: Plan, step_s: float, build_s: float) -> float:
-    """Seconds an A/B of ``a`` and ``b`` should take at its first look (both arms, warm-up
-    and settle steps)."""
+def cost_estimate(settings: ABSettings, a: Plan, b: Plan, step_s: float, build_s: float,
+                  pairs: int | None = None) -> float:
+    """Seconds an A/B of ``a`` and ``b`` should take at its first look, or with ``pairs``
+    pairs (both arms, warm-up and settle steps)."""
     settle = settle_for(settings, a, b)
-    steps = settings.warmup_steps + settings.pairs * (settle + settings.chunk_steps)
+    n = settings.pairs if pairs is None else pairs
+    steps = settings.warmup_steps + n * (settle + settings.chunk_steps)
     return 2 * (build_s + steps * step_s)

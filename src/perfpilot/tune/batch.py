@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 STAGE = "batch"
 # Shares of the stage's budget: the throughput windows, the baseline's time box (of what is
 # left after them), and the longest step the fit search doubles past.
-THROUGHPUT_SHARE, BASELINE_BOX_SHARE, SLOW_STEP_SHARE = 0.15, 0.4, 0.02
+THROUGHPUT_SHARE, BASELINE_BOX_SHARE, SLOW_STEP_SHARE = 0.15, 0.4, 0.01
 # The noise-scale measurements (one at the start, up to NOISE_POINTS along the baseline run).
 NOISE_SHARE, NOISE_POINTS = 0.1, 5
 
@@ -387,8 +387,9 @@ class _Tuning:
         if not pts:
             raise PlanError("the gradient noise scale could not be measured: "
                             f"{start.reason or first.reason}")
-        end = first.measurements.get("samples")
-        return pts, int(end) if end is not None else None
+        m = first.measurements
+        end = m.get("samples_to_target", m.get("samples"))
+        return pts, round(end) if end is not None else None
 
     # ------------------------------------------------------------ no target
 

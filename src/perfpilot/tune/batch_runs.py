@@ -187,11 +187,12 @@ class BatchRuns:
 
         The schedule is in samples, not seconds, so the outcome (samples to target, the
         metric curve) depends only on the seed and not on how loaded the machine is:
-        evaluation after the first step and then whenever the samples seen have grown by
-        ``eval_fraction`` (at least one step), so samples to target are resolved to that
-        fraction. With ``noise``, the noise scale is measured at 0 samples and then at
-        doubling sample counts. ``train_time_s`` (and ``ttt_s`` when reached) is the
-        training time on this machine's clock, evaluation and noise measurement excluded.
+        evaluation after the first step, then as :func:`next_eval` says; the samples to
+        target are interpolated between the evaluations around the crossing
+        (:func:`crossing`). With ``noise``, the noise scale is measured at 0 samples and
+        then at doubling sample counts. ``train_time_s`` (``ttt_s``: interpolated at the
+        crossing) is training time on this machine's clock, evaluation and noise
+        measurement excluded; ``noise_cost_s`` what the noise measurements took.
         """
         from perfpilot.engine import Trainer
 
@@ -220,7 +221,7 @@ class _TargetRun:
             return Outcome("nan", self._data(), reason=str(e))
 
     def _loop(self) -> Outcome:
-        tr = self.trainer
+        tr, w = self.trainer, self.runs.workload
         while True:
             self._maybe_noise()
             tr.train_steps(self._next_chunk())
@@ -228,20 +229,22 @@ class _TargetRun:
             if metric is None:
                 raise RuntimeError("the workload has no validation metric to reach a target")
             self.curve.append([tr.samples, tr.train_time_s, float(metric)])
-            if self.runs.workload.reached(metric):
+            if w.reached(metric):
+                samples, ttt = crossing(self.curve, float(w.target), w.direction)
                 return Outcome("complete", {**self._data(), "reached": True,
-                                            "ttt_s": tr.train_time_s})
+                                            "samples_to_target": samples, "ttt_s": ttt})
             if tr.samples >= self.max_samples:
                 return Outcome("pruned", {**self._data(), "reached": False},
                                reason=f"no target after {tr.samples} samples (cutoff "
                                       f"{self.max_samples}: it can no longer win)")
 
     def _next_chunk(self) -> int:
-        """Steps to the next evaluation: ``eval_fraction`` more samples, capped at the
-        cutoff, at least one step."""
-        seen = self.trainer.samples
-        target = min(max(seen * (1 + self.eval_fraction), seen + 1), self.max_samples)
-        return max(1, math.ceil((target - seen) / self.batch))
+        """Steps to the next evaluation (see :func:`next_eval`), at least one."""
+        w = self.runs.workload
+        nxt = next_eval(self.curve, self.trainer.samples, float(w.target), w.direction,
+                        self.eval_fraction)
+        nxt = min(nxt, self.max_samples)
+        return max(1, math.ceil((nxt - self.trainer.samples) / self.batch))
 
     def _maybe_noise(self) -> None:
         if (self.noise is None or self.trainer.samples < self.next_noise
@@ -255,10 +258,54 @@ class _TargetRun:
     def _data(self) -> dict[str, Any]:
         d: dict[str, Any] = {"curve": self.curve, "samples": self.trainer.samples,
                              "steps": self.trainer.step,
-                             "train_time_s": self.trainer.train_time_s}
+                             "train_time_s": self.trainer.train_time_s,
+                             "eval_time_s": self.trainer.eval_time_s}
         if self.noise is not None:
             d["noise_profile"] = self.profile
+            d["noise_cost_s"] = sum(p["cost_s"] for p in self.profile)
         return d
+
+
+def next_eval(curve: list[list[float]], seen: int, target: float, direction: str,
+              fraction: float) -> float:
+    """Samples at which to evaluate next, from the metric curve so far.
+
+    Evaluations cost time that is not training, so they are spent near the target: the
+    crossing ``s*`` is extrapolated linearly in log-samples, from the last evaluation and
+    the latest one at most half its samples (a trend over a doubling, steadier than
+    between neighbours on a noisy metric), and the next evaluation goes short of it: to
+    the smaller of ``s* (1 - 2 fraction)`` and the geometric midpoint, but at least
+    ``fraction`` and at most 100% further. So evaluations close in on the target in steps
+    of about ``fraction``. With no trend yet, or none towards the target, the samples
+    double. The schedule depends only on the metric values, not on the machine's load.
+    """
+    lo, hi = seen * (1 + fraction), 2.0 * seen
+    if len(curve) < 2 or seen <= 0:
+        return hi
+    s1, _, m1 = curve[-1]
+    s0, _, m0 = next((c for c in reversed(curve[:-1]) if c[0] <= s1 / 2), curve[0])
+    sign = 1.0 if direction == "max" else -1.0
+    gain = sign * (m1 - m0) / max(math.log(s1 / s0), 1e-12) if s0 > 0 else 0.0
+    if gain <= 0:  # per unit of log-samples
+        return hi
+    star = s1 * math.exp(sign * (target - m1) / gain)
+    return min(max(min(star * (1 - 2 * fraction), math.sqrt(s1 * star)), lo), hi)
+
+
+def crossing(curve: list[list[float]], target: float, direction: str) -> tuple[float, float]:
+    """(samples, training seconds) where the metric crossed the target: interpolated
+    between the last evaluation before and the first one at the target, linearly in
+    log-samples (the scale learning curves are close to linear on), then the training
+    time at those samples linearly."""
+    s1, t1, m1 = curve[-1]
+    if len(curve) < 2:
+        return s1, t1
+    s0, t0, m0 = curve[-2]
+    if m1 == m0 or s0 <= 0:
+        return s1, t1
+    frac = min(max((target - m0) / (m1 - m0), 0.0), 1.0)
+    s = s0 * (s1 / s0) ** frac
+    return s, t0 + (s - s0) / (s1 - s0) * (t1 - t0)
 
 
 def model_of(trainer: Any) -> Any:

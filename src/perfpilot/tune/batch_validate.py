@@ -66,14 +66,17 @@ class ConfigRuns:
     def add(self, round_: int, trial: Trial, seconds: SecondsFn) -> None:
         """Record a run; its time is ``seconds(batch, samples)`` (censored when stopped)."""
         m = trial.measurements
-        samples = m.get("samples")
+        samples = m.get("samples_to_target", m.get("samples"))
         value = (seconds(self.config.batch_size, samples)
                  if samples is not None and trial.state in ("complete", "pruned") else None)
+        # The cost of a run like it: its wall time without the noise-scale measurements
+        # that only the baseline's first run makes.
+        cost = max(trial.finished_at - trial.started_at - m.get("noise_cost_s", 0.0), 0.0)
         self.runs[round_] = {
             "round": round_, "state": trial.state, "reached": trial.state == "complete",
             "ttt_s": value, "samples": samples, "steps": m.get("steps"),
             "wall_ttt_s": m.get("ttt_s"), "train_time_s": m.get("train_time_s"),
-            "cost_s": max(trial.finished_at - trial.started_at, 0.0), "reason": trial.reason,
+            "eval_time_s": m.get("eval_time_s"), "cost_s": cost, "reason": trial.reason,
             "curve": m.get("curve", []),
         }
 

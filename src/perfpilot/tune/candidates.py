@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from perfpilot.plan import Plan
     from perfpilot.workload import Workload
 
-# Order of the hardware stage's axes. Device first (everything else depends on it); compile
-# last, because it is the slowest to measure and its gain depends on the other choices.
+# Order of the hardware stage's axes. Device first (everything else depends on it); CPU
+# threads next (every later comparison runs at the chosen count, and on a busy machine it is
+# often the largest lever); compile last, the slowest to measure and dependent on the rest.
 HARDWARE_AXES: tuple[str, ...] = (
-    "device", "precision", "channels_last", "cudnn_benchmark", "cpu_threads",
+    "device", "cpu_threads", "precision", "channels_last", "cudnn_benchmark",
     "interop_threads", "compile",
 )
 LOADER_AXES: tuple[str, ...] = ("num_workers", "persistent_workers", "prefetch_factor",

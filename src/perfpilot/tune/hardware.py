@@ -32,6 +32,7 @@ from perfpilot.errors import PlanError, UserError
 from perfpilot.tune import abtest as ab
 from perfpilot.tune import parity as par
 from perfpilot.tune.abtest import (
+    MIN_PAIRS,
     ABResult,
     ABSettings,
     LossCheck,
@@ -100,29 +101,38 @@ class Tournament:
         return self._note(cand, "skipped", reason)
 
     def challenge(self, cand: Candidate, check: LossCheck, *, extra_cost_s: float = 0.0,
-                  reference: Sequence[float] | None = None,
-                  tol: par.Tolerance | None = None) -> dict[str, Any]:
-        """Measure ``cand`` against the incumbent (unless skipped) and keep it if it wins."""
+                  reference: Sequence[float] | None = None, tol: par.Tolerance | None = None,
+                  pending: int = 1) -> dict[str, Any]:
+        """Measure ``cand`` against the incumbent (unless skipped) and keep it if it wins.
+
+        ``pending`` counts the candidates still to measure, this one included: a trial may
+        use its fair share of the remaining budget (at least :data:`MIN_PAIRS` pairs), so
+        the first candidate cannot starve the others on a slow, busy machine."""
         if cand.skip:
             return self.skip(cand, cand.skip)
         try:
             plan = cand.apply(self.incumbent)
         except PlanError as e:
             return self.skip(cand, str(e))
-        cost = self.estimate(self.incumbent, plan) + extra_cost_s
-        if self.remaining() < cost:
-            return self.skip(cand, f"budget: needs about {cost:.0f} s, "
-                             f"{max(self.remaining(), 0):.0f} s left")
+        least = self.estimate(self.incumbent, plan, MIN_PAIRS) + extra_cost_s
+        left = self.remaining()
+        if left < least:
+            return self.skip(cand, f"budget: needs at least {least:.0f} s, "
+                             f"{max(left, 0):.0f} s left")
+        allowed = max(least, left / max(1, pending))
         self.ctx.progress(f"{self.stage}: {cand.label()} vs incumbent")
         key = {"check": "ab", "candidate": plan.to_dict(), "incumbent": self.incumbent.to_dict(),
                "settings": settings_key(self.settings),
                "parity": tol.to_dict() if tol else "finite"}
-        trial = self._run(key, lambda: self._measure(plan, check), cost - extra_cost_s)
+        deadline = min(self.deadline(), self.clock() + allowed)
+        expected = min(self.estimate(self.incumbent, plan), allowed - extra_cost_s)
+        trial = self._run(key, lambda: self._measure(plan, check, deadline), expected)
         return self._judge(cand, plan, trial, reference, tol)
 
-    def estimate(self, a: Plan, b: Plan) -> float:
+    def estimate(self, a: Plan, b: Plan, pairs: int | None = None) -> float:
         """Expected seconds of an A/B of ``a`` and ``b``, scaled by the observed slowdown."""
-        return self.slowdown * cost_estimate(self.settings, a, b, self.step_s, self.build_s)
+        return self.slowdown * cost_estimate(self.settings, a, b, self.step_s, self.build_s,
+                                             pairs)
 
     def _run(self, key: dict[str, Any], fn: Callable[[], Outcome], expected: float) -> Trial:
         t0 = self.clock()
@@ -133,11 +143,11 @@ class Tournament:
             self.slowdown = max(1.0, (self.slowdown + ratio) / 2)
         return trial
 
-    def _measure(self, plan: Plan, check: LossCheck) -> Outcome:
+    def _measure(self, plan: Plan, check: LossCheck, deadline: float) -> Outcome:
         try:
             result = ab_test(self.ctx.workload, self.incumbent, plan, self.settings,
                              check_a=par.finite_checker(), check_b=check,
-                             deadline=self.deadline(), clock=self.clock,
+                             deadline=deadline, clock=self.clock,
                              trainer_factory=self.trainer_factory)
         except par.ParityFailure as e:
             return Outcome(e.verdict.state, {"parity": e.verdict.to_dict()}, e.verdict.reason)
@@ -303,10 +313,16 @@ class HardwareStage:
                        self.trainer_factory, horizon, m["step_s"], m["build_s"], started)
         infos, traits = self.infos(), self.traits(ctx.workload)
         check = par.checker(m["losses"], tol)
-        for axis in _axes(o):
-            for cand in hardware_candidates(axis, t.incumbent, infos, traits):
+        axes = _axes(o)
+        for i, axis in enumerate(axes):
+            cands = hardware_candidates(axis, t.incumbent, infos, traits)
+            for j, cand in enumerate(cands):
+                later = [c for a in axes[i + 1:]
+                         for c in hardware_candidates(a, t.incumbent, infos, traits)]
+                pending = sum(c.skip is None for c in [*cands[j:], *later])
                 extra = COMPILE_PRIOR_S if axis == "compile" else 0.0
-                t.challenge(cand, check, extra_cost_s=extra, reference=m["losses"], tol=tol)
+                t.challenge(cand, check, extra_cost_s=extra, reference=m["losses"], tol=tol,
+                            pending=pending)
         evidence.update(devices=[i.device for i in infos], traits=vars(traits),
                         settings=settings_key(t.settings), candidates=t.entries,
                         horizon=horizon.evidence())

@@ -85,9 +85,10 @@ class LoaderStage:
         t = Tournament(ctx, self.name, options_settings(ctx, m["step_s"]), self.clock,
                        self.trainer_factory, horizon, m["step_s"], m["build_s"], started)
         info = info_for(start.device, self.infos())
-        stop = self._workers(t, info.cores, m["data_share"], threshold)
-        for cand in loader_extras(t.incumbent, info):
-            t.challenge(cand, par.finite_checker())
+        stop = self._workers(t, info, m["data_share"], threshold)
+        extras = loader_extras(t.incumbent, info)
+        for i, cand in enumerate(extras):
+            t.challenge(cand, par.finite_checker(), pending=_live(extras[i:]))
         evidence: dict[str, Any] = {
             "probe_trial": pr.number, "data_share": m["data_share"], "step_s": m["step_s"],
             "data_bound_share": threshold, "cores": info.cores, "workers_stopped": stop,
@@ -99,8 +100,9 @@ class LoaderStage:
         return StageResult(self.name, t.incumbent, rec.recorded(),
                            evidence, _summary(start, t, m["data_share"], threshold))
 
-    def _workers(self, t: Tournament, cores: int, share: float, threshold: float) -> str:
+    def _workers(self, t: Tournament, info: DeviceInfo, share: float, threshold: float) -> str:
         """Try more workers while data wait is the bottleneck; returns why it stopped."""
+        cores = info.cores
         if share < threshold:
             why = (f"data wait is {share:.1%} of a step (< {threshold:.0%}): the loader is "
                    "not the bottleneck")
@@ -114,7 +116,9 @@ class LoaderStage:
                 return "tried every worker count up to the usable cores"
             cand = todo[0]
             tried.add(_ident(cand))
-            entry = t.challenge(cand, par.finite_checker())
+            # Budget shares: the worker counts left, and the extras a worker count enables.
+            pending = len(todo) + _live(loader_extras(cand.apply(t.incumbent), info))
+            entry = t.challenge(cand, par.finite_checker(), pending=pending)
             new_share = entry.get("data_share", {}).get("candidate")
             if entry["fate"] == "accepted" and new_share is not None and new_share < threshold:
                 why = (f"data wait fell to {new_share:.1%} of a step with {cand.label()}: no "
@@ -126,6 +130,10 @@ class LoaderStage:
                 for rest in todo[1:]:
                     t.skip(rest, entry["reason"])
                 return "budget"
+
+
+def _live(cands: list[Candidate]) -> int:
+    return sum(c.skip is None for c in cands)
 
 
 def _ident(c: Candidate) -> tuple[Any, ...]:

@@ -27,7 +27,9 @@ Durability: every measurement is a trial of the study (Optuna journal storage), 
 killed run resumed with ``resume=True`` recalls every finished trial instead of repeating
 it. Decisions depend only on trial results and on values fixed once and stored in the
 study (each stage's budget, the final check's size), so the resumed run takes the same
-path. The time already spent is the sum of the stored trials' durations.
+path: the stages' and the pipeline's budget clock is a :class:`~perfpilot.tune.progress.
+ReplayClock`, which advances by each recalled trial's stored duration, so budget checks
+replay as they first ran (overhead between trials, milliseconds, is not stored).
 """
 
 from __future__ import annotations
@@ -38,12 +40,23 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from perfpilot.errors import UserError, WorkloadError
+from perfpilot.errors import UserError
 from perfpilot.tune import tune_record as tr
 from perfpilot.tune.final import FinalCheck, FinalSettings, keeps_tuned, plan_final
-from perfpilot.tune.progress import NullProgress, Progress, ProgressTrials
+from perfpilot.tune.preflight import (
+    ExecutorName,
+    check_baseline,
+    check_budget,
+    fingerprint,
+    open_study,
+    prepare_out_dir,
+    resolve_stages,
+    started_executor,
+    with_target,
+)
+from perfpilot.tune.progress import NullProgress, Progress, ProgressTrials, ReplayClock
 from perfpilot.tune.units import ExecutorRunner, Portable, WorkloadRef, portable_spec, run_unit
 
 if TYPE_CHECKING:
@@ -51,9 +64,7 @@ if TYPE_CHECKING:
     from perfpilot.tune.stage import Stage, StageResult
     from perfpilot.workload import Workload
 
-ExecutorName = Literal["inline", "process", "ray"]
 STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
-MIN_BUDGET_S = 20.0  # below this not even a baseline and one comparison fit
 BASELINE_SHARE = 0.25  # the baseline run to the target may use this share of the budget
 BASELINE_CAP_S = 120.0
 NO_TARGET_RUN_S = 10.0  # the "before" run of a workload without a target
@@ -112,120 +123,17 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     check_budget(budget_s)
     w = with_target(workload, target)
     check_workload(w)
-    _check_baseline(w.baseline)
-    names, objects = resolve_stages(stages)
+    check_baseline(w.baseline)
+    replay = ReplayClock(clock)
+    names, objects = resolve_stages(stages, replay)
     study = open_study(out, fingerprint(w, names, budget_s, options), resume=resume,
                        restart=restart)
     run = _Run(w, WorkloadRef(portable_spec(spec), target, live=w), study, out, names,
                objects, budget_s, horizon_s, progress or NullProgress(), options or {},
-               final_rounds, executor, clock)
-    with _executor(executor) as ex:
-        run.runner = ExecutorRunner(ProgressTrials(study, run.progress), ex)
+               final_rounds, executor, replay)
+    with started_executor(executor, run.ref, run.progress) as ex:
+        run.runner = ExecutorRunner(ProgressTrials(study, run.progress, replay), ex)
         return run.go()
-
-
-# ---------------------------------------------------------------- checks
-
-
-def prepare_out_dir(out: Path) -> Path:
-    """Create ``out`` if needed and prove it is writable, before any measuring."""
-    import tempfile
-
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".perfpilot-write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"--out: cannot write to {out} ({e.strerror or e})") from None
-    return out
-
-
-def check_budget(budget_s: float) -> None:
-    if not budget_s >= MIN_BUDGET_S:
-        raise UserError(f"--budget: {budget_s:g} s is too small to tune anything (a baseline "
-                        f"run and one interleaved comparison need at least "
-                        f"{MIN_BUDGET_S:.0f} s); try --budget 5m")
-
-
-def with_target(w: Workload, target: float | None) -> Workload:
-    """The workload with ``--target`` applied (it needs a metric and validation data)."""
-    if target is None:
-        return w
-    if w.metric is None or w.val_data is None:
-        raise WorkloadError(f"--target {target:g}: workload {w.name!r} has no metric and "
-                            "val_data to measure it with")
-    return dataclasses.replace(w, target=float(target))
-
-
-def _check_baseline(plan: Plan) -> None:
-    from perfpilot.hardware import check_plan
-
-    check_plan(plan)
-
-
-def resolve_stages(stages: Sequence[str | Stage] | None) -> tuple[list[str], list[Stage]]:
-    """Names and instances, in :data:`STAGE_ORDER` for names; unknown names are errors."""
-    import importlib.util
-
-    from perfpilot.tune.stage import STAGE_ORDER, STAGES, load_stage
-
-    if stages is None:
-        stages = [s for s in STAGE_ORDER
-                  if importlib.util.find_spec(STAGES[s].split(":")[0]) is not None]
-    objects: list[Stage] = []
-    for s in stages:
-        objects.append(load_stage(s) if isinstance(s, str) else s)
-    if not objects:
-        raise UserError("no stage to run")
-    return [o.name for o in objects], objects
-
-
-def fingerprint(w: Workload, names: list[str], budget_s: float,
-                options: dict[str, Any] | None) -> dict[str, Any]:
-    """What makes two tunings the same tuning (a study of another one is refused)."""
-    from perfpilot import __version__
-
-    return {"workload": w.name, "baseline": w.baseline.to_dict(), "target": w.target,
-            "stages": list(names), "budget_s": float(budget_s),
-            "options": tr.sanitize(options or {}), "perfpilot": __version__,
-            "schema": tr.TUNE_SCHEMA}
-
-
-def open_study(out: Path, fp: dict[str, Any], *, resume: bool, restart: bool) -> Any:
-    """The study in ``out`` (Optuna journal). ``restart`` deletes an existing one first."""
-    from perfpilot.tune.study import STUDY_FILE, Study
-
-    path = out / STUDY_FILE
-    if restart and path.exists():
-        path.unlink()
-    try:
-        return Study(out, fingerprint=fp, resume=resume)
-    except UserError:
-        raise
-    except Exception as e:  # a journal that is not one (truncated, another program's)
-        raise UserError(f"{path} cannot be read as a perfpilot study ({type(e).__name__}: "
-                        f"{e}); remove it or choose another --out") from None
-
-
-class _executor:
-    """The executor for ``--executor`` (timing trials one at a time), closed on exit."""
-
-    def __init__(self, kind: ExecutorName) -> None:
-        self.kind, self.ex = kind, None
-
-    def __enter__(self) -> Any:
-        if self.kind == "inline":
-            return None
-        from perfpilot.execute import choose_executor
-
-        self.ex = choose_executor(self.kind, timing=True)
-        return self.ex
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        if self.ex is not None:
-            self.ex.close(wait=exc_type is None)
 
 
 # ---------------------------------------------------------------- one tuning
@@ -244,8 +152,6 @@ class _Run:
         self.final_rounds = final_rounds
         self.runner: Any = study
         self.t0 = clock()
-        # Time spent before a resume: what the stored trials took.
-        self.before_s = sum(max(t.finished_at - t.started_at, 0.0) for t in study.trials())
         self.rec = tr.empty_record()
         self.rec.update(
             workload=_workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
@@ -257,7 +163,9 @@ class _Run:
     # -------------------------------------------------- budget
 
     def elapsed(self) -> float:
-        return self.before_s + self.clock() - self.t0
+        """Seconds of this tuning so far; on a resume, recalled trials count with their
+        stored durations as the replay passes them (the replay clock)."""
+        return self.clock() - self.t0
 
     def left(self) -> float:
         return self.budget_s - self.elapsed()

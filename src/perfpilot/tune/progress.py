@@ -48,11 +48,30 @@ class NullProgress:
         pass
 
 
-class ProgressTrials:
-    """A TrialRunner that reports every trial (run now, or recalled from the study)."""
+class ReplayClock:
+    """A clock for budgets that replays the past: it jumps forward by a recalled trial's
+    stored duration. A resumed tuning therefore sees, at each point of its replay, the
+    time the original run had spent there, and budget decisions ("is there time for one
+    more candidate?") come out the same. Intervals inside a trial that runs now are real
+    time (the clock jumps only between trials)."""
 
-    def __init__(self, inner: TrialRunner, progress: Progress) -> None:
-        self.inner, self.progress = inner, progress
+    def __init__(self, base: Callable[[], float]) -> None:
+        self.base, self.offset = base, 0.0
+
+    def __call__(self) -> float:
+        return self.base() + self.offset
+
+    def replayed(self, trial: Trial) -> None:
+        self.offset += max(trial.finished_at - trial.started_at, 0.0)
+
+
+class ProgressTrials:
+    """A TrialRunner that reports every trial (run now, or recalled from the study) and
+    moves the replay clock over recalled ones."""
+
+    def __init__(self, inner: TrialRunner, progress: Progress,
+                 clock: ReplayClock | None = None) -> None:
+        self.inner, self.progress, self.clock = inner, progress, clock
 
     def run(self, stage: str, key: dict[str, Any], fn: Callable[[], Outcome]) -> Trial:
         ran: list[bool] = []
@@ -62,6 +81,8 @@ class ProgressTrials:
             return fn()
 
         trial = self.inner.run(stage, key, call)
+        if not ran and self.clock is not None:
+            self.clock.replayed(trial)
         self.progress.trial(trial, recalled=not ran)
         return trial
 

@@ -141,6 +141,18 @@ class ExecutorRunner:
 # ---------------------------------------------------------------- the units
 
 
+def warm_up(ref: WorkloadRef) -> str:
+    """Import torch and load the workload in a worker, so that a worker's start-up is not
+    counted inside the first trial that runs there. Returns the worker's pid."""
+    import os
+
+    import torch  # noqa: F401
+
+    if ref.portable:
+        ref.load()
+    return str(os.getpid())
+
+
 def run_unit(ref: WorkloadRef, plan: dict[str, Any], seed: int, until_target: bool,
              time_s: float, eval_every_s: float | None = None) -> Outcome:
     """Train ``plan`` (to the target when asked, at most ``time_s`` s of training) and

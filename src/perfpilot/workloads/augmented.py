@@ -2,11 +2,11 @@
 
 Images are scikit-learn's digits (no download) upscaled to 40x40 and, in the Dataset's
 ``__getitem__``, put through a typical per-sample CPU augmentation chain written with torch
-ops: random resized crop to 32x32, random rotation and shear, elastic distortion, random foreground/background colours,
-colour jitter (brightness, contrast, saturation), random Gaussian blur, random erasing and
-Gaussian noise. The model is deliberately modest, so with ``num_workers=0`` the baseline
-waits on data most of each step and DataLoader workers speed it up: the loader stage's
-showcase.
+ops: random resized crop to 32x32, random rotation and shear, elastic distortion, random
+ink/paper colours, colour jitter (brightness, contrast, saturation), random Gaussian blur,
+random erasing and Gaussian noise. The model is deliberately modest, so with
+``num_workers=0`` the baseline waits on data most of each step and DataLoader workers speed
+it up: the loader stage's showcase.
 
 Augmentation draws from torch's global RNG, which DataLoader seeds differently in every
 worker. Validation images are whole digits in random colours drawn once from a fixed
