@@ -10,7 +10,8 @@ Prints one table and writes ``benchmarks/results/hardware.json``. The machine is
 the load average at start and end is recorded next to the figures.
 
     .venv/bin/python benchmarks/hardware.py                      # all, 150 s each
-    .venv/bin/python benchmarks/hardware.py --workloads augmented --budget 120
+    .venv/bin/python benchmarks/hardware.py --workloads augmented --stages loader \
+        --out benchmarks/results/hardware_loader_only.json
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results" / "hardware.json"
 
 
-def tune(workload: Any, budget_s: float, horizon_s: float | None) -> dict[str, Any]:
+def tune(workload: Any, stages_: list[str], budget_s: float,
+         horizon_s: float | None) -> dict[str, Any]:
     from perfpilot.commands.tune import run_stages
 
     t0 = time.perf_counter()
-    stages = run_stages(workload, ["hardware", "loader"], budget_s, horizon_s=horizon_s,
+    stages = run_stages(workload, stages_, budget_s, horizon_s=horizon_s,
                         on_message=lambda m: print(f"    {m}", file=sys.stderr, flush=True))
     plan = stages[-1]["result"].plan
     return {"plan": plan, "tuning_s": time.perf_counter() - t0, "stages": stages}
@@ -77,6 +79,8 @@ def stage_summary(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default="digits,charlm,augmented")
+    ap.add_argument("--stages", default="hardware,loader")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="result JSON path")
     ap.add_argument("--budget", type=float, default=150.0, help="tuning seconds per workload")
     ap.add_argument("--horizon", type=float, default=None,
                     help="expected run length in seconds (default: time to target)")
@@ -89,26 +93,27 @@ def main() -> int:
     load0 = os.getloadavg()
     rows = []
     for name in args.workloads.split(","):
-        print(f"== {name}: tuning hardware,loader for {args.budget:.0f} s", file=sys.stderr)
+        print(f"== {name}: tuning {args.stages} for {args.budget:.0f} s", file=sys.stderr)
         w = load_workload(name)
-        tuned = tune(w, args.budget, args.horizon)
+        tuned = tune(w, args.stages.split(","), args.budget, args.horizon)
         plan = tuned["plan"]
         changes = {k: [a, b] for k, (a, b) in w.baseline.diff(plan).items()}
         print(f"== {name}: verifying {changes or 'baseline (A/A)'}", file=sys.stderr)
         check = verify(w, plan, args.pairs)
-        rows.append({"workload": name, "changes": changes, "plan": plan.to_dict(),
+        rows.append({"workload": name, "stages_run": args.stages, "changes": changes,
+                     "plan": plan.to_dict(),
                      "tuning_s": tuned["tuning_s"], "verification": check,
                      "stages": stage_summary(tuned["stages"])})
         _print_row(rows[-1])
     doc = {"benchmark": "hardware", "budget_s_per_workload": args.budget,
            "horizon_s": args.horizon, "loadavg_start": load0, "loadavg_end": os.getloadavg(),
            "machine": discover().to_dict(), "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    tmp.replace(RESULTS)
+    tmp.replace(args.out)
     print(f"\nload average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f} (2-core machine shared "
-          f"with other jobs); wrote {RESULTS}")
+          f"with other jobs); wrote {args.out}")
     return 0
 
 

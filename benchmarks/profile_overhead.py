@@ -25,6 +25,10 @@ separately, once per example, as a fixed cost.
     .venv/bin/python benchmarks/profile_overhead.py                  # all CPU examples
     .venv/bin/python benchmarks/profile_overhead.py --rounds 7 --examples clean,small_batch
 
+A longer run (``clean.py`` for 10 epochs, ``--long``) is reported apart: there the fixed
+costs (runner start, profiler window, calibrations, writing the profile) are amortized
+and what remains is the per-second cost of the sampler and hooks.
+
 Prints a table and writes ``benchmarks/results/profile_overhead.json``.
 """
 
@@ -49,6 +53,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "profile_overhead.json"
 DEFAULT_EXAMPLES = ("clean", "dataloader_bound", "small_batch", "python_hotspot",
                     "inefficient_membership", "repeated_concat", "thread_oversubscription",
                     "eval_dominates", "io_in_loop", "grad_in_eval")
+LONG_RUN = "clean:10"  # clean.py for 10 epochs: the steady-state cost of a longer run
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -72,13 +77,13 @@ def pyspy_usable(script: Path, rate: int) -> str | None:
         return "py-spy not installed (pip install py-spy)"
     try:
         run([exe, "record", "-r", str(rate), "-o", os.devnull, "--", sys.executable, "-c",
-             "import time; time.sleep(0.5)"])
+             "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass"])
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         return f"py-spy cannot record here: {e}"
     return None
 
 
-def arms(script: Path, rate: int, out: str, pyspy: bool) -> dict[str, Any]:
+def arms(script: Path, args: list[str], rate: int, out: str, pyspy: bool) -> dict[str, Any]:
     env = dict(os.environ)
     from perfpilot.probes.threads import usable_cores
 
@@ -88,13 +93,14 @@ def arms(script: Path, rate: int, out: str, pyspy: bool) -> dict[str, Any]:
                                                     env.get("PYTHONPATH", "")) if p)
     py = sys.executable
     table = {
-        "plain": lambda: run([py, str(script)]),
-        "perfpilot": lambda: run([py, "-m", "perfpilot.probes.runner", str(script)], env),
+        "plain": lambda: run([py, str(script), *args]),
+        "perfpilot": lambda: run([py, "-m", "perfpilot.probes.runner", str(script), *args],
+                                 env),
     }
     if pyspy:
         exe = shutil.which("py-spy") or str(Path(py).parent / "py-spy")
         table["py-spy"] = lambda: run([exe, "record", "-r", str(rate), "-o", os.devnull,
-                                       "--", py, str(script)])
+                                       "--", py, str(script), *args])
     return table
 
 
@@ -127,10 +133,11 @@ def after_startup_s(raw_path: str) -> float:
 def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, Any]:
     from perfpilot.measure import compare_samples
 
-    script = EXAMPLES / f"{name}.py"
+    stem, *args = name.split(":")
+    script = EXAMPLES / f"{stem}.py"
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.json")
-        table = arms(script, rate, raw, pyspy)
+        table = arms(script, args, rate, raw, pyspy)
         names = list(table)
         for n in names:  # warm-up round: page cache, .pyc files
             table[n]()
@@ -170,9 +177,12 @@ def _median(results: dict[str, Any], arm: str, key: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--examples", default=",".join(DEFAULT_EXAMPLES))
+    ap.add_argument("--examples", default=",".join(DEFAULT_EXAMPLES),
+                    help="comma-separated example names; NAME:ARG passes ARG to the script")
+    ap.add_argument("--long", default=LONG_RUN,
+                    help="an extra, longer run reported apart ('' to skip)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--rate", type=int, default=200)
+    ap.add_argument("--rate", type=int, default=100)
     ap.add_argument("--no-pyspy", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS, help="result JSON path")
     args = ap.parse_args()
@@ -181,11 +191,16 @@ def main() -> None:
     pyspy = why_not is None
     load0 = os.getloadavg()
     results: dict[str, Any] = {}
+    long_result: dict[str, Any] | None = None
     print(f"{'example':24s} {'plain':>8s} {'perfpilot wall':>22s} {'perfpilot CPU':>22s}"
           + (f" {'py-spy wall':>22s} {'py-spy CPU':>22s}" if pyspy else ""))
-    for name in names:
+    runs = names + ([args.long] if args.long else [])
+    for name in runs:
         r = bench_example(name, args.rounds, args.rate, pyspy)
-        results[name] = r
+        if name == args.long:
+            long_result = r
+        else:
+            results[name] = r
         line = f"{name:24s} {r['plain_median_s']:7.2f}s"
         for arm in ("perfpilot", "py-spy") if pyspy else ("perfpilot",):
             a = r[arm]
@@ -205,6 +220,15 @@ def main() -> None:
           f"wall time, {100 * summary['median_cpu_overhead']:+.1f}% CPU time "
           f"({100 * summary['median_overhead_after_startup']:+.1f}% of the wall time after "
           f"startup)")
+    if long_result is not None:
+        lr = long_result["perfpilot"]
+        summary["long_run"] = {"example": args.long, "plain_s": long_result["plain_median_s"],
+                               "overhead": lr["overhead"], "ci": [lr["ci_low"], lr["ci_high"]],
+                               "cpu_overhead": lr["cpu_overhead"],
+                               "cpu_ci": [lr["cpu_ci_low"], lr["cpu_ci_high"]]}
+        print(f"longer run ({args.long}, {long_result['plain_median_s']:.1f} s plain): "
+              f"{_pct(lr['overhead'], lr['ci_low'], lr['ci_high'])} wall, "
+              f"{_pct(lr['cpu_overhead'], lr['cpu_ci_low'], lr['cpu_ci_high'])} CPU")
     if pyspy:
         print(f"py-spy at the same rate: {100 * summary['median_pyspy_overhead']:+.1f}% wall, "
               f"{100 * summary['median_pyspy_cpu_overhead']:+.1f}% CPU")
@@ -214,7 +238,8 @@ def main() -> None:
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": "profile_overhead", "rate_hz": args.rate, "rounds": args.rounds,
-               "summary": summary, "examples": results, "pyspy": why_not or "used",
+               "summary": summary, "examples": results, "long_run": long_result,
+               "pyspy": why_not or "used",
                "machine": {"cpu_count": os.cpu_count(), "loadavg_start": load0,
                            "loadavg_end": os.getloadavg(), "python": sys.version.split()[0]},
                "finished_at": time.time()}

@@ -14,6 +14,7 @@ from perfpilot.tune.final import (
     FinalSettings,
     keeps_tuned,
     plan_final,
+    ttt_cost_s,
     ttt_summary,
     verdict_of_final,
 )
@@ -141,6 +142,9 @@ def test_plan_final_sizes_from_the_baseline_and_skips_what_does_not_fit():
     free = plan_final(base, has_target=False, seed=0, budget_left_s=1000)
     assert free.rounds == 0 and "no target" in free.skip_ttt
     assert FinalSettings.from_dict(s.to_dict()) == s
+    assert s.ab["pairs"] == 10
+    small = plan_final(base, has_target=True, seed=0, budget_left_s=1000, ab_max_s=0.1)
+    assert small.ab["pairs"] == 5 and small.estimate_s < s.estimate_s  # shrunk, not below 5
 
 
 def _trials(base: list[float], tuned: list[float]) -> tuple[list[Trial], list[Trial]]:
@@ -148,3 +152,19 @@ def _trials(base: list[float], tuned: list[float]) -> tuple[list[Trial], list[Tr
         return Trial(number=n, stage="final", plan={}, state="complete",
                      measurements={"reached": True, "time_to_target_s": v, "train_s": v})
     return [t(v, i) for i, v in enumerate(base)], [t(v, 10 + i) for i, v in enumerate(tuned)]
+
+
+def test_runs_to_the_target_can_be_decided_after_the_throughput_check():
+    runner = Scripted(scripted([2.0] * 5, [1.0] * 5))
+    skipped = FinalSettings(rounds=0, cap_s=10.0, seed=7, ab={}, ab_budget_s=5.0,
+                            estimate_s=5.0, skip_ttt="budget: too long")
+    seen = []
+
+    def rounds(thr):
+        seen.append(thr["ratio"])
+        return 5, ""
+
+    out = FinalCheck(runner, WorkloadRef("x"), BASE, TUNED, skipped).run(rounds=rounds)
+    assert seen == [1.5] and out["time_to_target"]["n"] == 5
+    assert ttt_cost_s({"wall_s": 10.0}, {"ratio": 2.0}, 5) == pytest.approx(5 * 15 * 1.3)
+    assert ttt_cost_s({"wall_s": 10.0}, {}, 5) == pytest.approx(5 * 20 * 1.3)

@@ -33,7 +33,7 @@ def test_live_progress_shows_stage_trials_best_and_time_left() -> None:
     live.stop()
     text = con.file.getvalue()
     assert "▸ hardware (budget 30 s)" in text and "trials 1 run, 1 recalled" in text
-    assert "best: precision=bf16" in text and "over budget by 5 s" in text
+    assert "best: precision=bf16" in text and "over budget by 0:05" in text
     assert "precision=bf16 vs incumbent" in text
 
 

@@ -194,3 +194,18 @@ def test_report_loads_in_headless_chromium_without_errors(tune_dir: Path,
     drawn = [p for p in seen["plots"] if p["w"] > 150 and p["h"] > 80 and p["marks"] > 5]
     assert len(drawn) >= 4, seen["plots"]
     assert seen["screenshot"][:8] == b"\x89PNG\r\n\x1a\n" and len(seen["screenshot"]) > 20000
+
+
+def test_a_tuning_killed_before_its_first_record_is_reported_from_its_study(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perfpilot.tune.stage import Outcome
+    from perfpilot.tune.study import Study
+
+    study = Study(tmp_path, fingerprint={"workload": "tiny", "budget_s": 60.0}, resume=False)
+    study.run("baseline", {"check": "run"}, lambda: Outcome("nan", reason="loss is nan"))
+    assert main(["report", str(tmp_path), "--json", "-"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["status"] == "running" and rec["workload"]["name"] == "tiny"
+    assert [(t["state"], t["reason"]) for t in rec["trials"]] == [("nan", "loss is nan")]
+    html = (tmp_path / "report.html").read_text()
+    assert "stopped before it wrote its record" in html and "loss is nan" in html

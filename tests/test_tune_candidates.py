@@ -135,6 +135,9 @@ def test_cpu_threads_ladder_most_first_without_the_incumbent():
     assert tried(cands("cpu_threads", Plan(), machine(cores=4), default_threads=16)) == [
         "cpu_threads=4", "cpu_threads=3", "cpu_threads=2", "cpu_threads=1"]
     assert tried(cands("cpu_threads", Plan(cpu_threads=2), machine(cores=2))) == ["cpu_threads=1"]
+    # Two loader workers on 8 cores leave 4 for intra-op threads.
+    assert tried(cands("cpu_threads", Plan(num_workers=2, cpu_threads=1), machine(cores=8))) == [
+        "cpu_threads=4", "cpu_threads=3", "cpu_threads=2"]
     assert tried(cands("cpu_threads", Plan(device="cuda:0"), machine(A100))) == []
     assert thread_ladder(64) == [1, 2, 4, 8, 16, 32, 64]
     assert thread_ladder(12) == [1, 2, 4, 8, 12]

@@ -7,11 +7,13 @@ evaluation under no_grad at the end.
     perfpilot profile -- python examples/bottlenecks/clean.py
 """
 
+import sys
+
 import torch
 import torch.nn as nn
 
 
-def main():
+def main(epochs=1):
     torch.manual_seed(0)
     torch.set_num_threads(1)  # a small model on a shared machine: one thread is fastest
     x = torch.randn(16384, 128)
@@ -23,7 +25,7 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     batch = 256
-    for epoch in range(1):
+    for epoch in range(epochs):
         perm = torch.randperm(len(x))
         for i in range(0, len(x), batch):
             idx = perm[i:i + batch]
@@ -38,4 +40,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)  # more epochs: a longer run

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from perfpilot.probes.launch import Target
     from perfpilot.record import RunRecord
 
-DEFAULT_RATE_HZ = 200
+DEFAULT_RATE_HZ = 100
 
 
 def register(app: typer.Typer) -> None:

@@ -20,46 +20,30 @@
 ``batch_size`` (applied to every DataLoader built) and ``cpu_threads``.
 
 Every wrapper catches its own failures: a probe must never break the user's program.
+Only the main thread's calls are tracked (the step timeline is the main thread's); calls
+from other threads pass straight through.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from perfpilot.probes.frames import caller_site, user_site
+from perfpilot.probes.loader_hooks import LOADER_KNOBS, LoaderHooks, batch_size_of, site_list
 from perfpilot.probes.steps import StepTracker
+
+__all__ = ["LOADER_KNOBS", "TorchHooks", "batch_size_of"]
 
 REDISCOVER_EVERY = 50
 NOGRAD_PROBES = 5  # grad-in-eval calls whose inputs are re-run to measure what grad costs
-LOADER_KNOBS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_factor",
-                "batch_size")
 
 
-def batch_size_of(batch: Any, _depth: int = 0) -> int | None:
-    """Leading dimension of the first tensor in a (nested) batch, or None."""
-    shape = getattr(batch, "shape", None)
-    if shape is not None:
-        return int(shape[0]) if len(shape) else None
-    if _depth > 3:
-        return None
-    if isinstance(batch, dict):
-        batch = list(batch.values())
-    if isinstance(batch, (list, tuple)):
-        for item in batch[:4]:
-            n = batch_size_of(item, _depth + 1)
-            if n is not None:
-                return n
-    return None
-
-
-def _site_list(site: tuple[str, int, str] | None) -> list[Any] | None:
-    return list(site) if site else None
-
-
-class TorchHooks:
+class TorchHooks(LoaderHooks):
     """Installs and removes the patches (see the module docstring)."""
 
     def __init__(self, tracker: StepTracker, *, overrides: dict[str, Any] | None = None,
@@ -89,6 +73,7 @@ class TorchHooks:
         self._probing = False
         self._gie_last: dict[str, Any] | None = None
         self.on_boundary: list[Callable[[str], None]] = []
+        self._main = threading.main_thread().ident
         tracker.on_boundary = self._boundary
 
     # ------------------------------------------------------------ install
@@ -126,106 +111,6 @@ class TorchHooks:
         if len(self.errors) < 20:
             self.errors.append(f"{where}: {type(e).__name__}: {e}")
 
-    # ------------------------------------------------------------ data loading
-
-    def _patch_loader(self) -> None:
-        from torch.utils.data import dataloader as dl
-
-        hooks = self
-
-        def make_init(orig: Any) -> Any:
-            def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-                args, kwargs = hooks._loader_args(orig, self, args, kwargs)
-                orig(self, *args, **kwargs)
-                hooks._record_loader(self)
-            return __init__
-
-        def make_iter(orig: Any) -> Any:
-            def __iter__(self: Any) -> Any:
-                key = id(self)
-                hooks.t.data_begin(key)
-                t0 = hooks.clock()
-                try:
-                    it = orig(self)
-                finally:
-                    hooks.t.data_end(None)
-                info = hooks.loaders.get(key)
-                if info is not None:
-                    info["iters"] += 1
-                    info["iter_s"] += hooks.clock() - t0
-                try:
-                    it._perfpilot_loader = key
-                except AttributeError:
-                    pass
-                return it
-            return __iter__
-
-        def make_next(orig: Any) -> Any:
-            def __next__(self: Any) -> Any:
-                key = getattr(self, "_perfpilot_loader", None)
-                hooks.t.data_begin(key)
-                t0 = hooks.clock()
-                n = None
-                try:
-                    batch = orig(self)
-                    n = batch_size_of(batch)
-                    return batch
-                finally:
-                    hooks.t.data_end(n)
-                    info = hooks.loaders.get(key) if key is not None else None
-                    if info is not None:
-                        info["batches"] += 1
-                        info["fetch_s"] += hooks.clock() - t0
-                        if n:
-                            info["samples"] += n
-            return __next__
-
-        self._patch(dl.DataLoader, "__init__", make_init)
-        self._patch(dl.DataLoader, "__iter__", make_iter)
-        self._patch(dl._BaseDataLoaderIter, "__next__", make_next)
-
-    def _loader_args(self, orig: Any, loader: Any, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Arguments with the loader overrides applied (unchanged when there are none)."""
-        wanted = {k: v for k, v in self.overrides.items() if k in LOADER_KNOBS}
-        if not wanted:
-            return args, kwargs
-        import inspect
-
-        try:
-            bound = inspect.signature(orig).bind(loader, *args, **kwargs)
-        except TypeError:
-            return args, kwargs  # let DataLoader raise its own error
-        call = dict(bound.arguments)
-        call.pop(next(iter(call)))  # self
-        call.update(call.pop("kwargs", {}) or {})
-        if call.get("batch_sampler") is not None:
-            wanted.pop("batch_size", None)
-        call.update(wanted)
-        if not call.get("num_workers"):
-            call.pop("persistent_workers", None)
-            call.pop("prefetch_factor", None)
-        return (), call
-
-    def _record_loader(self, loader: Any) -> None:
-        try:
-            ds = loader.dataset
-            try:
-                n = len(ds)
-            except TypeError:
-                n = None
-            self.loaders[id(loader)] = {
-                "id": id(loader), "dataset": type(ds).__name__, "dataset_len": n,
-                "batch_size": loader.batch_size, "num_workers": loader.num_workers,
-                "pin_memory": bool(loader.pin_memory),
-                "persistent_workers": bool(loader.persistent_workers),
-                "prefetch_factor": loader.prefetch_factor,
-                "site": _site_list(caller_site(2)), "batches": 0, "samples": 0,
-                "fetch_s": 0.0, "iters": 0, "iter_s": 0.0,
-            }
-        except Exception as e:
-            self._error("DataLoader", e)
-
     # ------------------------------------------------------------ module forwards
 
     def _enable_global(self) -> None:
@@ -243,6 +128,8 @@ class TorchHooks:
         self._global = []
 
     def _gpre(self, module: Any, args: Any) -> None:
+        if get_ident() != self._main:
+            return
         if self._depth == 0 and self._active is None and not self._probing:
             self._adopt(module)
             self._active, self._active_local = module, False
@@ -250,6 +137,8 @@ class TorchHooks:
         self._depth += 1
 
     def _gpost(self, module: Any, args: Any, out: Any) -> None:
+        if get_ident() != self._main:
+            return
         self._depth = max(self._depth - 1, 0)
         if (self._depth == 0 and self._active is module and not self._active_local
                 and not self._probing):
@@ -267,6 +156,8 @@ class TorchHooks:
         self.roots[key] = info
 
     def _lpre(self, module: Any, args: Any) -> None:
+        if get_ident() != self._main:
+            return
         if self._global or self._probing or self._active is not None:
             return  # discovering (the global hooks time it), probing, or nested
         self._active, self._active_local = module, True
@@ -308,7 +199,7 @@ class TorchHooks:
         rec = self.grad_in_eval.get(key)
         if rec is None:
             rec = self.grad_in_eval[key] = {"module": type(module).__name__,
-                                            "site": _site_list(site), "calls": 0,
+                                            "site": site_list(site), "calls": 0,
                                             "then_backward": 0}
         rec["calls"] += 1
         self._gie_last = rec
@@ -343,7 +234,7 @@ class TorchHooks:
 
         def make(orig: Any) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if hooks._bwd_depth:
+                if hooks._bwd_depth or get_ident() != hooks._main:
                     return orig(*args, **kwargs)
                 hooks._bwd_depth += 1
                 if hooks._gie_last is not None:
@@ -372,6 +263,8 @@ class TorchHooks:
 
         def make(orig: Any) -> Any:
             def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if get_ident() != hooks._main:
+                    return orig(self, *args, **kwargs)
                 hooks.t.optimizer_begin()
                 try:
                     return orig(self, *args, **kwargs)
@@ -382,9 +275,12 @@ class TorchHooks:
         self._patch(om.Optimizer, "zero_grad", make)
 
     def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
-        self.t.optimizer_begin()
+        if get_ident() == self._main:
+            self.t.optimizer_begin()
 
     def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if get_ident() != self._main:
+            return
         key = id(opt)
         if key not in self.optimizers:
             self.optimizers[key] = {"type": type(opt).__name__, "steps": 0,
@@ -430,7 +326,7 @@ class TorchHooks:
 
         def make(orig: Any) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if hooks._io_depth:
+                if hooks._io_depth or get_ident() != hooks._main:
                     return orig(*args, **kwargs)
                 hooks._io_depth += 1
                 hooks.t.io_begin()
@@ -455,7 +351,7 @@ class TorchHooks:
         key = (label, site, phase)
         rec = self.io.get(key)
         if rec is None:
-            rec = self.io[key] = {"call": label, "kind": kind, "site": _site_list(site),
+            rec = self.io[key] = {"call": label, "kind": kind, "site": site_list(site),
                                   "phase": phase, "count": 0, "seconds": 0.0}
         rec["count"] += 1
         rec["seconds"] += dt
@@ -468,7 +364,7 @@ class TorchHooks:
         def make(orig: Any) -> Any:
             def set_num_threads(n: int) -> None:
                 hooks.set_threads_calls.append({"value": int(n),
-                                                "site": _site_list(caller_site(1))})
+                                                "site": site_list(caller_site(1))})
                 if "cpu_threads" in hooks.overrides:
                     return orig(int(hooks.overrides["cpu_threads"]))
                 return orig(n)

@@ -56,7 +56,7 @@ class _QuietFd2:
 class OpWindow:
     """Opens and closes the profiler at step boundaries (see the module docstring)."""
 
-    def __init__(self, tracker: StepTracker, *, steps: int = 3, max_s: float = 0.5,
+    def __init__(self, tracker: StepTracker, *, steps: int = 3, max_s: float = 0.3,
                  after_steady: int = 2, cuda: bool = False,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.t = tracker

@@ -53,7 +53,7 @@ class ProbeConfig:
     window: bool = True
     window_steps: int = 3
     overrides: dict[str, Any] = field(default_factory=dict)
-    save_every_s: float = 5.0
+    save_every_s: float = 10.0  # partial saves: what a SIGKILL or os._exit leaves
     measure_nograd: bool = True
     calibrate: bool = True
     workload: str | None = None

@@ -45,7 +45,7 @@ from typing import Any
 GIL_WAIT_FRACTION = 0.95
 HANDOFF_MIN_S = 0.00015
 STARTUP_SLOWDOWN = 4
-DEFAULT_INTERVAL_S = 0.005  # 200 Hz; see benchmarks/profile_overhead.py
+DEFAULT_INTERVAL_S = 0.01  # 100 Hz, as py-spy; see benchmarks/profile_overhead.py
 MAX_DEPTH = 96
 MAX_STACKS = 20000  # distinct stacks kept; beyond that new stacks fold into their leaf
 
@@ -161,6 +161,8 @@ class StackSampler:
 
     def start(self) -> None:
         self._last = self._clock()
+        for entry in self._periodic:  # first run one period from now
+            entry[1] = self._last
         self._last_cpu = self._main_cpu() if self._main_cpu else 0.0
         self._thread = threading.Thread(target=self._run, name="perfpilot-sampler",
                                         daemon=True)

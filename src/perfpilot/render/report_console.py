@@ -53,8 +53,8 @@ class LiveProgress:
                      f"trials [bold]{self.ran}[/] run"
                      + (f", {self.recalled} recalled" if self.recalled else ""),
                      f"best: [green]{self.best_text}[/]",
-                     f"time left [bold]{format_seconds(max(left, 0.0))}[/]"
-                     if left >= 0 else f"[yellow]over budget by {format_seconds(-left)}[/]")
+                     f"time left [bold]{_clock(left)}[/]" if left >= 0
+                     else f"[yellow]over budget by {_clock(-left)}[/]")
         grid.add_row(f"[dim]{self.text}[/]", "", "", "")
         return grid
 
@@ -81,6 +81,13 @@ class LiveProgress:
         if self.live is not None:
             self.live.stop()
             self.live = None
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour): a countdown that does not jitter."""
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
+        f"{s // 60}:{s % 60:02d}"
 
 
 def print_summary(rec: dict[str, Any], out_dir: Path, console: Console | None = None, *,

@@ -57,20 +57,31 @@ STATE_TEXT = {
 def report_page(rec: dict[str, Any]) -> str:
     """The whole report as one HTML string."""
     w = rec.get("workload") or {}
-    sections = [h.Section("Headline", _headline(rec), "headline")]
+    sections = [h.Section("Headline", _safe(_headline, rec), "headline")]
     if rec.get("baseline"):
-        sections.append(h.Section("Before and after", _before_after(rec), "before-after"))
-        sections.append(h.Section("Step breakdown", _steps(rec), "steps"))
+        sections.append(h.Section("Before and after", _safe(_before_after, rec),
+                                  "before-after"))
+        sections.append(h.Section("Step breakdown", _safe(_steps, rec), "steps"))
     for st in rec.get("stages") or []:
-        sections.append(h.Section(f"Stage: {st.get('name')}", _stage(st, rec),
+        sections.append(h.Section(f"Stage: {st.get('name')}", _safe(_stage, st, rec),
                                   f"stage-{st.get('name')}"))
-    sections += [h.Section("Rejected candidates", _rejected(rec), "rejected"),
-                 h.Section("Trials", _trials(rec), "trials"),
-                 h.Section("Machine", _machine(rec), "machine")]
+    sections += [h.Section("Rejected candidates", _safe(_rejected, rec), "rejected"),
+                 h.Section("Trials", _safe(_trials, rec), "trials"),
+                 h.Section("Machine", _safe(_machine, rec), "machine")]
     toc = "".join(f'<a href="#{h.escape(s.id)}">{h.escape(s.title)}</a>' for s in sections)
     doc = h.page(f"perfpilot tune: {w.get('name', '?')}", sections, subtitle=_subtitle(rec))
     doc = doc.replace("</style>", EXTRA_CSS + "</style>", 1)
     return doc.replace("\n<section", f'\n<nav class="toc">{toc}</nav>\n<section', 1)
+
+
+def _safe(build: Any, *args: Any) -> str:
+    """A section, or a card saying why it could not be drawn: the stages' evidence evolves,
+    and one unexpected value must not cost the rest of the page."""
+    try:
+        return build(*args)
+    except Exception as e:  # noqa: BLE001 - shown on the page, with the record intact
+        return h.card("This section could not be rendered", h.paragraph(
+            f"{type(e).__name__}: {e} (a perfpilot bug; the data is in record.json)"), "bad")
 
 
 def write_report(rec: dict[str, Any], path: str | Path) -> None:
@@ -125,7 +136,8 @@ def _headline(rec: dict[str, Any]) -> str:
     if rec.get("status") == "complete" and rec.get("plan"):
         out.append(_use(rec))
     for note in rec.get("notes") or []:
-        out.append(h.card("Note", h.paragraph(note), "warn"))
+        if not note.startswith("report.html could not be rendered"):  # it is, now
+            out.append(h.card("Note", h.paragraph(note), "warn"))
     return "".join(out)
 
 
@@ -165,12 +177,14 @@ def _tiles(rec: dict[str, Any], final: dict[str, Any]) -> str:
         tiles.append(_tile(f"{thr['baseline_samples_per_s']:,.0f} → "
                            f"{thr['tuned_samples_per_s']:,.0f}", "samples / s",
                            "baseline → tuned, median of interleaved chunks"))
-    if not tiles:
-        tiles.append(_tile("no gain claimed", _no_gain_label(rec, final), "", "neutral"))
-        base = rec.get("baseline") or {}
-        if base.get("time_to_target_s") is not None:
-            tiles.append(_tile(format_seconds(base["time_to_target_s"]),
-                               f"baseline time to {target}", "one run, evaluation excluded"))
+    base = rec.get("baseline") or {}
+    if "ratio" not in ttt and base.get("time_to_target_s") is not None:
+        why = ttt.get("skipped") or ttt.get("reason") or "not measured"
+        tiles.append(_tile(format_seconds(base["time_to_target_s"]),
+                           f"baseline time to {target}",
+                           f"one run, evaluation excluded; tuned plan: {why}"))
+    if not tiles or ("ratio" not in ttt and "ratio" not in thr):
+        tiles.insert(0, _tile("no gain claimed", _no_gain_label(rec, final), "", "neutral"))
         if base.get("samples_per_s"):
             tiles.append(_tile(f"{base['samples_per_s']:,.0f}", "baseline samples / s"))
     return f'<div class="tiles">{"".join(tiles)}</div>'
@@ -198,8 +212,7 @@ def _changes(rec: dict[str, Any]) -> str:
     rows = []
     for k in keys:
         stage, entry = _who_changed(rec, k)
-        gain = (f"{entry['speedup']:.2f}× [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]"
-                if entry and rp._num(entry.get("speedup")) is not None else "")
+        gain = _gain(entry)
         rows.append([k, _v(base.get(k)), _v(tuned.get(k)), stage, gain])
     kept = (rec.get("decision") or {}).get("plan") == "baseline"
     title = "<h3>Changes the stages chose" + (" (not applied: the baseline is kept)"
@@ -216,6 +229,14 @@ def _use(rec: dict[str, Any]) -> str:
     return f'<div class="use"><h3>Use this plan</h3>{h.code(text)}</div>'
 
 
+def _gain(entry: dict[str, Any] | None) -> str:
+    sp = rp._num((entry or {}).get("speedup"))
+    if sp is None:
+        return ""
+    lo, hi = rp._num(entry.get("ci_low")), rp._num(entry.get("ci_high"))  # type: ignore[union-attr]
+    return f"{sp:.2f}×" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
+
+
 def _who_changed(rec: dict[str, Any], key: str) -> tuple[str, dict[str, Any] | None]:
     prev = rec.get("baseline_plan") or {}
     for st in rec.get("stages") or []:
@@ -226,8 +247,8 @@ def _who_changed(rec: dict[str, Any], key: str) -> tuple[str, dict[str, Any] | N
                         and key in (e.get("changes") or {})), None)
             cmp = (ev.get("chosen") or {}).get("comparison") or {}
             if hit is None and rp._num(cmp.get("ratio")) is not None:  # the batch stage
-                hit = {"speedup": cmp["ratio"], "ci_low": cmp["ci_low"],
-                       "ci_high": cmp["ci_high"]}
+                hit = {"speedup": cmp["ratio"], "ci_low": cmp.get("ci_low"),
+                       "ci_high": cmp.get("ci_high")}
             return st.get("name", "?"), hit
         prev = plan
     return "", None
@@ -271,12 +292,12 @@ def _comparisons(final: dict[str, Any]) -> str:
                          _pill(res["verdict"])])
         else:
             why = res.get("skipped") or res.get("reason") or "not measured"
-            rows.append([name, "", "", "", "", h.escape(why)])
+            rows.append([name, f"not measured: {why}", "", "", "", ""])
     if not final or final.get("verdict") == "unchanged":
         return h.paragraph("No final comparison: the tuned plan is the baseline.", muted=True)
     return ("<h3>Final check: tuned vs baseline, interleaved</h3>" +
             h.table(["comparison", "baseline → tuned (median)", "speedup", "95% CI", "rounds",
-                     "verdict"], rows, numeric=(2, 4), raw=(5,)))
+                     "verdict"], rows, numeric=(2, 3, 4), raw=(5,)))
 
 
 def _pill(state: Any) -> str:
@@ -364,7 +385,7 @@ def _candidate_table(cands: list[dict[str, Any]]) -> str:
                      f"{c['ci_low']:.3f}–{c['ci_high']:.3f}" if sp is not None else "",
                      c.get("rounds") or "", c.get("reason", "")])
     return h.table(["candidate", "fate", "speedup", "95% CI", "rounds", "reason"], rows,
-                   numeric=(2, 4), raw=(1,))
+                   numeric=(2, 3, 4), raw=(1,))
 
 
 def _batch(ev: dict[str, Any], rec: dict[str, Any]) -> str:

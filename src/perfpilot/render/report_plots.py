@@ -188,7 +188,7 @@ def throughput_curve(points: Sequence[dict[str, Any]], *, baseline: int | None,
         if isinstance(knee, (int, float)) and knee in xs:
             ax.axvline(knee, color=MUTED, linestyle="--", linewidth=1)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xticks(xs, _tick_labels(xs))
         ax.set_ylim(bottom=0)
         _style(ax, "batch size", "samples / s")
 
@@ -214,11 +214,22 @@ def goodput_curve(points: Sequence[dict[str, Any]], *, baseline: int | None,
         if chosen is not None and chosen != baseline:
             _mark(ax, xs, ys, chosen, "chosen", GOOD)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_xticks(xs, _tick_labels(xs))
         ax.set_ylim(bottom=0)
         _style(ax, "batch size", "goodput (useful samples / s)")
 
     return h.figure_svg(draw, width=5.2, height=3.0)
+
+
+def _tick_labels(xs: Sequence[int]) -> list[str]:
+    """Batch sizes as labels on a log axis, leaving out one too close to its left
+    neighbour (1024 and 1438 would overlap)."""
+    out, last = [], None
+    for x in xs:
+        keep = last is None or math.log2(x / last) >= 0.7
+        out.append(str(x) if keep else "")
+        last = x if keep else last
+    return out
 
 
 def _mark(ax: Any, xs: list[int], ys: list[float], x: int | None, label: str,

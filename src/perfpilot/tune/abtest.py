@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from perfpilot.plan import Plan
     from perfpilot.workload import Workload
 
+PROBE_MIN_STEPS = 6
 MIN_PAIRS = 5  # measure.MIN_ROUNDS: fewer rounds cannot give a ~95% median interval
 DEFAULT_PREFETCH = 2
 STARTUP_FLOOR_S = 0.25
@@ -287,17 +288,25 @@ def decide(result: ABResult, horizon_s: float | Callable[[], float]) -> Decision
 # ------------------------------------------------------------------ candidates as trials
 
 
-def probe(workload: Workload, plan: Plan, steps: int, *,
+def probe(workload: Workload, plan: Plan, steps: int, *, time_cap_s: float | None = None,
           trainer_factory: TrainerFactory | None = None,
           clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Train ``plan`` for ``steps`` steps from the seed: its losses, build time, steady
-    step time and data share (JSON-able; the first two steps count as warm-up)."""
+    step time and data share (JSON-able; the first two steps count as warm-up). With
+    ``time_cap_s``, stops early once that much time has passed and
+    :data:`PROBE_MIN_STEPS` steps ran (slow steps on a busy machine must not eat the stage)."""
     factory = trainer_factory or engine_trainer
     t0 = clock()
     trainer = factory(workload, plan)
     try:
         build_s = clock() - t0
-        timings = trainer.train_steps(steps)
+        timings: list[Any] = []
+        while len(timings) < steps:
+            n = steps - len(timings) if time_cap_s is None else 1
+            timings.extend(trainer.train_steps(n))
+            if (time_cap_s is not None and clock() - t0 >= time_cap_s
+                    and len(timings) >= PROBE_MIN_STEPS):
+                break
     finally:
         trainer.close()
     steady = timings[2:] if len(timings) > 4 else timings
@@ -313,8 +322,8 @@ def probe(workload: Workload, plan: Plan, steps: int, *,
 
 def size_settings(step_s: float, *, chunk_s: float = CHUNK_S, pairs: int = PAIRS,
                   max_pairs: int = MAX_PAIRS, min_effect: float = MIN_EFFECT) -> ABSettings:
-    """Chunks of about ``chunk_s`` seconds (2..200 steps) from a measured step time."""
-    chunk = int(min(200, max(2, round(chunk_s / max(step_s, 1e-6)))))
+    """Chunks of about ``chunk_s`` seconds (1..200 steps) from a measured step time."""
+    chunk = int(min(200, max(1, round(chunk_s / max(step_s, 1e-6)))))
     pairs = max(MIN_PAIRS, pairs)
     return ABSettings(chunk_steps=chunk, pairs=pairs, max_pairs=max(pairs, max_pairs),
                       min_effect=min_effect)

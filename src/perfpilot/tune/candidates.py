@@ -246,8 +246,10 @@ def _cpu_threads(incumbent: Plan, info: DeviceInfo) -> list[Candidate]:
                           "threads only run CPU kernels")]
     # Most threads first: on a tie the incumbent stays, and the next candidate is the smaller.
     # An explicit count equal to what the incumbent runs with is the same plan: not a candidate.
+    # Loader workers keep their cores: workers x threads stays within the usable cores.
     current = incumbent.cpu_threads or info.default_threads
-    counts = [n for n in reversed(thread_ladder(info.cores)) if n != current]
+    limit = max(1, info.cores // max(1, incumbent.num_workers))
+    counts = [n for n in reversed(thread_ladder(limit)) if n != current]
     return [Candidate("cpu_threads", {"cpu_threads": n}) for n in counts]
 
 

@@ -65,22 +65,28 @@ class FinalSettings:
 
 def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
                budget_left_s: float, rounds: int = ROUNDS, ab_pairs: int = AB_PAIRS,
-               chunk_s: float | None = None) -> FinalSettings:
+               chunk_s: float | None = None, ab_max_s: float | None = None) -> FinalSettings:
     """Size the final check from the baseline run's measurements (``run_unit``'s).
 
-    Time to target needs ``rounds`` pairs of runs; when they would take more than
-    ``budget_left_s`` (or there is no target, or the baseline missed it) they are skipped,
-    and the reason is kept."""
+    The throughput A/B gets ``ab_pairs`` pairs of chunks, fewer (down to 5) when that would
+    take more than ``ab_max_s``. Time to target needs ``rounds`` pairs of runs; when they
+    would take more than ``budget_left_s`` (or there is no target, or the baseline missed
+    it) they are skipped, and the reason is kept."""
     from perfpilot.tune import abtest as ab
 
     rec = baseline.get("record") or {}
     step_s = float((rec.get("step_time_s") or {}).get("median") or 0.05)
     setup_s = float(baseline.get("setup_s") or 0.5)
-    settings = ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S, pairs=ab_pairs,
-                                max_pairs=ab_pairs)
-    ab_cost = 2 * (setup_s + (settings.warmup_steps + settings.pairs * (
-        settings.chunk_steps + 4)) * step_s)
-    ab_dict = {k: v for k, v in asdict(settings).items()}
+    pairs = max(ab_pairs, ab.MIN_PAIRS)
+    while True:
+        settings = ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S, pairs=pairs,
+                                    max_pairs=pairs)
+        # Two arms, each: build, warm-up, then per pair a settle step or two and a chunk.
+        ab_cost = 2 * (setup_s + (settings.warmup_steps + settings.pairs * (
+            settings.chunk_steps + 2)) * step_s)
+        if ab_max_s is None or ab_cost <= ab_max_s or pairs <= ab.MIN_PAIRS:
+            break
+        pairs -= 1
     skip_ttt, cap, cost, every = "", 0.0, ab_cost, None
     if not has_target:
         skip_ttt = "the workload has no target"
@@ -88,18 +94,17 @@ def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
         skip_ttt = "the baseline did not reach the target"
     else:
         ttt = float(baseline["time_to_target_s"])
-        wall = float(baseline.get("wall_s") or ttt)
         cap = CAP_FACTOR * ttt + 1.0
         every = min(1.0, max(0.02, ttt / EVAL_POINTS))
-        ttt_cost = rounds * 2 * wall * 1.3  # two arms, finer evaluation than the baseline's
+        ttt_cost = ttt_cost_s(baseline, {}, rounds)  # as slow as the baseline until measured
         if ab_cost + ttt_cost > budget_left_s:
             skip_ttt = (f"budget: {rounds} interleaved pairs of runs to the target need about "
                         f"{ttt_cost:.0f} s, {max(budget_left_s - ab_cost, 0):.0f} s left")
         else:
             cost += ttt_cost
-    return FinalSettings(rounds=0 if skip_ttt else rounds, cap_s=cap, seed=seed, ab=ab_dict,
-                         ab_budget_s=max(2 * ab_cost, 5.0), estimate_s=cost,
-                         eval_every_s=every, skip_ttt=skip_ttt)
+    return FinalSettings(rounds=0 if skip_ttt else rounds, cap_s=cap, seed=seed,
+                         ab=dict(asdict(settings)), ab_budget_s=max(2 * ab_cost, 5.0),
+                         estimate_s=cost, eval_every_s=every, skip_ttt=skip_ttt)
 
 
 @dataclass
@@ -114,12 +119,16 @@ class FinalCheck:
     progress: Callable[[str], None] = lambda message: None
     runs: dict[str, list[Trial]] = field(default_factory=lambda: {"baseline": [], "tuned": []})
 
-    def run(self) -> dict[str, Any]:
+    def run(self, rounds: Callable[[dict[str, Any]], tuple[int, str]] | None = None
+            ) -> dict[str, Any]:
+        """Throughput first, then the runs to the target. ``rounds(throughput)`` may
+        revise how many pairs of runs fit, knowing how much faster the tuned plan is
+        (it must decide the same on a resume: the pipeline stores its answer)."""
         s = self.settings
         out: dict[str, Any] = {"settings": s.to_dict()}
         out["throughput"] = self.throughput()
-        out["time_to_target"] = ({"skipped": s.skip_ttt} if s.rounds == 0
-                                 else self.time_to_target())
+        n, skip = (s.rounds, s.skip_ttt) if rounds is None else rounds(out["throughput"])
+        out["time_to_target"] = {"skipped": skip} if n == 0 else self.time_to_target(n)
         out.update(verdict_of_final(out))
         return out
 
@@ -141,16 +150,16 @@ class FinalCheck:
 
     # ------------------------------------------------------------ time to target
 
-    def time_to_target(self) -> dict[str, Any]:
+    def time_to_target(self, rounds: int) -> dict[str, Any]:
         from perfpilot.measure import round_order
 
         s = self.settings
         plans = {"baseline": self.baseline, "tuned": self.tuned}
-        for r in range(s.rounds):
+        for r in range(rounds):
             first, second = round_order(r)
             for side in (first, second):
                 arm = "baseline" if side == "a" else "tuned"
-                self.progress(f"final check: run to the target, round {r + 1}/{s.rounds}, "
+                self.progress(f"final check: run to the target, round {r + 1}/{rounds}, "
                               f"{arm}")
                 trial = self._run(arm, plans[arm], s.seed + r)
                 self.runs[arm].append(trial)
@@ -180,6 +189,17 @@ class FinalCheck:
 
 
 # ---------------------------------------------------------------- summaries (pure)
+
+
+def ttt_cost_s(baseline: dict[str, Any], throughput: dict[str, Any], rounds: int) -> float:
+    """Seconds ``rounds`` pairs of runs to the target should take, the tuned run scaled by
+    the measured throughput ratio (never below the baseline's cost over 10, never above
+    twice the baseline's)."""
+    wall = float(baseline.get("wall_s") or baseline.get("time_to_target_s") or 0.0)
+    ratio = throughput.get("ratio")
+    tuned = wall / min(max(float(ratio), 0.5), 10.0) if isinstance(ratio, (int, float)) \
+        else wall
+    return rounds * (wall + tuned) * 1.3
 
 
 def throughput_summary(m: dict[str, Any]) -> dict[str, Any]:

@@ -291,18 +291,8 @@ class HardwareStage:
     def run(self, ctx: StageContext) -> StageResult:
         started = self.clock()
         ctx, rec = recording(ctx)
-        start = ctx.incumbent
-        o = ctx.options
-        tol = par.Tolerance(steps=int(o.get("parity_steps", par.DEFAULT_STEPS)),
-                            rtol=float(o.get("parity_rtol", par.DEFAULT_RTOL)),
-                            atol=float(o.get("parity_atol", par.DEFAULT_ATOL)))
-        ref_plan = par.reference_plan(start)
-        ctx.progress("hardware: fp32 reference run")
-        ref = ctx.trials.run(self.name, {"check": "reference", "plan": ref_plan.to_dict(),
-                                         "steps": tol.steps},
-                             lambda: Outcome("complete", probe(
-                                 ctx.workload, ref_plan, tol.steps,
-                                 trainer_factory=self.trainer_factory, clock=self.clock)))
+        start, o, tol = ctx.incumbent, ctx.options, _tolerance(ctx.options)
+        ref = self._reference(ctx, tol)
         evidence: dict[str, Any] = {"tolerance": tol.to_dict(), "reference_trial": ref.number}
         if ref.state != "complete":
             return self._result(start, rec, {**evidence, "error": ref.reason},
@@ -312,17 +302,7 @@ class HardwareStage:
         t = Tournament(ctx, self.name, options_settings(ctx, m["step_s"]), self.clock,
                        self.trainer_factory, horizon, m["step_s"], m["build_s"], started)
         infos, traits = self.infos(), self.traits(ctx.workload)
-        check = par.checker(m["losses"], tol)
-        axes = _axes(o)
-        for i, axis in enumerate(axes):
-            cands = hardware_candidates(axis, t.incumbent, infos, traits)
-            for j, cand in enumerate(cands):
-                later = [c for a in axes[i + 1:]
-                         for c in hardware_candidates(a, t.incumbent, infos, traits)]
-                pending = sum(c.skip is None for c in [*cands[j:], *later])
-                extra = COMPILE_PRIOR_S if axis == "compile" else 0.0
-                t.challenge(cand, check, extra_cost_s=extra, reference=m["losses"], tol=tol,
-                            pending=pending)
+        self._challenge_all(t, _axes(o), infos, traits, m["losses"], tol)
         evidence.update(devices=[i.device for i in infos], traits=vars(traits),
                         settings=settings_key(t.settings), candidates=t.entries,
                         horizon=horizon.evidence())
@@ -330,9 +310,41 @@ class HardwareStage:
             evidence["final"] = t.confirm(start)
         return self._result(t.incumbent, rec, evidence, _summary(start, t))
 
+    def _reference(self, ctx: StageContext, tol: par.Tolerance) -> Trial:
+        """The fp32 reference run: parity's losses and the step time that sizes A/Bs."""
+        ref_plan = par.reference_plan(ctx.incumbent)
+        ctx.progress("hardware: fp32 reference run")
+        # At most a sixth of the budget: on a slow, busy machine 20 steps can take minutes.
+        cap = ctx.budget_s / 6
+        key = {"check": "reference", "plan": ref_plan.to_dict(), "steps": tol.steps,
+               "time_cap_s": cap}
+        return ctx.trials.run(self.name, key, lambda: Outcome("complete", probe(
+            ctx.workload, ref_plan, tol.steps, time_cap_s=cap,
+            trainer_factory=self.trainer_factory, clock=self.clock)))
+
+    @staticmethod
+    def _challenge_all(t: Tournament, axes: tuple[str, ...], infos: list[DeviceInfo],
+                       traits: ModelTraits, reference: list[float], tol: par.Tolerance) -> None:
+        check = par.checker(reference, tol)
+        for i, axis in enumerate(axes):
+            cands = hardware_candidates(axis, t.incumbent, infos, traits)
+            for j, cand in enumerate(cands):
+                later = [c for a in axes[i + 1:]
+                         for c in hardware_candidates(a, t.incumbent, infos, traits)]
+                pending = sum(c.skip is None for c in [*cands[j:], *later])
+                extra = COMPILE_PRIOR_S if axis == "compile" else 0.0
+                t.challenge(cand, check, extra_cost_s=extra, reference=reference, tol=tol,
+                            pending=pending)
+
     def _result(self, plan: Plan, rec: RecordingTrials, evidence: dict[str, Any],
                 summary: str) -> StageResult:
         return StageResult(self.name, plan, rec.recorded(), evidence, summary)
+
+
+def _tolerance(o: dict[str, Any]) -> par.Tolerance:
+    return par.Tolerance(steps=int(o.get("parity_steps", par.DEFAULT_STEPS)),
+                         rtol=float(o.get("parity_rtol", par.DEFAULT_RTOL)),
+                         atol=float(o.get("parity_atol", par.DEFAULT_ATOL)))
 
 
 def _axes(options: dict[str, Any]) -> tuple[str, ...]:

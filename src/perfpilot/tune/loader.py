@@ -45,6 +45,7 @@ from perfpilot.tune.stage import Outcome, StageContext, StageResult
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
+    from perfpilot.record import Trial
 
 DATA_BOUND_SHARE = 0.05  # below 5% data wait, even removing all of it gains less than 5.3%
 PROBE_STEPS = 12
@@ -69,13 +70,8 @@ class LoaderStage:
         started = self.clock()
         ctx, rec = recording(ctx)
         start, o = ctx.incumbent, ctx.options
-        steps = int(o.get("probe_steps", PROBE_STEPS))
         threshold = float(o.get("data_bound_share", DATA_BOUND_SHARE))
-        ctx.progress("loader: measuring the data wait per step")
-        pr = ctx.trials.run(self.name, {"check": "probe", "plan": start.to_dict(), "steps": steps},
-                            lambda: Outcome("complete", probe(
-                                ctx.workload, start, steps,
-                                trainer_factory=self.trainer_factory, clock=self.clock)))
+        pr = self._probe(ctx, int(o.get("probe_steps", PROBE_STEPS)))
         if pr.state != "complete":
             return StageResult(self.name, start, rec.recorded(),
                                {"probe_trial": pr.number, "error": pr.reason},
@@ -99,6 +95,16 @@ class LoaderStage:
             evidence["final"] = t.confirm(start)
         return StageResult(self.name, t.incumbent, rec.recorded(),
                            evidence, _summary(start, t, m["data_share"], threshold))
+
+    def _probe(self, ctx: StageContext, steps: int) -> Trial:
+        """The incumbent's data wait per step (and the step time that sizes A/Bs)."""
+        ctx.progress("loader: measuring the data wait per step")
+        cap = ctx.budget_s / 8
+        key = {"check": "probe", "plan": ctx.incumbent.to_dict(), "steps": steps,
+               "time_cap_s": cap}
+        return ctx.trials.run(self.name, key, lambda: Outcome("complete", probe(
+            ctx.workload, ctx.incumbent, steps, time_cap_s=cap,
+            trainer_factory=self.trainer_factory, clock=self.clock)))
 
     def _workers(self, t: Tournament, info: DeviceInfo, share: float, threshold: float) -> str:
         """Try more workers while data wait is the bottleneck; returns why it stopped."""

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import UserError
 from perfpilot.tune import tune_record as tr
-from perfpilot.tune.final import FinalCheck, FinalSettings, keeps_tuned, plan_final
+from perfpilot.tune.final import (
+    ROUNDS,
+    FinalCheck,
+    FinalSettings,
+    keeps_tuned,
+    plan_final,
+    ttt_cost_s,
+)
 from perfpilot.tune.preflight import (
     ExecutorName,
     check_baseline,
@@ -69,6 +76,7 @@ BASELINE_SHARE = 0.25  # the baseline run to the target may use this share of th
 BASELINE_CAP_S = 120.0
 NO_TARGET_RUN_S = 10.0  # the "before" run of a workload without a target
 FINAL_SHARE = 0.4  # the most of the budget the final check's runs to the target may take
+FINAL_AB_SHARE = 0.15  # the final throughput A/B shrinks (to 5 pairs) to fit in this share
 MIN_STAGES_S = 10.0
 
 
@@ -124,6 +132,8 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     w = with_target(workload, target)
     check_workload(w)
     check_baseline(w.baseline)
+    if restart:  # the demo: a previous run's plan must not outlive its study
+        (out / tr.PLAN_FILE).unlink(missing_ok=True)
     replay = ReplayClock(clock)
     names, objects = resolve_stages(stages, replay)
     study = open_study(out, fingerprint(w, names, budget_s, options), resume=resume,
@@ -258,7 +268,8 @@ class _Run:
                        seed=self.w.seed,
                        budget_left_s=FINAL_SHARE * self.budget_s if rounds else 0.0,
                        rounds=max(rounds, 1), chunk_s=self.options.get("chunk_s"),
-                       ab_pairs=int(self.options.get("final_pairs", 10)))
+                       ab_pairs=int(self.options.get("final_pairs", 10)),
+                       ab_max_s=FINAL_AB_SHARE * self.budget_s)
         if rounds == 0 and not s.skip_ttt:
             s = dataclasses.replace(s, rounds=0, skip_ttt="final_rounds=0")
         stages_s = left - s.estimate_s
@@ -337,20 +348,39 @@ class _Run:
         self.progress.phase("final check", self.settings.estimate_s)
         check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
                            progress=self.progress.message)
-        result = check.run()
+        result = check.run(rounds=lambda thr: tuple(self.fixed(
+            "final.rounds", lambda: list(self._ttt_rounds(thr)))))
         self.rec["tuned"] = check.record_of("tuned") or self._tuned_run(tuned)
         self.rec["baseline_check"] = check.record_of("baseline")
         return result
 
+    def _ttt_rounds(self, throughput: dict[str, Any]) -> tuple[int, str]:
+        """Runs to the target skipped for budget may fit after all once the throughput
+        check says how much faster the tuned plan trains."""
+        s = self.settings
+        if s.rounds or not s.skip_ttt.startswith("budget") or "ratio" not in throughput:
+            return s.rounds, s.skip_ttt
+        cost, left = ttt_cost_s(self.base_m, throughput, ROUNDS), self.left()
+        if cost <= max(left, 0.0):
+            return ROUNDS, ""
+        return 0, (f"budget: {ROUNDS} interleaved pairs of runs to the target need about "
+                   f"{cost:.0f} s (the tuned plan's from its measured throughput), "
+                   f"{max(left, 0):.0f} s left")
+
     def _tuned_run(self, plan: Plan) -> dict[str, Any] | None:
-        """A short "after" record when the final check had no runs to the target."""
+        """An "after" record when the final check had no runs to the target: the tuned
+        plan trained for at most :data:`NO_TARGET_RUN_S` (to the target, when there is
+        one, so its curves compare with the baseline's; one run, not a comparison)."""
         engine = (self.rec["baseline"] or {}).get("engine", {})
         secs = max(1.0, min(NO_TARGET_RUN_S, float(engine.get("train_time_s") or 5.0)))
-        self.progress.message("recording the tuned plan's step breakdown")
-        trial = self.runner.run("final", {"check": "run", "plan": plan.to_dict(),
-                                          "seed": self.w.seed, "time_s": secs},
-                                Portable(run_unit, (self.ref, plan.to_dict(), self.w.seed,
-                                                    False, secs), timeout_s=10 * secs + 120))
+        to_target = self.w.target is not None
+        every = self.settings.eval_every_s if to_target else None
+        self.progress.message("recording the tuned plan's run")
+        key = {"check": "run", "plan": plan.to_dict(), "seed": self.w.seed, "time_s": secs,
+               "until_target": to_target, "eval_every_s": every}
+        trial = self.runner.run("final", key, Portable(
+            run_unit, (self.ref, plan.to_dict(), self.w.seed, to_target, secs, every),
+            timeout_s=10 * secs + 120))
         return trial.measurements.get("record") if trial.state == "complete" else None
 
     def decide(self, tuned: Plan, final: dict[str, Any]) -> TuneResult:
@@ -362,11 +392,11 @@ class _Run:
         self.rec.update(final=tr.sanitize(final), plan=plan.to_dict(),
                         decision={"plan": "tuned" if keep and plan != self.w.baseline
                                   else "baseline", "why": why})
-        self.finish("complete", None)
-        try:
+        try:  # the plan first: it is the result, the rest is its evidence
             save_plan(plan, self.out / tr.PLAN_FILE)
         except OSError as e:
             raise UserError(f"cannot write {self.out / tr.PLAN_FILE}: {e.strerror}") from None
+        self.finish("complete", None)
         return TuneResult(plan=plan, record=self.rec, out_dir=self.out)
 
     # -------------------------------------------------- output
@@ -387,11 +417,11 @@ class _Run:
             write_report(self.rec, self.out / tr.REPORT_FILE)
         except UserError:
             raise
-        except Exception as e:  # the record is safe; say why the page is missing
-            self.rec["notes"].append(f"report.html could not be rendered: {e!r}")
+        except Exception as e:  # a rendering bug must not cost the tuning: say so, go on
+            self.rec["notes"].append(f"report.html could not be rendered ({e!r}, a perfpilot "
+                                     "bug); `perfpilot report DIR` renders it again")
+            self.rec["report_traceback"] = traceback.format_exc()
             self.save()
-            if status == "complete":
-                raise
 
 
 # ---------------------------------------------------------------- small helpers
