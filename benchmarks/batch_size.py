@@ -216,6 +216,7 @@ def bench_workload(name: str, budget_s: float, seeds: list[int], mem_fraction: f
                    grid: bool) -> dict[str, Any]:
     import psutil
 
+    from perfpilot.tune.batch import canonical_lr
     from perfpilot.tune.batch_runs import RunConfig
     from perfpilot.tune.lr import LrPolicy
     from perfpilot.workload import load_workload
@@ -238,7 +239,7 @@ def bench_workload(name: str, budget_s: float, seeds: list[int], mem_fraction: f
             v["picked"], v["batch_size"] = v["batch_size"], min(v["batch_size"], n)
 
     def cfg(b: int, lr: float | None = None) -> Any:
-        lr = float(f"{(pol.lr(b) if lr is None else lr):.6g}")
+        lr = canonical_lr(pol.lr(b) if lr is None else lr, lr0)
         return RunConfig(b, lr, pol.warmup_steps(b, lr))
 
     arms = {"baseline": RunConfig(b0, lr0, plan.warmup_steps),

@@ -78,3 +78,12 @@ def test_stage_options_override_the_rule() -> None:
     with pytest.raises(UserError, match="'candidates'"):
         BatchOptions.from_options({"batch": {"candidates": 2.5}})
     assert BatchOptions.from_options({"batch": {"warmup_steps": 0}}).warmup_steps == 0
+
+
+def test_one_lr_reached_two_ways_is_one_configuration() -> None:
+    from perfpilot.tune.batch import canonical_lr
+
+    base = 1e-3
+    a = canonical_lr(float(f"{base * 2 * math.sqrt(2):.6g}") * math.sqrt(2), base)
+    assert a == canonical_lr(base * 4, base) == 0.004
+    assert canonical_lr(1e-3 * math.sqrt(1438 / 32), base) == pytest.approx(6.7035e-3, rel=1e-4)

@@ -38,6 +38,8 @@ def test_minimising_metric_and_no_progress() -> None:
     assert next_eval(curve, 200, 2.25, "min", 0.04) == pytest.approx(200 * 2**0.25)
     worse = [[100, 1.0, 2.5], [200, 2.0, 3.0]]
     assert next_eval(worse, 200, 2.0, "min", 0.04) == 400
+    flat = [[100, 1.0, 0.5], [200, 2.0, 0.5 + 1e-300]]  # exp() of the gap would overflow
+    assert next_eval(flat, 200, 0.97, "max", 0.04) == 400
 
 
 def test_crossing_is_interpolated_in_log_samples() -> None:

@@ -60,7 +60,7 @@ def test_cuda_facts_from_kernel_names():
 def test_window_opens_after_warmup_and_closes_after_its_steps():
     pytest.importorskip("torch")
     tracker = StepTracker()
-    w = OpWindow(tracker, steps=2, after_steady=1)
+    w = OpWindow(tracker, steps=2, after_steady=1, min_steady_s=0.0)
     w.on_boundary("optimizer")
     assert w.state == "waiting"  # no warm-up end yet
     tracker.warmup_end = tracker.clock()

@@ -98,7 +98,7 @@ def test_duration_window_stops_a_script_without_steps(tmp_path):
     assert record["profile"]["step_kind"] is None
 
 
-def test_module_form_and_startup_kept_apart(tmp_path):
+def test_module_form_and_startup_kept_apart(tmp_path, monkeypatch):
     pkg = tmp_path / "pkgx"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -110,15 +110,9 @@ def test_module_form_and_startup_kept_apart(tmp_path):
             opt.zero_grad(); model(torch.randn(2, 4)).sum().backward(); opt.step()
     """)
     out = tmp_path / "r.json"
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["profile", "--quiet", "--json", str(out), "--", sys.executable, "-m",
-                     "pkgx"]) == 0
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)
+    assert main(["profile", "--quiet", "--json", str(out), "--", sys.executable, "-m",
+                 "pkgx"]) == 0
     record = json.loads(out.read_text())
     tl = record["timeline"]
     assert tl["imports_s"] > 0 and tl["startup_s"] >= tl["imports_s"] * 0.5
@@ -132,7 +126,7 @@ def test_workload_form_with_a_plan(tmp_path):
     plan = tmp_path / "p.json"
     plan.write_text('{"batch_size": 16, "cpu_threads": 1}')
     out = tmp_path / "r.json"
-    assert main(["profile", "digits", "--plan", str(plan), "--steps", "6", "--quiet",
+    assert main(["profile", "digits", "--plan", str(plan), "--steps", "4", "--quiet",
                  "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     assert record["workload"] == "digits" and record["plan"]["batch_size"] == 16

@@ -2,9 +2,11 @@
 steady steps.
 
 The window opens at a step boundary once warm-up is over and a couple of steady steps
-have run, and closes after :attr:`OpWindow.steps` boundaries or :attr:`OpWindow.max_s`
-seconds. Its steps are flagged so step statistics leave them out (the profiler slows
-every op down). Raw kineto events are aggregated directly (about 1 us per event; the
+and :attr:`OpWindow.min_steady_s` seconds have run (a run shorter than that gets no
+operator profile: kineto's start-up would be a large part of it), and closes after
+:attr:`OpWindow.steps` boundaries or :attr:`OpWindow.max_s` seconds. Its steps are
+flagged so step statistics leave them out (the profiler slows every op down). Raw
+kineto events are aggregated directly (about 1 us per event; the
 ``FunctionEvent``/``key_averages`` route costs ~50 us per event), into operator self and
 total time per device. On CUDA the window also yields kernel time, memcpy kinds
 ("Pageable -> Device"...) and the GEMM kernels used, for the tensor-core rule.
@@ -57,10 +59,11 @@ class OpWindow:
     """Opens and closes the profiler at step boundaries (see the module docstring)."""
 
     def __init__(self, tracker: StepTracker, *, steps: int = 3, max_s: float = 0.3,
-                 after_steady: int = 2, cuda: bool = False,
+                 after_steady: int = 2, min_steady_s: float = 0.5, cuda: bool = False,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.t = tracker
         self.steps, self.max_s, self.after_steady = steps, max_s, after_steady
+        self.min_steady_s = min_steady_s
         self.cuda = cuda
         self.clock = clock
         self.kind: str | None = None
@@ -83,7 +86,8 @@ class OpWindow:
                 self.kind, self._seen = kind, 0
             if kind == self.kind:
                 self._seen += 1
-                if self._seen > self.after_steady:
+                steady_s = self.clock() - (self.t.warmup_end or self.clock())
+                if self._seen > self.after_steady and steady_s >= self.min_steady_s:
                     self._open()
         elif kind == self.kind:
             self._in += 1

@@ -115,7 +115,7 @@ def calibrate_threads(torch: Any, current: int, candidates: list[int], *,
     return best
 
 
-def op_overhead_s(torch: Any, n: int = 2000,
+def op_overhead_s(torch: Any, n: int = 1000,
                   clock: Callable[[], float] = time.perf_counter) -> float:
     """Median per-op time of a tiny elementwise op: PyTorch's fixed dispatch cost."""
     x = torch.ones(4)

@@ -363,9 +363,7 @@ class _Tuning:
 
     def config(self, batch: int, policy: LrPolicy, lr: float | None = None) -> RunConfig:
         """The config at ``batch``: the rule's LR (or ``lr``) and the policy's warmup."""
-        # Rounded so that one LR reached two ways (x2 then /2, rescaled there and back)
-        # is one configuration.
-        lr = float(f"{(policy.lr(batch) if lr is None else lr):.6g}")
+        lr = canonical_lr(policy.lr(batch) if lr is None else lr, self.base.lr)
         warmup = (self.opts.warmup_steps if self.opts.warmup_steps is not None
                   else policy.warmup_steps(batch, lr))
         return RunConfig(batch, lr, warmup)
@@ -418,6 +416,16 @@ class _Tuning:
                        f"{plan.lr:.3g}: {why}")
         return StageResult(name=STAGE, plan=plan, trials=tuple(self.trials),
                            evidence=self.evidence, summary=summary)
+
+
+def canonical_lr(lr: float, base_lr: float) -> float:
+    """``lr`` snapped to ``base_lr * 2**(k/4)`` when within 0.01% of it, then rounded to 6
+    significant digits: the search moves by factors of 2 and sqrt(2), and one LR reached
+    along two paths (x2 then /sqrt(2)...) must be one configuration, not two that differ
+    in the last digit."""
+    k = round(4 * math.log2(lr / base_lr))
+    snapped = base_lr * 2 ** (k / 4)
+    return float(f"{(snapped if abs(snapped / lr - 1) < 1e-4 else lr):.6g}")
 
 
 def _b(noise: Mapping[str, Any]) -> float:

@@ -286,7 +286,9 @@ def next_eval(curve: list[list[float]], seen: int, target: float, direction: str
     s0, _, m0 = next((c for c in reversed(curve[:-1]) if c[0] <= s1 / 2), curve[0])
     sign = 1.0 if direction == "max" else -1.0
     gain = sign * (m1 - m0) / max(math.log(s1 / s0), 1e-12) if s0 > 0 else 0.0
-    if gain <= 0:  # per unit of log-samples
+    # ``gain`` is per unit of log-samples; the crossing is more than a doubling away (or
+    # never, at this rate) when the exponent passes log 2: no exp() overflow on a flat trend.
+    if gain <= 0 or sign * (target - m1) / gain > math.log(2):
         return hi
     star = s1 * math.exp(sign * (target - m1) / gain)
     return min(max(min(star * (1 - 2 * fraction), math.sqrt(s1 * star)), lo), hi)
