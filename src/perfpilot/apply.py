@@ -37,11 +37,14 @@ if TYPE_CHECKING:
 
 
 @functools.cache
-def _default_threads() -> int:
+def default_threads() -> int:
     """PyTorch's intra-op thread count before perfpilot touched it (first call wins)."""
     import torch
 
     return torch.get_num_threads()
+
+
+_default_threads = default_threads  # kept for callers written before it was public
 
 
 def check_plan(plan: Plan) -> None:
@@ -71,7 +74,7 @@ def setup_process(plan: Plan) -> None:
     """
     import torch
 
-    threads = plan.cpu_threads or _default_threads()
+    threads = plan.cpu_threads or default_threads()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     if plan.interop_threads is not None:

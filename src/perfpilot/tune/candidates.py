@@ -26,8 +26,6 @@ HARDWARE_AXES: tuple[str, ...] = (
     "device", "cpu_threads", "precision", "channels_last", "cudnn_benchmark",
     "interop_threads", "compile",
 )
-LOADER_AXES: tuple[str, ...] = ("num_workers", "persistent_workers", "prefetch_factor",
-                                "pin_memory")
 # A thread or worker count ladder stays exhaustive up to this many cores, then doubles, so a
 # 64-core machine costs 8 measurements instead of 64.
 FULL_LADDER_UP_TO = 8
@@ -117,7 +115,7 @@ def process_default_threads() -> int:
 
     # By module path: ``perfpilot.apply`` as an attribute of the package is the apply()
     # function (the lazy public API), not the module.
-    return importlib.import_module("perfpilot.apply")._default_threads()
+    return importlib.import_module("perfpilot.apply").default_threads()
 
 
 def info_for(device: str, infos: Sequence[DeviceInfo]) -> DeviceInfo:
