@@ -1,4 +1,6 @@
-"""``perfpilot tune``: option parsing, one-line user errors, and a short real run."""
+"""``perfpilot tune``: option parsing, one-line user errors, and a short real run (the
+pipeline itself is tested in test_pipeline.py, kill -9 and --resume in
+test_cli_tune_resume.py)."""
 
 from __future__ import annotations
 
@@ -58,6 +60,24 @@ def test_bad_budget_is_one_line(capsys):
         capsys, ["tune", "digits", "--budget", "5 parsecs"])
 
 
+def test_bad_executor_is_one_line(capsys):
+    assert "--executor: 'gpu-farm'" in _error_line(
+        capsys, ["tune", "digits", "--executor", "gpu-farm"])
+
+
+def test_target_without_a_metric_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "tiny.py"
+    spec.write_text(WORKLOAD)
+    err = _error_line(capsys, ["tune", f"{spec}:workload", "--target", "0.9", "--out",
+                               str(tmp_path / "out")])
+    assert "--target 0.9" in err and "no metric" in err
+
+
+def test_too_small_budget_is_one_line(capsys):
+    assert "too small to tune anything" in _error_line(
+        capsys, ["tune", "digits", "--budget", "5s"])
+
+
 def test_unwritable_out_dir(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -89,25 +109,34 @@ WORKLOAD = textwrap.dedent('''
 ''')
 
 
-def test_tune_writes_the_whole_plan_and_the_evidence(tmp_path, capsys):
+def test_tune_writes_the_whole_plan_the_record_and_the_report(tmp_path, capsys):
     spec = tmp_path / "tiny.py"
     spec.write_text(WORKLOAD)
     out = tmp_path / "out"
-    rc = main(["tune", f"{spec}:workload", "--only", "loader", "--budget", "10s",
+    rc = main(["tune", f"{spec}:workload", "--only", "loader", "--budget", "30s",
                "--out", str(out)])
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    assert "loader" in printed and "plan.json" in printed
+    assert "loader" in printed and "report.html" in printed
     raw = json.loads((out / "plan.json").read_text())
     assert set(raw) == {"version", *knob_names()}  # the whole plan, not a diff
     plan = load_plan(out / "plan.json")
-    doc = json.loads((out / "evidence.json").read_text())
-    assert doc["workload"] == "tiny" and doc["plan"] == plan.to_dict()
-    (stage,) = doc["stages"]
-    assert stage["name"] == "loader" and stage["budget_s"] == pytest.approx(10, abs=0.5)
-    assert stage["trials"] and all({"state", "reason", "measurements"} <= set(t)
-                                   for t in stage["trials"])
-    probe = stage["trials"][0]
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["workload"]["name"] == "tiny" and rec["plan"] == plan.to_dict()
+    assert rec["status"] == "complete" and (out / "report.html").exists()
+    (stage,) = rec["stages"]
+    assert stage["name"] == "loader" and stage["budget_s"] > 0
+    trials = {t["number"]: t for t in rec["trials"]}
+    assert all({"state", "reason", "measurements"} <= set(t) for t in trials.values())
+    probe = trials[stage["trials"][0]]
     assert probe["plan"]["check"] == "probe" and probe["measurements"]["data_share"] > 0
     fates = {c["fate"] for c in stage["evidence"]["candidates"]}
     assert fates <= {"accepted", "rejected", "skipped"}
+    # A second run on the same directory needs --resume, and then repeats nothing.
+    assert main(["tune", f"{spec}:workload", "--only", "loader", "--budget", "30s",
+                 "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["tune", f"{spec}:workload", "--only", "loader", "--budget", "30s",
+                 "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "record.json").read_text())
+    assert again["trials"] == rec["trials"] and again["plan"] == rec["plan"]

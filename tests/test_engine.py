@@ -141,7 +141,7 @@ def test_phases_add_up_to_the_step_time_with_the_real_clock():
 
 
 def test_a_slow_dataset_shows_up_as_data_time():
-    record = run(tiny(busy=4000), Plan(batch_size=8, lr=0.05), steps=8, progress=False)
+    record = run(tiny(busy=40000), Plan(batch_size=8, lr=0.05), steps=8, progress=False)
     assert record.phases_s["data"] / sum(record.phases_s.values()) > 0.5
     assert max(record.phases_s, key=record.phases_s.get) == "data"
 

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from perfpilot.apply import _default_threads  # noqa: E402
+from perfpilot.apply import default_threads  # noqa: E402
 from perfpilot.integrations.lightning import (  # noqa: E402
     PlanCallback,
     compile_module,
@@ -90,7 +90,7 @@ def test_plan_reaches_batch_size_loader_threads_and_lr() -> None:
         # plan.lr replaces the optimizer's lr; the 1/10 group keeps its ratio.
         assert m.lrs[0] == pytest.approx([0.02, 0.2]) and m.lrs[-1] == pytest.approx([0.02, 0.2])
     finally:
-        torch.set_num_threads(_default_threads())
+        torch.set_num_threads(default_threads())
 
 
 def test_warmup_ramps_then_holds() -> None:

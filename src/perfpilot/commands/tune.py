@@ -1,21 +1,15 @@
-"""``perfpilot tune``: choose settings by measurement, stage by stage, and write the plan.
+"""``perfpilot tune``: from a workload to a measured, applied plan, within a time budget.
 
-First version: runs the requested stages (:data:`perfpilot.tune.stage.STAGE_ORDER`) one
-after the other in this process with an in-memory trial runner, each starting from the
-previous stage's plan and getting a share of the budget (time a stage leaves unused goes
-to the next). Writes ``DIR/plan.json`` (the whole Plan) and ``DIR/evidence.json`` (every
-stage's trials with state, reason and measurements, plus its evidence).
-
-Kept small on purpose: durable storage and resume, executors and the HTML report plug in
-at :func:`run_stages` (the trial runner) and :func:`write_outputs`.
+Runs baseline -> hardware -> loader -> batch/LR -> final check through
+:func:`perfpilot.tune.pipeline.tune` with a live progress display (stage, trials, best so
+far, time left; on stderr when it is a terminal), and writes ``DIR/plan.json``,
+``DIR/record.json``, ``DIR/report.html`` and the study (``DIR/study.journal``). A killed
+run continues with ``--resume`` and repeats no finished trial. See docs/tune.md.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,8 +20,9 @@ import typer
 from perfpilot.errors import UserError
 
 DEFAULT_OUT = "perfpilot-out"
-DEFAULT_BUDGET = "5m"
-# Relative shares of the budget; the hardware stage has the most candidates.
+DEFAULT_BUDGET = "10m"
+EXECUTORS = ("inline", "process", "ray")
+# Relative shares of the budget (the pipeline's own copy is authoritative).
 STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
 _NUM = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?")
@@ -48,32 +43,45 @@ def tune_command(
              "hardware, loader, batch)."),
     budget: str = typer.Option(
         DEFAULT_BUDGET, "--budget", metavar="TIME",
-        help="Total tuning time, e.g. 90s, 5m, 1h (split between the stages)."),
+        help="Total tuning time, e.g. 90s, 5m, 1h: baseline, stages and final check."),
     out: Path = typer.Option(
         Path(DEFAULT_OUT), "--out", metavar="DIR",
-        help="Directory for plan.json and evidence.json (created if missing)."),
+        help="Directory for plan.json, record.json, report.html and the study (created if "
+             "missing)."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue the study in DIR (after a crash, Ctrl-C or kill): finished trials are "
+             "recalled, not repeated. Same WORKLOAD, --only, --budget and --target."),
+    executor: str = typer.Option(
+        "inline", "--executor", metavar="KIND",
+        help="Where portable trials run: inline (this process), process (a warm worker "
+             "process) or ray. Timing trials run one at a time per CPU or GPU."),
+    target: float | None = typer.Option(
+        None, "--target", metavar="VALUE",
+        help="Target value of the workload's metric for time to target (default: the "
+             "workload's own target)."),
     horizon: str | None = typer.Option(
         None, "--horizon", metavar="TIME",
         help="Expected length of your real training run, e.g. 2h: a compile or warm-up cost "
-             "must pay for itself within it. Default: the incumbent's measured time to the "
-             "workload's target, else 10 minutes (assumed, and said so)."),
+             "must pay for itself within it. Default: the baseline's measured time to the "
+             "target, else each stage's default (stated in the report)."),
 ) -> None:
-    """Measure settings on WORKLOAD and keep only the real gains; write DIR/plan.json."""
-    from perfpilot.workload import check_workload, load_workload
+    """Tune WORKLOAD by measurement and write DIR/plan.json with the evidence (report.html)."""
+    from rich.console import Console
+
+    from perfpilot.render.report_console import LiveProgress, print_summary
+    from perfpilot.tune.pipeline import tune
+    from perfpilot.workload import load_workload
 
     stages = parse_stages(only)
     budget_s = parse_duration(budget, "--budget")
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
-    check_out_dir(out)
+    kind = parse_executor(executor)
     w = load_workload(workload)
-    check_workload(w)
-    _check_baseline(w.baseline)
-    with _Progress() as progress:
-        results = run_stages(w, stages, budget_s, horizon_s=horizon_s,
-                             on_message=progress.message, on_stage=progress.stage)
-    plan = results[-1]["result"].plan if results else w.baseline
-    write_outputs(out, w, plan, results, budget_s=budget_s, horizon_s=horizon_s)
-    _print_outcome(w.baseline, plan, results, out)
+    result = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
+                  executor=kind, target=target, horizon_s=horizon_s, spec=workload,
+                  progress=LiveProgress())
+    print_summary(result.record, out, Console(), wrote_plan=True)
 
 
 # ---------------------------------------------------------------- parsing
@@ -93,6 +101,13 @@ def parse_duration(text: str, option: str) -> float:
     if seconds <= 0:
         raise UserError(f"{option}: {text!r} must be longer than 0 seconds")
     return seconds
+
+
+def parse_executor(text: str) -> str:
+    kind = text.strip().lower()
+    if kind not in EXECUTORS:
+        raise UserError(f"--executor: {text!r} is not one of {', '.join(EXECUTORS)}")
+    return kind
 
 
 def parse_stages(only: str | None) -> list[str]:
@@ -122,29 +137,10 @@ def _available(stage: str) -> bool:
     return importlib.util.find_spec(STAGES[stage].split(":")[0]) is not None
 
 
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` if needed and prove it is writable, before any measuring."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".perfpilot-write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"--out: cannot write to {out} ({e.strerror or e})") from None
+# ---------------------------------------------------------------- stages alone
 
 
-def _check_baseline(plan: Any) -> None:
-    from perfpilot.hardware import check_plan
-
-    check_plan(plan)
-
-
-# ---------------------------------------------------------------- running
-
-
-def stage_budgets(stages: Sequence[str], total_s: float, spent_s: float,
-                  index: int) -> float:
+def stage_budgets(stages: Sequence[str], total_s: float, spent_s: float, index: int) -> float:
     """Stage ``index``'s share of what is left: its weight over the weights still to run."""
     weights = [STAGE_WEIGHTS.get(s, 1.0) for s in stages[index:]]
     return max(0.0, total_s - spent_s) * weights[0] / sum(weights)
@@ -155,8 +151,10 @@ def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
                on_message: Callable[[str], None] = lambda m: None,
                on_stage: Callable[[str, float], None] = lambda s, b: None,
                clock: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
-    """Run ``stages`` in order from the workload's baseline; one dict per stage with its
-    ``result`` (a StageResult), ``budget_s`` and ``elapsed_s``."""
+    """Run ``stages`` in order from the workload's baseline, in memory: no baseline run,
+    no study, no final check, no files (benchmarks/hardware.py times the stages with it;
+    ``perfpilot tune`` runs :func:`perfpilot.tune.pipeline.tune`). One dict per stage with
+    its ``result`` (a StageResult), ``budget_s`` and ``elapsed_s``."""
     from perfpilot.hardware import discover
     from perfpilot.tune.stage import MemoryTrials, StageContext, load_stage
 
@@ -173,109 +171,3 @@ def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
         out.append({"result": result, "budget_s": share, "elapsed_s": clock() - t0})
         plan = result.plan
     return out
-
-
-# ---------------------------------------------------------------- output
-
-
-def evidence_document(workload: Any, plan: Any, results: Sequence[dict[str, Any]], *,
-                      budget_s: float, horizon_s: float | None) -> dict[str, Any]:
-    """The JSON written to ``evidence.json``."""
-    from perfpilot.hardware import discover
-
-    return {
-        "schema": "perfpilot.tune-evidence/1",
-        "workload": workload.name,
-        "budget_s": budget_s,
-        "horizon_s": horizon_s,
-        "machine": discover().to_dict(),
-        "baseline": workload.baseline.to_dict(),
-        "plan": plan.to_dict(),
-        "changes": {k: {"from": a, "to": b} for k, (a, b) in workload.baseline.diff(plan).items()},
-        "stages": [_stage_doc(r) for r in results],
-    }
-
-
-def _stage_doc(r: dict[str, Any]) -> dict[str, Any]:
-    res = r["result"]
-    return {"name": res.name, "summary": res.summary, "budget_s": r["budget_s"],
-            "elapsed_s": r["elapsed_s"], "plan": res.plan.to_dict(),
-            "trials": [t.to_dict() for t in res.trials], "evidence": res.evidence}
-
-
-def write_outputs(out: Path, workload: Any, plan: Any, results: Sequence[dict[str, Any]], *,
-                  budget_s: float, horizon_s: float | None) -> None:
-    """Write ``plan.json`` and ``evidence.json`` atomically (temp file + rename)."""
-    doc = evidence_document(workload, plan, results, budget_s=budget_s, horizon_s=horizon_s)
-    _atomic_write(out / "evidence.json", json.dumps(doc, indent=2, default=_json) + "\n")
-    _atomic_write(out / "plan.json", plan.to_json() + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-
-
-def _json(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    return str(o)
-
-
-def _print_outcome(baseline: Any, plan: Any, results: Sequence[dict[str, Any]],
-                   out: Path) -> None:
-    from rich.console import Console
-
-    console = Console()
-    for r in results:
-        res = r["result"]
-        console.print(f"[bold]{res.name}[/] ({r['elapsed_s']:.0f} s of {r['budget_s']:.0f} s):"
-                      f" {res.summary}", highlight=False)
-    changes = baseline.diff(plan)
-    if changes:
-        console.print("changes: " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in
-                                              changes.items()), highlight=False)
-    else:
-        console.print("no change: the baseline stays (nothing was a measured gain)")
-    console.print(f"wrote {out / 'plan.json'} and {out / 'evidence.json'}", highlight=False)
-
-
-class _Progress:
-    """A live rich progress display on stderr: one line per stage, elapsed time, the latest
-    message. Disabled (silent) when stderr is not a terminal."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        console = Console(stderr=True)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                 TimeElapsedColumn(), console=console,
-                                 disable=not console.is_terminal, transient=False)
-        self.task: Any = None
-
-    def __enter__(self) -> _Progress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.progress.stop_task(self.task)
-        self.progress.stop()
-
-    def stage(self, name: str, budget_s: float) -> None:
-        if self.task is not None:
-            self.progress.stop_task(self.task)
-        self.name, self.budget = name, budget_s
-        self.task = self.progress.add_task(f"{name} (budget {budget_s:.0f} s)")
-
-    def message(self, text: str) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, description=f"{self.name} (budget "
-                                 f"{self.budget:.0f} s): {text}")

@@ -264,16 +264,15 @@ def _v(x: Any) -> str:
 def _before_after(rec: dict[str, Any]) -> str:
     w = rec.get("workload") or {}
     final = rec.get("final") or {}
-    runs = _pair(rec)
-    out = ['<div class="grid2"><div>', f"<h3>Training curves ({_pair_source(rec)})</h3>",
-           rp.training_curves(runs, target=w.get("target"), metric=w.get("metric")) or
-           h.paragraph("No loss history recorded.", muted=True), "</div><div>"]
-    ttt = final.get("time_to_target") or {}
-    if ttt.get("rounds"):
-        out += ["<h3>Runs to the target, paired by round</h3>", rp.ttt_rounds(ttt["rounds"])]
-    out.append("</div></div>")
-    out.append(_comparisons(final))
-    return "".join(out)
+    curves = (f"<h3>Training curves ({_pair_source(rec)})</h3>"
+              + (rp.training_curves(_pair(rec), target=w.get("target"), metric=w.get("metric"))
+                 or h.paragraph("No loss history recorded.", muted=True)))
+    rounds = (final.get("time_to_target") or {}).get("rounds")
+    if rounds:
+        curves = (f'<div class="grid2"><div>{curves}</div><div>'
+                  "<h3>Runs to the target, paired by round</h3>"
+                  f"{rp.ttt_rounds(rounds)}</div></div>")
+    return curves + _comparisons(final)
 
 
 def _comparisons(final: dict[str, Any]) -> str:

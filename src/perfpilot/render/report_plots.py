@@ -71,8 +71,9 @@ def training_curves(runs: dict[str, dict[str, Any] | None], *, target: float | N
         if has_metric:
             if target is not None:
                 axes[1].axhline(target, color=GOOD, linestyle="--", linewidth=1)
-                axes[1].annotate(f"target {target:g}", (0, target), xycoords=("axes fraction",
-                                 "data"), fontsize=8, color=GOOD, va="bottom")
+                axes[1].annotate(f"target {target:g}", (1.0, target), xycoords=(
+                    "axes fraction", "data"), fontsize=8, color=GOOD, va="top", ha="right",
+                    xytext=(0, -3), textcoords="offset points")
             _style(axes[1], "training seconds", metric or "metric")
 
     return h.figure_svg(draw, width=8.6, height=3.0)
