@@ -227,3 +227,21 @@ def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> 
     # The baseline run leaves (a portable unit); the fake stage's closure does not.
     assert res.record["placement"] == {"process": 1, "inline": 1}
     assert res.record["baseline"]["time_to_target_s"] is not None
+
+
+def test_replay_clock_jumps_to_where_the_original_run_was() -> None:
+    from perfpilot.record import Trial
+    from perfpilot.tune.progress import CLOCK_KEY, ReplayClock
+
+    now = [100.0]
+    clock = ReplayClock(lambda: now[0])
+    now[0] = 101.0
+    clock.replayed(Trial(number=0, stage="s", plan={}, state="complete",
+                         measurements={CLOCK_KEY: 30.0}, started_at=0.0, finished_at=5.0))
+    assert clock.elapsed() == pytest.approx(30.0)  # the stamp, not the 5 s duration
+    clock.replayed(Trial(number=1, stage="s", plan={}, state="failed", started_at=0.0,
+                         finished_at=4.0))
+    assert clock.elapsed() == pytest.approx(34.0)  # no stamp: the duration
+    clock.replayed(Trial(number=2, stage="s", plan={}, state="complete",
+                         measurements={CLOCK_KEY: 10.0}))
+    assert clock.elapsed() == pytest.approx(34.0)  # never backwards

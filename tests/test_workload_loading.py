@@ -132,3 +132,22 @@ def test_the_real_command_prints_no_traceback(case: str) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and words[-1] in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ---------------------------------------------------------------- the documented example
+
+
+def test_the_example_in_the_docs_loads_checks_and_trains(tmp_path: Path) -> None:
+    """docs/workloads.md promises a complete example a user can copy: keep it working."""
+    from perfpilot.engine import Trainer
+
+    doc = (Path(__file__).parents[1] / "docs" / "workloads.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "my_workload.py"
+    path.write_text(code)
+    w = _load_and_check(f"{path}:workload")
+    with Trainer(w, w.baseline) as trainer:
+        before = trainer.evaluate()
+        trainer.train_steps(20)
+        after = trainer.evaluate()
+    assert before is not None and after is not None and after > before

@@ -45,8 +45,8 @@ def dataloader_bound(f: Facts) -> list[Finding]:
         built = f" built at {where(ld['site'])}" if ld.get("site") else ""
         evidence += f"; the DataLoader{built} uses num_workers={workers}"
     if hot is not None:
-        evidence += (f"; loading time is mostly in {hot['site'][2]}() at {where(hot['site'])} "
-                     f"({pct(hot['share'])} of the run)")
+        evidence += (f"; {pct(hot['of_loading'])} of the loading time is in "
+                     f"{hot['site'][2]}() at {where(hot['site'])}")
     evidence += "."
     iter_share = f.share(float(ld.get("iter_s") or 0.0))
     if workers > 0 and not ld.get("persistent_workers") and iter_share >= 0.5 * share:
@@ -82,10 +82,11 @@ def _brief(ld: dict[str, Any]) -> dict[str, Any]:
 
 def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
     """The user line (in the dataset/collate code, not the loop's own ``for`` line) with the
-    most self time while fetching batches."""
-    best = None
+    most self time while fetching batches, and its fraction of the sampled loading time."""
+    best, total = None, 0.0
     for h in f.section("hot_lines", []):
         sec = (h.get("tags") or {}).get("data", 0.0)
+        total += sec
         if _FOR_LINE.match(source([h["file"], h["line"]])):
             continue
         if sec > 0 and (best is None or sec > best[0]):
@@ -93,4 +94,5 @@ def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
     if best is None:
         return None
     h = best[1]
-    return {"site": [h["file"], h["line"], h["function"]], "share": f.share(best[0])}
+    return {"site": [h["file"], h["line"], h["function"]], "share": f.share(best[0]),
+            "of_loading": best[0] / total}

@@ -160,7 +160,9 @@ class Session:
     # ------------------------------------------------------------ window limits
 
     def _on_boundary(self, kind: str) -> None:
-        if self.tracker.warmup_end is None or self.cfg.workload:
+        if not (self.cfg.steps or self.cfg.duration_s) or self.cfg.workload:
+            return  # the common case, on every boundary: keep it cheap
+        if self.tracker.warmup_end is None:
             return
         if not self.tracker.profiling:  # steps in the profiler window are not steady steps
             self.steady_count[kind] = self.steady_count.get(kind, 0) + 1

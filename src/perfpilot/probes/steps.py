@@ -105,6 +105,7 @@ class StepTracker:
         self._t = now
         self._stack: list[str] = []
         self._steps = {k: _Steps(k) for k in STEP_KINDS}
+        self._opt = self._steps["optimizer"]
         self._n = dict.fromkeys(("opt", "fetch", "fwd"), 0)
         self.totals: dict[str, float] = {}
         # evaluation state
@@ -146,32 +147,32 @@ class StepTracker:
         self._t = now
         if self.first_activity is None or dt <= 0:
             return now
-        label = self.label
-        opt_label = "eval" if self.in_eval else label
+        label = self._stack[-1] if self._stack else "other"
         if self.profiling:
             self.profiled_s += dt
             for s in self._steps.values():
                 s.excluded = s.excluded or s.cur is not None
-        self.totals[label] = self.totals.get(label, 0.0) + dt
-        self._steps["optimizer"].add(opt_label, dt)
-        self._steps["data"].add(label, dt)
-        self._steps["forward"].add(label, dt)
+        totals = self.totals
+        totals[label] = totals.get(label, 0.0) + dt
+        cur = self._opt.cur
+        if cur is not None:
+            key = "eval" if self.in_eval else label
+            cur[key] = cur.get(key, 0.0) + dt
+        if not self._n["opt"]:  # once an optimizer steps, the other definitions are moot
+            self._steps["data"].add(label, dt)
+            self._steps["forward"].add(label, dt)
         if self._seg is None:
             self._pending[label] = self._pending.get(label, 0.0) + dt
         else:
             self._seg["labels"][label] = self._seg["labels"].get(label, 0.0) + dt
         return now
 
-    def _activity(self) -> float:
+    def _enter(self, label: str) -> float:
         now = self._slice()
         if self.first_activity is None:
             self.first_activity = self._t = now
             for s in self._steps.values():
                 s.open(now)
-        return now
-
-    def _enter(self, label: str) -> float:
-        now = self._activity()
         self._stack.append(label)
         return now
 
@@ -183,6 +184,13 @@ class StepTracker:
             del self._stack[self._stack.index(label):]
         self.last_activity = now
         return now
+
+    def _inference_boundary(self, kind: str, now: float) -> None:
+        steps = self._steps[kind]
+        if self._n["opt"]:
+            steps.count += 1  # a training script: only the optimizer steps are kept
+        else:
+            steps.boundary(now)
 
     def _boundary(self, kind: str, now: float) -> None:
         """Tell the listener first, then end warm-up: the boundary that ends the last
@@ -213,7 +221,7 @@ class StepTracker:
         elif role == "train":
             self._pending = {}  # what ran before a training fetch is never evaluation
         self._n["fetch"] += 1
-        self._steps["data"].boundary(now)
+        self._inference_boundary("data", now)
         self._last_fetch_loader = loader
         self._fetched_since_fwd = True
         self._boundary("data", now)
@@ -235,7 +243,7 @@ class StepTracker:
         self._fetched_since_fwd = False
         now = self._enter("forward")
         self._n["fwd"] += 1
-        self._steps["forward"].boundary(now)
+        self._inference_boundary("forward", now)
         if batch_size:
             self._steps["forward"].samples += batch_size
         if self._seg is not None:
@@ -246,7 +254,8 @@ class StepTracker:
         self._leave("forward")
 
     def backward_begin(self) -> None:
-        self._train_event(backward=True)
+        if self.in_eval:
+            self._close_eval("backward")
         self._enter("backward")
 
     def backward_end(self) -> None:
@@ -254,7 +263,8 @@ class StepTracker:
         self._pending = {}
 
     def optimizer_begin(self) -> None:
-        self._train_event()
+        if self.in_eval:
+            self._close_eval("train")
         self._enter("optimizer")
 
     def optimizer_end(self, step: bool = True) -> None:

@@ -185,11 +185,11 @@ def stacked_bar(segments: Sequence[tuple[str, float]], *, xlabel: str = "",
             left += v
         ax.set_yticks([])
         ax.set_xlabel(xlabel, fontsize=9)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize=8,
-                  frameon=False)
+        # "outside": constrained layout makes room for it below the axes
+        fig.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
         _style(ax)
 
-    return figure_svg(draw, height=1.9)
+    return figure_svg(draw, height=1.4 + 0.22 * ((len(segments) + 2) // 3))
 
 
 def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], *,

@@ -28,8 +28,8 @@ killed run resumed with ``resume=True`` recalls every finished trial instead of 
 it. Decisions depend only on trial results and on values fixed once and stored in the
 study (each stage's budget, the final check's size), so the resumed run takes the same
 path: the stages' and the pipeline's budget clock is a :class:`~perfpilot.tune.progress.
-ReplayClock`, which advances by each recalled trial's stored duration, so budget checks
-replay as they first ran (overhead between trials, milliseconds, is not stored).
+ReplayClock`, which jumps over each recalled trial to the time the original run had
+reached when it ended (stored with the trial), so budget checks replay as they first ran.
 """
 
 from __future__ import annotations
@@ -155,13 +155,12 @@ class _Run:
     def __init__(self, w: Workload, ref: WorkloadRef, study: Any, out: Path,
                  names: list[str], stages: list[Stage], budget_s: float,
                  horizon_s: float | None, progress: Progress, options: dict[str, Any],
-                 final_rounds: int | None, executor: str, clock: Callable[[], float]) -> None:
+                 final_rounds: int | None, executor: str, clock: ReplayClock) -> None:
         self.w, self.ref, self.study, self.out = w, ref, study, out
         self.stages, self.budget_s, self.horizon_s = stages, budget_s, horizon_s
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
-        self.t0 = clock()
         self.rec = tr.empty_record()
         self.rec.update(
             workload=_workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
@@ -173,9 +172,9 @@ class _Run:
     # -------------------------------------------------- budget
 
     def elapsed(self) -> float:
-        """Seconds of this tuning so far; on a resume, recalled trials count with their
-        stored durations as the replay passes them (the replay clock)."""
-        return self.clock() - self.t0
+        """Seconds of this tuning so far; on a resume, the replay clock jumps over recalled
+        trials to where the original run was when each ended."""
+        return self.clock.elapsed()
 
     def left(self) -> float:
         return self.budget_s - self.elapsed()

@@ -48,26 +48,42 @@ class NullProgress:
         pass
 
 
+CLOCK_KEY = "tuner_clock_s"  # in a trial's measurements: the tuner's clock when it ended
+
+
 class ReplayClock:
-    """A clock for budgets that replays the past: it jumps forward by a recalled trial's
-    stored duration. A resumed tuning therefore sees, at each point of its replay, the
-    time the original run had spent there, and budget decisions ("is there time for one
-    more candidate?") come out the same. Intervals inside a trial that runs now are real
-    time (the clock jumps only between trials)."""
+    """A clock for budgets that replays the past, so that a resumed tuning sees, at each
+    point of its replay, the time the original run had spent there, and budget decisions
+    ("is there time for one more candidate?") come out the same.
+
+    Every trial run now is stamped with this clock's reading (seconds since the tuning
+    began, :data:`CLOCK_KEY` in its measurements). When a trial is recalled, the clock
+    jumps forward to its stamp; that includes whatever the original run did between
+    trials (storage writes, building things), which a sum of trial durations would miss.
+    A trial without a stamp moves the clock by its duration. Intervals inside a trial that
+    runs now are real time: the clock only jumps between trials."""
 
     def __init__(self, base: Callable[[], float]) -> None:
         self.base, self.offset = base, 0.0
+        self.origin = base()
 
     def __call__(self) -> float:
         return self.base() + self.offset
 
+    def elapsed(self) -> float:
+        return self() - self.origin
+
     def replayed(self, trial: Trial) -> None:
-        self.offset += max(trial.finished_at - trial.started_at, 0.0)
+        stamp = trial.measurements.get(CLOCK_KEY)
+        if isinstance(stamp, (int, float)):
+            self.offset += max(0.0, stamp - self.elapsed())
+        else:
+            self.offset += max(trial.finished_at - trial.started_at, 0.0)
 
 
 class ProgressTrials:
-    """A TrialRunner that reports every trial (run now, or recalled from the study) and
-    moves the replay clock over recalled ones."""
+    """A TrialRunner that reports every trial (run now, or recalled from the study),
+    stamps trials with the replay clock and moves it over recalled ones."""
 
     def __init__(self, inner: TrialRunner, progress: Progress,
                  clock: ReplayClock | None = None) -> None:
@@ -78,7 +94,19 @@ class ProgressTrials:
 
         def call() -> Outcome:
             ran.append(True)
-            return fn()
+            if self.clock is None:
+                return fn()
+            import dataclasses
+
+            from perfpilot.tune.stage import outcome_of_exception
+
+            try:
+                out = fn()
+            except Exception as e:  # noqa: BLE001 - classified as execute_trial would
+                out = outcome_of_exception(e)
+
+            stamped = {**out.measurements, CLOCK_KEY: self.clock.elapsed()}
+            return dataclasses.replace(out, measurements=stamped)
 
         trial = self.inner.run(stage, key, call)
         if not ran and self.clock is not None:
