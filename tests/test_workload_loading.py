@@ -40,7 +40,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "optimizer-not-optimizer": (f"{BAD}:optimizer_not_optimizer",
                                 ["optimizer() returned", "expected a torch.optim.Optimizer"]),
     "iterable-dataset": (f"{BAD}:iterable_data",
-                         ["train_data() returned Stream", "not a map-style Dataset"]),
+                         ["train_data()", "map-style Dataset"]),
     "empty-dataset": (f"{BAD}:empty_data", ["train_data() returned an empty dataset"]),
     "loss-per-sample": (f"{BAD}:loss_not_scalar",
                         ["loss(model, batch) must return a scalar tensor", "(2,)"]),
