@@ -16,12 +16,14 @@ For each workload (digits, charlm), every arm is a (batch size, LR, warmup):
 
 Peers' batches get the same LR rule and warmup as perfpilot (its ``lr_policy``). Every arm
 is then trained to the target on the same seeds (100, 101, ...; not the seeds the stage
-tuned on), interleaved seed by seed. Time to target = samples to target (a real run) /
-samples per second at that batch (measured interleaved over all batch sizes, median of
-repeated windows); each run's wall-clock training time is reported next to it. On this
-shared machine wall-clock times of runs made minutes apart differ by more than the
-effects compared; the product does not drift. All arms use ``cpu_threads=1`` for the same
-reason (two threads on two busy cores collapse).
+tuned on), interleaved seed by seed. Time to target = samples to target (a real run,
+interpolated at the crossing) / samples per second at that batch (15 rounds of 2-s
+windows over all sizes, each size's window divided by the baseline batch's of the same
+round, so load changing between rounds cancels). Each run's wall-clock training time is
+reported next to it, with its own paired verdict: on this shared machine wall-clock
+times of runs made minutes apart differ by more than the effects compared, while samples
+to target do not depend on load at all. All arms use ``cpu_threads=1`` (two threads on
+two busy cores collapse).
 
     .venv/bin/python benchmarks/batch_size.py                       # digits and charlm
     .venv/bin/python benchmarks/batch_size.py --workloads digits --seeds 5 --budget-digits 4m
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_size.json"
-BUDGETS = {"digits": "4m", "charlm": "12m"}
+BUDGETS = {"digits": "4m", "charlm": "20m"}
 # Grid of the oracle, as powers of two around the baseline: batch B0*2**k, LR lr0*2**j.
 GRID_K = {"digits": range(-2, 4), "charlm": range(-2, 3)}
 GRID_J = {"digits": range(-1, 5), "charlm": range(0, 4)}
@@ -163,18 +165,22 @@ class Bench:
         self.cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.thr: dict[int, dict[str, float]] = {}
 
-    def throughput(self, sizes: list[int], reps: int = 7, window_s: float = 1.0) -> None:
-        from perfpilot.measure import summarize
+    def throughput(self, sizes: list[int], reps: int = 15, window_s: float = 2.0) -> None:
+        """Interleaved windows; each size relative to the baseline batch, paired by round
+        (see ``perfpilot.tune.batch.paired_point``)."""
+        from perfpilot.tune.batch import paired_point
 
-        sizes = sorted(set(sizes) - set(self.thr))
-        xs: dict[int, list[float]] = {b: [] for b in sizes}
+        b0 = self.plan.batch_size
+        sizes = sorted(set(sizes) | {b0})
+        xs: dict[int, dict[int, float]] = {b: {} for b in sizes}
         for r in range(reps):
             for b in sizes if r % 2 == 0 else sizes[::-1]:
-                xs[b].append(self.runs.throughput(b, window_s).measurements["samples_per_s"])
+                xs[b][r] = self.runs.throughput(b, window_s).measurements["samples_per_s"]
         self.runs.close()
-        for b, v in xs.items():
-            s = summarize(v)
-            self.thr[b] = {"median": s.median, "ci_low": s.ci_low, "ci_high": s.ci_high}
+        for b in sizes:
+            p = paired_point(b, xs[b], xs[b0])
+            self.thr[b] = {"median": p.samples_per_s, "ci_low": p.ci_low, "ci_high": p.ci_high,
+                           "windows": [xs[b][r] for r in sorted(xs[b])]}
 
     def ttt(self, cfg: Any, seed: int, max_samples: int) -> dict[str, Any]:
         key = (cfg.batch_size, cfg.lr, cfg.warmup_steps, seed)
@@ -311,6 +317,9 @@ def _verdicts(runs: dict[str, list[dict[str, Any]]], table: dict[str, Any]) -> d
             c = compare_samples([r["ttt_s"] for r in other], [r["ttt_s"] for r in pp])
             row.update(verdict=c.verdict, ci_low=c.ci_low, ci_high=c.ci_high,
                        describe=c.describe())
+            wall = compare_samples([r["wall_ttt_s"] for r in other],
+                                   [r["wall_ttt_s"] for r in pp])
+            row.update(wall_verdict=wall.verdict, wall_describe=wall.describe())
         out[a] = row
     if "oracle" in table and table["perfpilot"]["ttt_s"]:
         out["oracle"] = {"perfpilot_over_oracle": table["perfpilot"]["ttt_s"]
@@ -327,6 +336,8 @@ def print_table(r: dict[str, Any]) -> None:
     print(markdown(r))
     for a, v in r["verdicts"].items():
         print(f"  perfpilot vs {a}: {v.get('describe') or v}")
+        if v.get("wall_describe"):
+            print(f"      wall clock: {v['wall_describe']}")
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -40,11 +40,12 @@ def test_keeps_baseline_when_not_shown_faster() -> None:
     assert "not shown faster" in d.why
 
 
-def test_few_rounds_use_median_intervals_and_one_run_decides_nothing() -> None:
+def test_few_rounds_use_median_intervals_and_fewer_than_three_decide_nothing() -> None:
     d = decide([runs(BASE, [10, 10.5, 9.8]), runs(CAND, [6, 6.2, 6.1])], BASE)
     assert d.config == CAND and d.comparison["method"] == "median intervals"
-    one = decide([runs(BASE, [10]), runs(CAND, [2])], BASE)
-    assert one.config == BASE and one.verdict == "undecided"
+    for n in (1, 2):
+        few = decide([runs(BASE, [10] * n), runs(CAND, [2] * n)], BASE)
+        assert few.config == BASE and few.verdict == "undecided"
 
 
 def test_baseline_best_and_nothing_reached() -> None:

@@ -182,3 +182,17 @@ def test_real_engine_short_run() -> None:
     base = next(c for c in ev["candidates"] if c["origin"] == "baseline")
     assert base["runs"][0]["state"] == "complete" and base["runs"][0]["wall_ttt_s"] > 0
     assert res.plan.batch_size in {p["batch_size"] for p in ev["throughput"]["points"]}
+
+
+def test_throughput_paired_by_round_cancels_drift() -> None:
+    from perfpilot.tune.batch import paired_point
+
+    load = [1.0, 0.5, 1.0, 0.4, 0.9, 0.5, 1.0]  # the machine's speed, round by round
+    base = {r: 1000 * f for r, f in enumerate(load)}
+    other = {r: 1500 * f for r, f in enumerate(load)}  # always 1.5x the baseline batch
+    p = paired_point(64, other, base)
+    ref = paired_point(32, base, base)
+    assert p.samples_per_s / ref.samples_per_s == pytest.approx(1.5)
+    assert p.ci_low == pytest.approx(p.ci_high)  # no spread left in the ratio
+    assert ref.ci_high > ref.ci_low  # the baseline keeps its own spread
+    assert paired_point(64, {0: 1.0}, base) is None

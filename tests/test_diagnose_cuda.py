@@ -102,3 +102,20 @@ def test_memory_headroom_replaces_small_batch_on_a_roomy_gpu():
     rec.extra["step_phases"]["samples_per_step"] = 8
     ids = [f.id for f in diagnose(rec, lint=False)]
     assert ids[0] == "memory-headroom" and "small-batch" not in ids
+
+
+def test_nvml_handle_follows_cuda_visible_devices():
+    from perfpilot.probes.cuda import nvml_handle
+
+    class NV:
+        def nvmlDeviceGetHandleByIndex(self, i):
+            return ("index", i)
+
+        def nvmlDeviceGetHandleByUUID(self, u):
+            return ("uuid", u)
+
+    nv = NV()
+    assert nvml_handle(nv, 0, "3,1") == ("index", 3)
+    assert nvml_handle(nv, 1, "3,1") == ("index", 1)
+    assert nvml_handle(nv, 0, "GPU-abc") == ("uuid", "GPU-abc")
+    assert nvml_handle(nv, 0, "") == ("index", 0)

@@ -150,3 +150,31 @@ def test_plan_is_for_workloads_only(tmp_path, capsys):
     plan = write(tmp_path, "p.json", "{}")
     assert main(["profile", "--plan", str(plan), "--", sys.executable, str(script)]) == 2
     assert "--plan applies to a WORKLOAD" in capsys.readouterr().err
+
+
+def test_hard_exit_keeps_the_last_periodic_save(tmp_path):
+    script = write(tmp_path, "hard.py", """
+        import os, time
+        t = time.time()
+        while time.time() - t < 0.6:
+            sum(range(1000))
+        os._exit(7)  # no atexit, no finally: only periodic saves survive
+    """)
+    out = tmp_path / "raw.json"
+    env = {**__import__("os").environ,
+           "PERFPILOT_PROFILE": json.dumps({"out": str(out), "save_every_s": 0.2})}
+    res = subprocess.run([sys.executable, "-m", "perfpilot.probes.runner", str(script)],
+                         env=env, timeout=60)
+    assert res.returncode == 7
+    from perfpilot.probes.assemble import build_record
+
+    record = build_record(json.loads(out.read_text()))
+    assert record.extra["profile"]["partial"] is True
+    assert record.extra["stack_samples"]["total"] > 0
+
+
+def test_a_child_that_leaves_no_profile_passes_its_code_through(tmp_path):
+    script = write(tmp_path, "quick_exit.py", "import os\nos._exit(5)\n")
+    res = cli("profile", "--", sys.executable, str(script))
+    assert res.returncode == 5
+    assert "left no profile: it exited with code 5" in " ".join(res.stderr.split())

@@ -72,10 +72,19 @@ def profile_command(
     config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration,
               "window": ops}
     result = run_profiled(tgt, config)
+    code = exit_status(result.exit_code)
     if result.raw is None:
-        raise UserError(f"{tgt.display}: no profile was written (the command exited with "
-                        f"code {result.exit_code} before perfpilot's runner started)")
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[bold red]perfpilot:[/] {tgt.display} left no profile: it {_ended(result.exit_code)} "
+            "before the profiler's first save.", highlight=False)
+        raise typer.Exit(code or 1)
     record, notes = analyze(result.raw)
+    if result.exit_code < 0:
+        record.extra["profile"]["signal"] = -result.exit_code
+        notes.append(f"the script {_ended(result.exit_code)}; the profile is what was saved "
+                     "before (it is saved every 10 s)")
     if verify:
         _verify(tgt, record, steps)
     _write_outputs(record, json_out, html_out)
@@ -92,9 +101,25 @@ def profile_command(
         for path in (json_out, html_out):
             if path is not None:
                 console.print(f"[dim]wrote {path}[/]")
-    code = result.exit_code
     if code:
         raise typer.Exit(code)
+
+
+def exit_status(returncode: int) -> int:
+    """A child's return code as a shell would report it (killed by signal N: 128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _ended(returncode: int) -> str:
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"
 
 
 def analyze(raw: dict[str, Any]) -> tuple[RunRecord, list[str]]:

@@ -120,8 +120,7 @@ class CudaProbe:
         import pynvml
 
         pynvml.nvmlInit()
-        index = self.torch.cuda.current_device()
-        self._nvml = (pynvml, pynvml.nvmlDeviceGetHandleByIndex(index))
+        self._nvml = (pynvml, nvml_handle(pynvml, self.torch.cuda.current_device()))
 
     def sample_util(self) -> None:
         if self._nvml is None:
@@ -153,6 +152,21 @@ class CudaProbe:
                                      if steady_util else None)},
             "errors": self.errors,
         }
+
+
+def nvml_handle(nv: Any, torch_index: int, visible: str | None = None) -> Any:
+    """The NVML handle of torch's device ``torch_index``: NVML counts all GPUs, torch only
+    those in ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-...`` UUIDs)."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    entries = [e.strip() for e in (visible or "").split(",") if e.strip()]
+    if torch_index < len(entries):
+        entry = entries[torch_index]
+        if entry.isdigit():
+            return nv.nvmlDeviceGetHandleByIndex(int(entry))
+        return nv.nvmlDeviceGetHandleByUUID(entry)
+    return nv.nvmlDeviceGetHandleByIndex(torch_index)
 
 
 def calibrate_matmul(torch: Any, size: int = 4096, reps: int = 10) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from perfpilot.probes.steps import StepTracker
 __all__ = ["LOADER_KNOBS", "TorchHooks", "batch_size_of"]
 
 REDISCOVER_EVERY = 50
-NOGRAD_PROBES = 5  # grad-in-eval calls whose inputs are re-run to measure what grad costs
+NOGRAD_PROBES = 3  # grad-in-eval calls whose inputs are re-run to measure what grad costs
 
 
 class TorchHooks(LoaderHooks):

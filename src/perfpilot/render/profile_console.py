@@ -24,6 +24,7 @@ _BAR = 24
 MAX_OTHER = 8
 MAX_LINES = 8
 MAX_OPS = 8
+HIGH_OVERHEAD = 0.03
 
 
 def print_profile(record: RunRecord, console: Console | None = None) -> None:
@@ -155,7 +156,7 @@ def step_table(record: RunRecord) -> Any:
         title += f"; {record.samples_per_s:,.0f} samples/s"
     t = Table(title=title + ")", title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("phase")
-    t.add_column("per step", justify="right")
+    t.add_column("mean/step", justify="right")
     t.add_column("share", justify="right")
     t.add_column("", no_wrap=True)
     for name, v in rows:
@@ -230,8 +231,14 @@ def footer(record: RunRecord) -> str:
         parts.append(f"torch {th['torch_threads']} threads on {th.get('usable_cores')} usable "
                      "cores")
     samp = prof.get("sampler") or {}
-    if samp.get("busy_s") is not None and record.wall_time_s:
+    wall = record.extra.get("timeline", {}).get("total_s") or record.wall_time_s
+    high = ""
+    if samp.get("busy_s") is not None and wall:
+        busy = samp["busy_s"] / wall
         parts.append(f"sampler {samp.get('total', 0)} samples at "
                      f"{1 / (samp.get('interval_s') or 1):.0f} Hz, busy "
-                     f"{100 * samp['busy_s'] / record.wall_time_s:.1f}% of the wall time")
-    return "[dim]" + "; ".join(parts) + "[/]"
+                     f"{100 * busy:.1f}% of the wall time")
+        if busy > HIGH_OVERHEAD:
+            high = ("\n[yellow]The sampler's own cost is high for this run; "
+                    "lower it with --rate 50.[/]")
+    return "[dim]" + "; ".join(parts) + "[/]" + high

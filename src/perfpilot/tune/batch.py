@@ -82,7 +82,7 @@ class BatchOptions:
     margin: float = 0.1
     candidates: int = 3
     repeats: int = 5
-    throughput_repeats: int = 5
+    throughput_repeats: int = 7
     noise_estimates: int = 8
     noise_small_batch: int | None = None
     noise_large_batch: int | None = None
@@ -264,7 +264,6 @@ class _Tuning:
         return keep, skipped
 
     def throughput(self, fit: FitResult) -> list[ThroughputPoint]:
-        from perfpilot.measure import summarize
 
         reps = max(2, self.opts.throughput_repeats)
         full = self.grid(fit)
@@ -272,22 +271,18 @@ class _Tuning:
                               / (reps * len(full))))
         grid, skipped = self.affordable(full, fit, reps, window)
         self.ctx.progress(f"batch: throughput at {len(grid)} sizes x {reps} windows")
-        samples: dict[int, list[float]] = {b: [] for b in grid}
+        rates: dict[int, dict[int, float]] = {b: {} for b in grid}
         for r in range(reps):
             for b in grid if r % 2 == 0 else reversed(grid):  # interleaved, order alternating
                 t = self.trial("throughput", {"batch_size": b, "repeat": r, "window_s": window},
                                lambda b=b: self.runs.throughput(b, window))
                 if t.state == "complete":
-                    samples[b].append(float(t.measurements["samples_per_s"]))
+                    rates[b][r] = float(t.measurements["samples_per_s"])
         self.runs.close()  # free the trainers kept for interleaving
-        points = []
-        for b, xs in samples.items():
-            if len(xs) >= 2:
-                s = summarize(xs)
-                points.append(ThroughputPoint(b, s.median, s.ci_low, s.ci_high, s.n))
-        if not any(p.batch_size == self.b0 for p in points):
+        if len(rates[self.b0]) < 2:
             raise PlanError(f"plan key 'batch_size': throughput at the baseline batch "
                             f"{self.b0} could not be measured")
+        points = [p for b in grid if (p := paired_point(b, rates[b], rates[self.b0]))]
         self.evidence["throughput"] = {"points": [p.to_dict() for p in points],
                                        "knee": knee(points), "window_s": window,
                                        "skipped": skipped}
@@ -416,6 +411,27 @@ class _Tuning:
                        f"{plan.lr:.3g}: {why}")
         return StageResult(name=STAGE, plan=plan, trials=tuple(self.trials),
                            evidence=self.evidence, summary=summary)
+
+
+def paired_point(batch: int, rates: Mapping[int, float],
+                 base: Mapping[int, float]) -> ThroughputPoint | None:
+    """Throughput at ``batch`` from windows paired by round with the baseline batch's.
+
+    The baseline batch gets the median and interval of its own windows. Another size gets
+    the baseline's median times the median of its per-round ratios to the baseline (and
+    that ratio's interval): windows of one round are close in time, so load that changes
+    from round to round cancels in the ratio, as in :func:`perfpilot.measure.compare`."""
+    from perfpilot.measure import summarize
+
+    if rates is base:
+        s = summarize(list(base.values()))
+        return ThroughputPoint(batch, s.median, s.ci_low, s.ci_high, s.n)
+    ratios = [rates[r] / base[r] for r in rates if r in base]
+    if len(ratios) < 2:
+        return None
+    ref = summarize(list(base.values())).median
+    s = summarize(ratios)
+    return ThroughputPoint(batch, ref * s.median, ref * s.ci_low, ref * s.ci_high, s.n)
 
 
 def canonical_lr(lr: float, base_lr: float) -> float:

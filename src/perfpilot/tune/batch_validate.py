@@ -25,9 +25,9 @@ reason. The steps:
 4. **Decide** (:func:`decide`): the lowest median time wins among configurations that
    reached the target and never diverged, but replaces the baseline only when *shown*
    faster on the rounds both ran: :func:`perfpilot.measure.compare_samples` (paired by
-   round) with at least :data:`~perfpilot.measure.MIN_ROUNDS` rounds; with 2 to 4 rounds,
+   round) with at least :data:`~perfpilot.measure.MIN_ROUNDS` rounds; with 3 or 4 rounds,
    when the intervals of the two medians (:func:`perfpilot.measure.summarize`) do not
-   overlap; never on a single run.
+   overlap (at 3 runs each: all of B's below all of A's, 1 chance in 20); never on fewer.
 
 A censored baseline time is a lower bound of its true time, so counting it at its cutoff
 only makes the baseline look better: the comparison stays conservative.
@@ -52,6 +52,9 @@ SecondsFn = Callable[[int, float], float]  # (batch, samples) -> seconds of trai
 # Screening and refinement stop early enough to leave this many repeat rounds (baseline +
 # best): two more runs each make three, the fewest whose median intervals can separate.
 RESERVED_ROUNDS = 2
+# With 3 runs each, all of B's below all of A's happens by chance 1 time in 20
+# (exchangeable runs): the fewest whose median intervals separating means something.
+MIN_INTERVAL_RUNS = 3
 
 
 @dataclass
@@ -239,6 +242,11 @@ class Validation:
                          and x.reached() and x.median() <= reach),
                         key=lambda x: (x.median(), x.config.batch_size))[:finalists]
         group = [self.pool[baseline]] + others
+        # Fewer finalists rather than too few rounds to decide: drop the slowest until
+        # the reserved rounds fit.
+        while len(group) > 2 and self.left_s() < RESERVED_ROUNDS * sum(
+                self.cost(x.median()) for x in group):
+            group.pop()
         if len(group) < 2:
             return
         cutoff = min(self.box, 2 * max(x.median() for x in group))
@@ -294,7 +302,7 @@ def _compare(a: list[float], b: list[float]) -> tuple[str, dict[str, Any] | None
     if n >= MIN_ROUNDS:
         c = compare_samples(a, b, paired=True, lower_is_better=True)
         return c.verdict, {"method": "compare_samples", **c.to_dict()}, c.describe()
-    if n >= 2:
+    if n >= MIN_INTERVAL_RUNS:
         sa, sb = summarize(a), summarize(b)
         faster = sb.ci_high < sa.ci_low
         detail = (f"median {sb.median:.3g} s (95% CI {sb.ci_low:.3g}-{sb.ci_high:.3g}) vs "
@@ -303,6 +311,7 @@ def _compare(a: list[float], b: list[float]) -> tuple[str, dict[str, Any] | None
         cmp = {"method": "median intervals", "a": sa.to_dict(), "b": sb.to_dict(),
                "ratio": sa.median / sb.median, "n": n}
         return ("faster" if faster else "same"), cmp, detail
-    detail = (f"only {n} paired run(s) fit in the budget (at least 2 are needed to decide)"
-              + (f"; {b[0]:.3g} s vs {a[0]:.3g} s" if n == 1 else ""))
+    detail = (f"only {n} paired run(s) fit in the budget (at least {MIN_INTERVAL_RUNS} are "
+              f"needed to decide): {', '.join(f'{y:.3g}' for y in b)} s vs "
+              f"{', '.join(f'{x:.3g}' for x in a)} s")
     return "undecided", None, detail

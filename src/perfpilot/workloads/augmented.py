@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 from perfpilot.plan import Plan
 from perfpilot.workload import Workload
 from perfpilot.workloads import digits
-from perfpilot.workloads._common import accuracy, adam, classification_loss
+from perfpilot.workloads._common import TensorPairs, accuracy, adam, classification_loss
 
 BASE = 40  # side of the upscaled source image; crops are taken from it
 SIZE = 32  # side of the augmented image the model sees
@@ -75,11 +75,10 @@ def _elastic(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 
 
 def _colorize(mask: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-    """Paint a 1,1,H,W ink mask with random ink and paper colours of visible contrast."""
+    """Paint a 1,H,W ink mask in a random paper colour and an ink colour that differs from
+    it by 0.35..0.65 in every channel (cyclically), so the digit always stays readable."""
     paper = torch.rand(3, generator=gen)
-    ink = torch.rand(3, generator=gen)
-    if (ink.mean() - paper.mean()).abs() < 0.35:  # too faint to read: invert the paper
-        ink = 1.0 - paper
+    ink = (paper + 0.35 + 0.3 * torch.rand(3, generator=gen)) % 1.0
     m = mask[0].clamp(0.0, 1.0)
     return paper[:, None, None] * (1.0 - m) + ink[:, None, None] * m
 
@@ -122,7 +121,7 @@ def augment(source: torch.Tensor, gen: torch.Generator | None = None) -> torch.T
     return (img.clamp(0.0, 1.0) - MEAN) / STD
 
 
-def _sources(part: digits.TensorPairs) -> torch.Tensor:
+def _sources(part: TensorPairs) -> torch.Tensor:
     return F.interpolate(part.x, size=(BASE, BASE), mode="bilinear", align_corners=False)
 
 
@@ -144,14 +143,14 @@ def train_data() -> AugmentedDigits:
     return AugmentedDigits(_sources(part), part.y)
 
 
-def val_data() -> digits.TensorPairs:
+def val_data() -> TensorPairs:
     """The digits validation split: whole images, coloured with a fixed generator, no
     geometric or photometric augmentation (as usual for evaluation)."""
     part = digits.val_data()
     gen = torch.Generator().manual_seed(1234)
     sources = F.interpolate(part.x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
     images = torch.stack([(_colorize(s, gen) - MEAN) / STD for s in sources])
-    return digits.TensorPairs(images, part.y)
+    return TensorPairs(images, part.y)
 
 
 def model() -> nn.Module:
