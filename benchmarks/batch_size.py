@@ -375,21 +375,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-charlm", default=BUDGETS["charlm"])
     p.add_argument("--memory-fraction", type=float, default=0.25)
     p.add_argument("--no-grid", action="store_true", help="skip the oracle grid")
+    p.add_argument("--grid-k", help="oracle batch exponents, e.g. -1,0,1 (B0 * 2**k)")
+    p.add_argument("--grid-j", help="oracle LR exponents, e.g. 0,1,2 (lr0 * 2**j)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     from perfpilot.commands.tune import parse_duration
 
+    for opt, grid in (("grid_k", GRID_K), ("grid_j", GRID_J)):
+        if getattr(args, opt):
+            values = [int(v) for v in getattr(args, opt).split(",")]
+            grid.update({name: values for name in grid})
     t0 = time.perf_counter()
-    results = []
+    # Other workloads' results already in --out are kept (one workload can be rerun alone).
+    old = json.loads(args.out.read_text()).get("results", []) if args.out.is_file() else []
+    results = [r for r in old if r["workload"] not in args.workloads.split(",")]
     for name in args.workloads.split(","):
         budget = parse_duration(getattr(args, f"budget_{name}", "4m"), "--budget")
+        t_w = time.perf_counter()
         r = bench_workload(name, budget, list(range(100, 100 + args.seeds)),
                            args.memory_fraction, grid=not args.no_grid)
         results.append(r)
         print_table(r)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"results": results, "runtime_s":
-                                        time.perf_counter() - t0}, indent=1, default=str))
+        r["runtime_s"] = time.perf_counter() - t_w
+        args.out.write_text(json.dumps({"results": results}, indent=1, default=str))
     print(f"\nruntime {time.perf_counter() - t0:.0f} s; wrote {args.out}")
     return 0
 

@@ -74,7 +74,8 @@ def test_autocast_contexts_are_fresh_objects():
 
 
 def test_fp16_on_cpu_is_a_plan_error_naming_the_key():
-    with pytest.raises(PlanError, match="precision"):
+    # MPS runs fp16 too: the message must not say CUDA alone
+    with pytest.raises(PlanError, match="'precision'.*needs a CUDA or MPS device"):
         autocast(Plan(precision="fp16"))
 
 

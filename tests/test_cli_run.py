@@ -41,6 +41,21 @@ WORKLOAD = textwrap.dedent('''
         )
 
 
+    def diverging():
+        calls = []
+
+        def loss(m, b):  # finite for the contract check and 3 steps, then NaN
+            calls.append(1)
+            out = F.cross_entropy(m(b[0]), b[1])
+            return out * float("nan") if len(calls) > 4 else out
+
+        return Workload(
+            name="diverging", model=lambda: nn.Linear(4, 2), train_data=lambda: _data(64, 0),
+            loss=loss, optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr),
+            baseline=Plan(batch_size=8, lr=0.1),
+        )
+
+
     def no_target():
         return Workload(
             name="notarget", model=lambda: nn.Linear(4, 2), train_data=lambda: _data(16, 0),
@@ -136,3 +151,40 @@ def test_the_console_script_prints_no_traceback(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "nope.py" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_diverging_loss_is_one_line_naming_workload_step_and_value(spec, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    diverging = spec.replace(":workload", ":diverging")
+    assert main(["run", diverging, "--steps", "10", "--json", str(out)]) == 2
+    err = one_line_error(capsys, "workload 'diverging' diverged")
+    assert "the loss is nan at step 4" in err and "lr=0.1" in err and str(out) in err
+    record = json.loads(out.read_text())  # what was measured before is kept, marked failed
+    assert record["status"] == "failed" and "step 4" in record["error"]
+    assert record["steps"] == 3 and len(record["loss_history"]) == 3
+    assert record["engine"]["stop_reason"] == "non-finite loss"
+
+
+def test_a_diverging_loss_without_json_writes_nothing(spec, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", spec.replace(":workload", ":diverging"), "--steps", "10"]) == 2
+    one_line_error(capsys, "the loss is nan at step 4")
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny_wl.py"]
+
+
+def test_a_plan_this_machine_cannot_run_names_the_plan_file(spec, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    plan = tmp_path / "gpu.json"
+    plan.write_text('{"device": "cuda"}')
+    assert main(["run", spec, "--plan", str(plan), "--steps", "2"]) == 2
+    err = one_line_error(capsys, f"{plan}: plan key 'device'")
+    assert err.count(str(plan)) == 1
+
+
+def test_brackets_in_an_error_message_are_shown(tmp_path, capsys):
+    # rich would take "[ray]" for markup and drop it
+    missing = tmp_path / "runs[ray]" / "nope.py"
+    assert main(["run", f"{missing}:workload", "--steps", "2"]) == 2
+    one_line_error(capsys, str(missing))

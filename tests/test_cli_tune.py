@@ -71,11 +71,35 @@ def test_target_without_a_metric_is_one_line(tmp_path, capsys):
     err = _error_line(capsys, ["tune", f"{spec}:workload", "--target", "0.9", "--out",
                                str(tmp_path / "out")])
     assert "--target 0.9" in err and "no metric" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_too_small_budget_is_one_line(capsys):
     assert "too small to tune anything" in _error_line(
         capsys, ["tune", "digits", "--budget", "5s"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "5s"], "too small to tune anything"),
+    (["--budget", "5 parsecs"], "--budget: '5 parsecs'"),
+    (["--only", "warp"], "unknown stage 'warp'"),
+    (["--executor", "gpu-farm"], "--executor: 'gpu-farm'"),
+    (["--horizon", "soon"], "--horizon: 'soon'"),
+])
+def test_a_rejected_option_creates_no_out_dir(tmp_path, capsys, args, message):
+    out = tmp_path / "t0"
+    assert message in _error_line(capsys, ["tune", "digits", *args, "--out", str(out)])
+    assert not out.exists()
+
+
+def test_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import perfpilot.commands.tune as tune_cmd
+
+    monkeypatch.setattr(tune_cmd, "_ray_installed", lambda: False)
+    out = tmp_path / "t0"
+    err = _error_line(capsys, ["tune", "digits", "--executor", "ray", "--out", str(out)])
+    assert "pip install 'perfpilot[ray]'" in err  # the brackets survive the console
+    assert not out.exists()
 
 
 def test_unwritable_out_dir(tmp_path, capsys):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from perfpilot.engine import StepTiming, Trainer, run
+from perfpilot.engine import NonFiniteError, StepTiming, Trainer, run
 from perfpilot.errors import PlanError, UserError, WorkloadError
 from perfpilot.plan import Plan
 from perfpilot.record import PHASES, RunRecord
@@ -211,6 +211,24 @@ def test_nan_loss_raises_naming_the_step():
     with Trainer(tiny(loss=loss), Plan(batch_size=BATCH, lr=0.05)) as tr:
         with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
             tr.train_steps(5)
+
+
+def test_a_run_that_diverges_keeps_what_it_measured_on_the_error():
+    calls = []
+
+    def loss(model, batch):
+        calls.append(1)
+        out = model(batch[0]).pow(2).mean()
+        return out * math.inf if len(calls) == 6 else out
+
+    with pytest.raises(NonFiniteError) as e:
+        run(tiny(loss=loss), Plan(batch_size=BATCH, lr=0.05), steps=10, warmup_steps=1,
+            progress=False)
+    err = e.value
+    assert isinstance(err, FloatingPointError)  # callers catching that still do
+    assert (err.what, err.step, err.value) == ("loss", 6, math.inf)
+    assert err.record.steps == 5 and len(err.record.loss_history) == 5
+    assert err.record.extra["engine"]["stop_reason"] == "non-finite loss"
 
 
 def test_a_failing_dataset_is_a_workload_error():

@@ -178,3 +178,44 @@ def test_a_child_that_leaves_no_profile_passes_its_code_through(tmp_path):
     res = cli("profile", "--", sys.executable, str(script))
     assert res.returncode == 5
     assert "left no profile: it exited with code 5" in " ".join(res.stderr.split())
+
+
+def test_a_script_that_fails_before_any_step_shows_no_step_table(tmp_path):
+    script = write(tmp_path, "early.py", """
+        import torch
+        raise ValueError("bad config [x]")
+    """)
+    res = cli("profile", "--", sys.executable, str(script))
+    assert res.returncode == 1
+    summary = " ".join(res.stdout.split())
+    assert "No training step was seen" in summary and "before any training step" in summary
+    assert "bad config [x]" in summary
+    for absent in ("Step breakdown", "0 steady", "no steps seen", "0 steps"):
+        assert absent not in summary
+
+
+def test_one_step_is_singular(tmp_path):
+    script = write(tmp_path, "crash1.py", TRAIN.format(crash_at=1))
+    res = cli("profile", "--", sys.executable, str(script))
+    assert res.returncode == 1
+    summary = " ".join(res.stdout.split())
+    assert "then 1 steady optimizer step over" in summary
+    assert "after 1 step;" in summary and "(1 steady step;" in summary
+    assert "1 steps" not in summary
+
+
+def test_a_path_with_brackets_is_shown_as_is(tmp_path):
+    script = write(tmp_path, "exit[ray].py", "import os\nos._exit(5)\n")
+    res = cli("profile", "--", sys.executable, str(script))
+    assert res.returncode == 5
+    assert "exit[ray].py left no profile" in res.stderr
+
+
+def test_help_states_the_default_length_of_a_workload_run():
+    from perfpilot.probes.runner import WORKLOAD_DEFAULT_S
+
+    res = subprocess.run([sys.executable, "-m", "perfpilot.cli", "profile", "--help"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert res.returncode == 0
+    assert f"WORKLOAD trains for {WORKLOAD_DEFAULT_S:g} s" in " ".join(res.stdout.split())

@@ -80,3 +80,22 @@ def test_page_builder_escapes_and_keeps_svg_ids_apart():
     assert "&lt;t&gt;" in page and "a&amp;b" in page and "<td>&lt;b&gt;</td>" in page
     ids = re.findall(r'id="([^"]+)"', page)
     assert len(ids) == len(set(ids))
+
+
+def test_console_counts_in_the_singular_and_skips_an_empty_step_table():
+    one = record(steps=1, threads={"usable_cores": 1, "torch_threads": 1})
+    one.extra["profile"].update(step_kind="optimizer", steps=1, exit_code=1)
+    console = Console(record=True, width=200)
+    print_profile(one, console)
+    text = console.export_text()
+    assert "then 1 steady optimizer step over" in text and "(1 steady step;" in text
+    assert "after 1 step;" in text and "torch 1 thread on 1 usable core" in text
+    assert "1 steps" not in text
+
+    none = record(steps=0)
+    none.extra["profile"].update(step_kind=None, steps=0, exit_code=1)
+    console = Console(record=True, width=200)
+    print_profile(none, console)
+    text = console.export_text()
+    assert "No training step was seen" in text and "before any training step" in text
+    assert "Step breakdown" not in text and "0 steady" not in text

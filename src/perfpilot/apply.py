@@ -188,8 +188,8 @@ def autocast(plan: Plan) -> contextlib.AbstractContextManager[Any]:
     if plan.precision == "fp16":
         if device.type not in ("cuda", "mps"):
             raise PlanError(
-                f"plan key 'precision': 'fp16' needs a CUDA device (device is {plan.device!r}); "
-                "use 'bf16' on the CPU"
+                f"plan key 'precision': 'fp16' needs a CUDA or MPS device (device is "
+                f"{plan.device!r}); use 'bf16' instead"
             )
         return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()

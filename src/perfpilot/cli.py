@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="perfpilot")
     except UserError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # The message is plain text (paths, `pip install 'perfpilot[ray]'`), never markup.
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False,
+                                   soft_wrap=True)
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

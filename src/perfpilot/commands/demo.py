@@ -33,6 +33,7 @@ def demo_command(
 ) -> None:
     """Tune the built-in digits workload (a small CNN, offline data) and write its report."""
     from rich.console import Console
+    from rich.markup import escape
 
     from perfpilot.commands.tune import parse_duration
     from perfpilot.render.report_console import LiveProgress, print_summary
@@ -48,5 +49,5 @@ def demo_command(
     result = tune(w, budget_s=budget_s, out_dir=out, spec="digits", restart=True,
                   progress=LiveProgress(), options=DEMO_OPTIONS)
     print_summary(result.record, out, console, wrote_plan=True)
-    console.print(f"Open the report: [bold]{(out / 'report.html').resolve()}[/]",
+    console.print(f"Open the report: [bold]{escape(str((out / 'report.html').resolve()))}[/]",
                   highlight=False)

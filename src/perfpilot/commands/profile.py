@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from perfpilot.errors import UserError
+from perfpilot.probes.runner import WORKLOAD_DEFAULT_S
 
 if TYPE_CHECKING:
     from perfpilot.probes.launch import Target
@@ -38,7 +39,8 @@ def profile_command(
     target: list[str] = typer.Argument(
         None, metavar="WORKLOAD | -- python script.py ARGS...",
         help="A workload (file.py:factory, package.module:factory or a built-in name), or, "
-             "after --, the command that runs your script."),
+             "after --, the command that runs your script. Without --steps/--duration a "
+             f"WORKLOAD trains for {WORKLOAD_DEFAULT_S:g} s and a script runs to its end."),
     plan: Path | None = typer.Option(
         None, "--plan", metavar="FILE", help="Plan JSON for a WORKLOAD (partial is fine)."),
     json_out: Path | None = typer.Option(
@@ -47,7 +49,9 @@ def profile_command(
         None, "--html", metavar="FILE", help="Write a self-contained HTML report here."),
     duration: float | None = typer.Option(
         None, "--duration", metavar="S", min=0.1,
-        help="Profile S seconds from the first training step, then stop the run."),
+        help="Profile S seconds from the first training step, then stop the run "
+             f"(default: a WORKLOAD trains {WORKLOAD_DEFAULT_S:g} s, a script runs to its "
+             "end)."),
     steps: int | None = typer.Option(
         None, "--steps", metavar="N", min=1,
         help="Profile N steady steps (after 2 warm-up steps), then stop the run."),
@@ -75,10 +79,11 @@ def profile_command(
     code = exit_status(result.exit_code)
     if result.raw is None:
         from rich.console import Console
+        from rich.markup import escape
 
         Console(stderr=True).print(
-            f"[bold red]perfpilot:[/] {tgt.display} left no profile: it {_ended(result.exit_code)} "
-            "before the profiler's first save.", highlight=False)
+            f"[bold red]perfpilot:[/] {escape(tgt.display)} left no profile: it "
+            f"{_ended(result.exit_code)} before the profiler's first save.", highlight=False)
         raise typer.Exit(code or 1)
     record, notes = analyze(result.raw)
     if result.exit_code < 0:
@@ -90,6 +95,7 @@ def profile_command(
     _write_outputs(record, json_out, html_out)
     if not quiet:
         from rich.console import Console
+        from rich.markup import escape
 
         from perfpilot.render.profile_console import print_profile
 
@@ -97,10 +103,10 @@ def profile_command(
         console.print()
         print_profile(record, console)
         for note in notes:
-            console.print(f"[dim]note: {note}[/]")
+            console.print(f"[dim]note: {escape(note)}[/]")
         for path in (json_out, html_out):
             if path is not None:
-                console.print(f"[dim]wrote {path}[/]")
+                console.print(f"[dim]wrote {escape(str(path))}[/]")
     if code:
         raise typer.Exit(code)
 

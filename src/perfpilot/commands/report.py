@@ -30,6 +30,7 @@ def report_command(
 ) -> None:
     """Re-render DIR/report.html from DIR/record.json (and write the record with --json)."""
     from rich.console import Console
+    from rich.markup import escape
 
     from perfpilot.render.report_console import print_summary
     from perfpilot.render.report_html import write_report
@@ -50,8 +51,9 @@ def report_command(
         tr.atomic_write(Path(json_out), tr.dumps(rec))
     console = Console()
     if rec.get("status") != "complete":
-        console.print(f"[yellow]this tuning is {rec.get('status')}[/]"
-                      + (f": {rec['error']}" if rec.get("error") else ""), highlight=False)
+        console.print(f"[yellow]this tuning is {escape(str(rec.get('status')))}[/]"
+                      + (f": {escape(str(rec['error']))}" if rec.get("error") else ""),
+                      highlight=False)
     print_summary(rec, directory, console, report=html_path)
     if json_out is not None:
-        console.print(f"wrote the record to {json_out}", highlight=False)
+        console.print(f"wrote the record to {escape(json_out)}", highlight=False)

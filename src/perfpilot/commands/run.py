@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -53,7 +54,8 @@ def run_command(
         None, "--seed", metavar="N", help="Random seed (default: the workload's)."),
 ) -> None:
     """Train WORKLOAD and report the step phase breakdown, throughput and memory."""
-    from perfpilot.engine import run
+    from perfpilot.engine import NonFiniteError, run
+    from perfpilot.errors import PlanError
     from perfpilot.plan import load_plan
     from perfpilot.render.console import print_run
     from perfpilot.workload import check_workload, load_workload
@@ -69,11 +71,36 @@ def run_command(
     w = load_workload(workload)
     check_workload(w)
     p = load_plan(plan, base=w.baseline) if plan is not None else w.baseline
-    record = run(w, p, steps=steps, time_s=time_s, until_target=until_target,
-                 eval_every_s=eval_every, warmup_steps=warmup, seed=seed)
+    try:
+        record = run(w, p, steps=steps, time_s=time_s, until_target=until_target,
+                     eval_every_s=eval_every, warmup_steps=warmup, seed=seed)
+    except PlanError as e:  # e.g. device cuda on a CPU-only machine: name the plan file
+        if plan is None or str(e).startswith(f"{plan}:"):
+            raise
+        raise PlanError(f"{plan}: {e}") from None
+    except NonFiniteError as e:  # a diverging model is the user's to fix, not a crash
+        raise UserError(diverged(w, p, e, json_out)) from None
     if json_out is not None:
         save_record(record, json_out)
     print_run(record, json_path=str(json_out) if json_out is not None else None)
+
+
+def diverged(w: Any, p: Any, e: Any, json_out: Path | None) -> str:
+    """The one-line message for a NaN/inf loss or metric (a NonFiniteError ``e``); with
+    ``--json``, the steps measured before it are written there first, marked failed."""
+    if e.what == "loss":
+        what = f"the loss is {e.value} at step {e.step}"
+    else:
+        what = f"the metric {w.metric_name} is {e.value} after step {e.step}"
+    msg = (f"workload {w.name!r} diverged: {what} (precision={p.precision}, lr={p.lr:g}); "
+           "lower the lr or check the model and data")
+    if json_out is None:
+        return msg
+    if e.record is None:
+        return f"{msg} (no step completed: {json_out} was not written)"
+    e.record.extra.update(status="failed", error=msg)
+    save_record(e.record, json_out)
+    return f"{msg} (what was measured before is in {json_out}, marked failed)"
 
 
 def check_writable(path: Path) -> None:

@@ -71,13 +71,17 @@ def tune_command(
 
     from perfpilot.render.report_console import LiveProgress, print_summary
     from perfpilot.tune.pipeline import tune
+    from perfpilot.tune.preflight import check_budget, with_target
     from perfpilot.workload import load_workload
 
+    # Every option is checked before tune() creates --out: a mistake leaves nothing behind.
     stages = parse_stages(only)
     budget_s = parse_duration(budget, "--budget")
+    check_budget(budget_s)
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
     kind = parse_executor(executor)
     w = load_workload(workload)
+    with_target(w, target)  # --target needs a metric and val_data (tune() applies it)
     result = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
                   executor=kind, target=target, horizon_s=horizon_s, spec=workload,
                   progress=LiveProgress())
@@ -107,7 +111,15 @@ def parse_executor(text: str) -> str:
     kind = text.strip().lower()
     if kind not in EXECUTORS:
         raise UserError(f"--executor: {text!r} is not one of {', '.join(EXECUTORS)}")
+    if kind == "ray" and not _ray_installed():
+        raise UserError("--executor ray needs Ray: pip install 'perfpilot[ray]'")
     return kind
+
+
+def _ray_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray") is not None
 
 
 def parse_stages(only: str | None) -> list[str]:

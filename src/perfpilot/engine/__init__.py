@@ -9,6 +9,6 @@
 from __future__ import annotations
 
 from perfpilot.engine.runner import run
-from perfpilot.engine.trainer import StepTiming, Trainer
+from perfpilot.engine.trainer import NonFiniteError, StepTiming, Trainer
 
-__all__ = ["StepTiming", "Trainer", "run"]
+__all__ = ["NonFiniteError", "StepTiming", "Trainer", "run"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfpilot.engine.timers import Clock
-from perfpilot.engine.trainer import StepTiming, Trainer
+from perfpilot.engine.trainer import NonFiniteError, StepTiming, Trainer
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
 from perfpilot.record import PHASES, RunRecord, StatSummary
@@ -91,6 +91,8 @@ def run(workload: Workload, plan: Plan, *, steps: int | None = None,
     The first ``warmup_steps`` steps train but are left out of the step statistics.
     Workloads with a metric are evaluated at the end (and every ``eval_every_s``);
     ``time_to_target_s`` is the training time at the first evaluation meeting the target.
+    A NaN/inf loss or metric raises :class:`~perfpilot.engine.trainer.NonFiniteError`
+    carrying the record of the steps before it (``e.record``, None if none completed).
     """
     _check_run_args(workload, steps, time_s, until_target, eval_every_s)
     adaptive = until_target and eval_every_s is None
@@ -104,10 +106,20 @@ def run(workload: Workload, plan: Plan, *, steps: int | None = None,
         warm = min(warmup_steps, steps - 1) if steps is not None else warmup_steps
         state = _RunState(max(warm, 0), eval_every_s, adaptive)
         by_steps = steps is not None
-        with RunProgress(progress, workload.name, steps if by_steps else time_s,
-                         "steps" if by_steps else "s") as bar:
-            _loop(tr, state, steps, time_s, until_target, on_step, bar)
-        _final_eval(tr, state)
+        try:
+            with RunProgress(progress, workload.name, steps if by_steps else time_s,
+                             "steps" if by_steps else "s") as bar:
+                _loop(tr, state, steps, time_s, until_target, on_step, bar)
+            _final_eval(tr, state)
+        except NonFiniteError as e:  # diverged: keep what was measured on the exception
+            state.stop = f"non-finite {e.what}"
+            for timing in e.timings:
+                _add(state, timing)
+            if state.timings:
+                e.record = _record(tr, state, wall=clock() - wall0, setup_s=setup_s,
+                                   started_at=started_at)
+                e.record.steps = len(state.timings)  # the finite ones (tr.step counts on)
+            raise
         return _record(tr, state, wall=clock() - wall0, setup_s=setup_s,
                        started_at=started_at)
 
@@ -126,9 +138,7 @@ def _loop(tr: Trainer, state: _RunState, steps: int | None, time_s: float | None
             return
         n = 1 if exact else _chunk(tr, state, steps, time_s)
         for timing in tr.train_steps(n):
-            state.timings.append(timing)
-            state.train_t += timing.total
-            state.losses.append([len(state.timings), state.train_t, timing.loss])
+            _add(state, timing)
             if on_step is not None and on_step(tr, timing):
                 state.stop = "callback"
         _show(bar, tr, state, by_steps=steps is not None)
@@ -138,6 +148,12 @@ def _loop(tr: Trainer, state: _RunState, steps: int | None, time_s: float | None
             state.schedule_eval(tr.train_time_s, tr.eval_time_s - before)
             if until_target and state.time_to_target is not None:
                 state.stop = "target"
+
+
+def _add(state: _RunState, timing: StepTiming) -> None:
+    state.timings.append(timing)
+    state.train_t += timing.total
+    state.losses.append([len(state.timings), state.train_t, timing.loss])
 
 
 def _show(bar: RunProgress, tr: Trainer, state: _RunState, *, by_steps: bool) -> None:

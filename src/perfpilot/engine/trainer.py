@@ -70,6 +70,24 @@ from perfpilot.workload import (
 )
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss or metric that is NaN or infinite: the training diverged.
+
+    ``what`` is ``"loss"`` or ``"metric"``, ``step`` the 1-based optimizer step (for a
+    metric: the last step before the evaluation), ``value`` the offending number.
+    ``timings``: the steps of the same :meth:`Trainer.train_steps` call that completed
+    before it. :func:`perfpilot.engine.run` sets ``record`` to what was measured before
+    it, when at least one step completed.
+    """
+
+    def __init__(self, message: str, *, what: str = "loss", step: int = 0,
+                 value: float = math.nan) -> None:  # defaults: pickle rebuilds from args
+        super().__init__(message)
+        self.what, self.step, self.value = what, step, value
+        self.timings: list[StepTiming] = []
+        self.record: Any = None
+
+
 @dataclass(frozen=True)
 class StepTiming:
     """One optimizer step (``plan.grad_accum`` micro-batches), in seconds.
@@ -269,18 +287,22 @@ class Trainer:
     def train_steps(self, n: int) -> list[StepTiming]:
         """Run ``n`` optimizer steps and return their timings, in order.
 
-        On CUDA this synchronizes once, at the end. Raises ``FloatingPointError``
-        ("non-finite loss at step N") when a loss is NaN or infinite.
+        On CUDA this synchronizes once, at the end. Raises :class:`NonFiniteError` (a
+        ``FloatingPointError``: "non-finite loss at step N") when a loss is NaN or infinite.
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         out: list[StepTiming] = []
-        with self._active():
-            mark = self._timer.mark()
-            for _ in range(n):
-                mark = self._one_step(mark)
-                out.extend(self._resolve(block=False))
-            out.extend(self._resolve(block=True))
+        try:
+            with self._active():
+                mark = self._timer.mark()
+                for _ in range(n):
+                    mark = self._one_step(mark)
+                    out.extend(self._resolve(block=False))
+                out.extend(self._resolve(block=True))
+        except NonFiniteError as e:
+            e.timings = out  # the steps of this call that resolved before it
+            raise
         return out
 
     def _one_step(self, start: Any) -> Any:
@@ -378,9 +400,10 @@ class Trainer:
         loss = float(p.loss)
         if not math.isfinite(loss):
             self._pending.clear()
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"non-finite loss at step {p.number} ({loss}) with plan "
-                f"precision={self.plan.precision}, lr={self.plan.lr}"
+                f"precision={self.plan.precision}, lr={self.plan.lr}",
+                what="loss", step=p.number, value=loss,
             )
         total = sum(phases.values())
         self.samples += p.samples
@@ -426,7 +449,8 @@ class Trainer:
             count += n
         value = total / max(count, 1)
         if not math.isfinite(value):
-            raise FloatingPointError(f"non-finite metric ({value}) after step {self.step}")
+            raise NonFiniteError(f"non-finite metric ({value}) after step {self.step}",
+                                 what="metric", step=self.step, value=value)
         return value
 
     def _metric(self, batch: Any) -> float:

@@ -141,7 +141,9 @@ def print_run(record: RunRecord, console: Console | None = None,
     console.print(phase_table(record))
     console.print(summary_table(record))
     if json_path is not None:
-        console.print(f"record written to [bold]{json_path}[/]")
+        from rich.markup import escape
+
+        console.print(f"record written to [bold]{escape(str(json_path))}[/]")
 
 
 class RunProgress:

@@ -43,7 +43,10 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
             console.print(other_findings(findings[1:]))
     else:
         console.print("\n[green]No bottleneck found[/]: nothing costs enough to name.")
-    console.print(step_table(record))
+    if steps_seen(record):
+        console.print(step_table(record))
+    else:
+        console.print(NO_STEPS)
     console.print(timeline_text(record))
     lines = hot_lines_table(record)
     if lines is not None:
@@ -54,20 +57,39 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
     console.print(footer(record))
 
 
+NO_STEPS = ("No training step was seen (no optimizer.step(), DataLoader batch or model "
+            "forward call), so there is no step breakdown.")
+_KINDS = {"optimizer": ("optimizer step", "optimizer steps"), "data": ("batch", "batches"),
+          "forward": ("forward call", "forward calls")}
+
+
 def _short(path: str) -> str:
     return os.path.basename(path)
+
+
+def _plural(n: Any, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def steps_seen(record: RunRecord) -> bool:
+    """Whether the profile saw any training step (else there is nothing to break down)."""
+    prof = record.extra.get("profile", {})
+    return bool(record.extra.get("step_phases", {}).get("steps", prof.get("steady_steps")))
 
 
 def header(record: RunRecord) -> str:
     prof = record.extra.get("profile", {})
     tl = record.extra.get("timeline", {})
-    kind = {"optimizer": "optimizer steps", "data": "batches", "forward": "forward calls"}.get(
-        prof.get("step_kind") or "", "no steps seen")
-    return (f"[bold]perfpilot profile[/]: {esc(record.workload)} — "
+    head = (f"[bold]perfpilot profile[/]: {esc(record.workload)} — "
             f"{format_seconds(tl.get('total_s') or record.wall_time_s)}"
             f" wall; startup {format_seconds(tl.get('startup_s', 0.0))} (imports "
-            f"{format_seconds(tl.get('imports_s', 0.0))}), then "
-            f"{prof.get('steady_steps', 0)} steady {kind} over "
+            f"{format_seconds(tl.get('imports_s', 0.0))})")
+    if not steps_seen(record):
+        return head  # NO_STEPS says so where the step table would be
+    kind = _KINDS.get(prof.get("step_kind") or record.extra.get("step_phases", {}).get(
+        "kind") or "", ("step", "steps"))
+    steady = int(prof.get("steady_steps", 0))
+    return (f"{head}, then {steady} steady {kind[0] if steady == 1 else kind[1]} over "
             f"{format_seconds(tl.get('steady_s', 0.0))}")
 
 
@@ -84,8 +106,10 @@ def exit_text(record: RunRecord) -> str | None:
         if err and err.get("site"):
             where = f" at {_short(err['site'][0])}:{err['site'][1]}"
         what = f" ({err['type']}: {esc(err['message'][:120])}{where})" if err else ""
-        return (f"[bold red]The script exited with code {code}{what}[/] after "
-                f"{prof.get('steps', 0)} steps; the profile covers what ran.")
+        steps = int(prof.get("steps", 0))
+        when = f"after {_plural(steps, 'step')}" if steps else "before any training step"
+        return (f"[bold red]The script exited with code {code}{what}[/] {when}; the profile "
+                "covers what ran.")
     return None
 
 
@@ -149,7 +173,7 @@ def step_table(record: RunRecord) -> Any:
     rows.append(("other (your code)", per.get("other", 0.0)))
     total = sum(v for _, v in rows) or 1.0
     s = record.step_time_s
-    title = (f"Step breakdown ({ph.get('steps', 0)} steady steps; median "
+    title = (f"Step breakdown ({_plural(int(ph.get('steps', 0)), 'steady step')}; median "
              f"{format_seconds(s.median)}, 95% CI {format_seconds(s.ci_low)}-"
              f"{format_seconds(s.ci_high)}")
     if record.samples_per_s:
@@ -209,7 +233,7 @@ def hot_ops_table(record: RunRecord) -> Any:
     if not rows:
         return None
     steps = max(int(ops.get("steps") or 1), 1)
-    t = Table(title=f"Hot ops (torch.profiler, {steps} steps, by self time)",
+    t = Table(title=f"Hot ops (torch.profiler, {_plural(steps, 'step')}, by self time)",
               title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("self/step", justify="right", no_wrap=True, min_width=9)
     t.add_column("calls/step", justify="right", no_wrap=True, min_width=10)
@@ -228,8 +252,8 @@ def footer(record: RunRecord) -> str:
     if growth is not None and abs(growth) * mem.get("steady_span_s", 0) > 8 * 2**20:
         parts.append(f"RSS grows {format_bytes(growth)}/s")
     if th.get("torch_threads"):
-        parts.append(f"torch {th['torch_threads']} threads on {th.get('usable_cores')} usable "
-                     "cores")
+        parts.append(f"torch {_plural(th['torch_threads'], 'thread')} on "
+                     f"{_plural(th.get('usable_cores'), 'usable core')}")
     samp = prof.get("sampler") or {}
     wall = record.extra.get("timeline", {}).get("total_s") or record.wall_time_s
     high = ""

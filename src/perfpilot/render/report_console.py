@@ -94,28 +94,29 @@ def print_summary(rec: dict[str, Any], out_dir: Path, console: Console | None = 
                   report: Path | None = None, wrote_plan: bool = False) -> None:
     """The headline, each stage's summary, the changes, and where the files are."""
     from rich.console import Console
+    from rich.markup import escape as esc
 
     con = console or Console()
     final = rec.get("final") or {}
     for st in rec.get("stages") or []:
         con.print(f"[bold]{st['name']}[/] ({format_seconds(st.get('elapsed_s') or 0.0)} of "
-                  f"{format_seconds(st.get('budget_s') or 0.0)}): {st.get('summary', '')}",
+                  f"{format_seconds(st.get('budget_s') or 0.0)}): {esc(st.get('summary', ''))}",
                   highlight=False)
     _print_final(con, final)
     base, plan = rec.get("baseline_plan") or {}, rec.get("plan") or {}
     changes = [f"{k} {base.get(k)} -> {plan.get(k)}" for k in plan
                if k != "version" and base.get(k) != plan.get(k)]
     if changes:
-        con.print("plan: " + ", ".join(changes), highlight=False)
+        con.print("plan: " + esc(", ".join(changes)), highlight=False)
     else:
         con.print("plan: the baseline (no change is a measured gain)", highlight=False)
     if (rec.get("decision") or {}).get("why") and final.get("verdict") != "unchanged":
-        con.print(f"[dim]{rec['decision']['why']}[/]", highlight=False)
+        con.print(f"[dim]{esc(rec['decision']['why'])}[/]", highlight=False)
     for note in rec.get("notes") or []:
-        con.print(f"[yellow]note:[/] {note}", highlight=False)
+        con.print(f"[yellow]note:[/] {esc(note)}", highlight=False)
     report = report or out_dir / "report.html"
     files = f"{out_dir / 'plan.json'}, {out_dir / 'record.json'} and " if wrote_plan else ""
-    con.print(f"wrote {files}the report [bold]{report}[/]", highlight=False)
+    con.print(f"wrote {esc(files)}the report [bold]{esc(str(report))}[/]", highlight=False)
 
 
 def _print_final(con: Console, final: dict[str, Any]) -> None:
