@@ -130,9 +130,34 @@ def after_startup_s(raw_path: str) -> float:
     return max(tl["total_s"] - tl["startup_s"], 1e-3)
 
 
-def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, Any]:
+def interleaved(table: dict[str, Any], rounds: int,
+                after: Any = None) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds per arm: every arm once per round, the order rotating each
+    round (drift hits every arm alike). ``after(name, round)`` runs after each run."""
+    names = list(table)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            wall, used = table[n]()
+            samples[n].append(wall)
+            cpu[n].append(used)
+            if after is not None:
+                after(n, r)
+    return samples, cpu
+
+
+def paired_overhead(base: list[float], other: list[float], prefix: str = "") -> dict[str, float]:
+    """``other / base - 1`` as the median of paired per-round ratios, with its 95%
+    bootstrap interval (:func:`perfpilot.measure.compare_samples`)."""
     from perfpilot.measure import compare_samples
 
+    c = compare_samples(base, other, paired=True)
+    return {f"{prefix}overhead": 1 / c.ratio - 1, f"{prefix}ci_low": 1 / c.ci_high - 1,
+            f"{prefix}ci_high": 1 / c.ci_low - 1}
+
+
+def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, Any]:
     stem, *args = name.split(":")
     script = EXAMPLES / f"{stem}.py"
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,28 +166,17 @@ def bench_example(name: str, rounds: int, rate: int, pyspy: bool) -> dict[str, A
         names = list(table)
         for n in names:  # warm-up round: page cache, .pyc files
             table[n]()
-        samples: dict[str, list[float]] = {n: [] for n in names}
-        cpu: dict[str, list[float]] = {n: [] for n in names}
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for n in order:
-                wall, used = table[n]()
-                samples[n].append(wall)
-                cpu[n].append(used)
+        samples, cpu = interleaved(table, rounds)
         fixed = analysis_cost(raw)
         steady = after_startup_s(raw)
     out: dict[str, Any] = {"samples_s": samples, "cpu_s": cpu, "analysis_s": fixed,
                            "after_startup_s": steady}
     plain_med = statistics.median(samples["plain"])
     for n in names[1:]:
-        c = compare_samples(samples["plain"], samples[n], paired=True)
-        k = compare_samples(cpu["plain"], cpu[n], paired=True)
         extra_s = statistics.median(samples[n]) - plain_med
-        out[n] = {"overhead": 1 / c.ratio - 1, "ci_low": 1 / c.ci_high - 1,
-                  "ci_high": 1 / c.ci_low - 1, "extra_s": extra_s,
+        out[n] = {**paired_overhead(samples["plain"], samples[n]), "extra_s": extra_s,
                   "overhead_after_startup": extra_s / steady,
-                  "cpu_overhead": 1 / k.ratio - 1, "cpu_ci_low": 1 / k.ci_high - 1,
-                  "cpu_ci_high": 1 / k.ci_low - 1}
+                  **paired_overhead(cpu["plain"], cpu[n], "cpu_")}
     out["plain_median_s"] = plain_med
     return out
 
