@@ -71,17 +71,15 @@ def tune_command(
 
     from perfpilot.render.report_console import LiveProgress, print_summary
     from perfpilot.tune.pipeline import tune
-    from perfpilot.tune.preflight import check_budget, with_target
     from perfpilot.workload import load_workload
 
-    # Every option is checked before tune() creates --out: a mistake leaves nothing behind.
+    # Options are parsed here and the rest checked by tune() before it creates --out: a
+    # mistake leaves nothing behind.
     stages = parse_stages(only)
     budget_s = parse_duration(budget, "--budget")
-    check_budget(budget_s)
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
     kind = parse_executor(executor)
     w = load_workload(workload)
-    with_target(w, target)  # --target needs a metric and val_data (tune() applies it)
     result = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
                   executor=kind, target=target, horizon_s=horizon_s, spec=workload,
                   progress=LiveProgress())

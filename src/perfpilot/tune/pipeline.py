@@ -127,11 +127,12 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     """
     from perfpilot.workload import check_workload
 
-    out = prepare_out_dir(Path(out_dir))
+    # Every check before prepare_out_dir: a mistake in the input leaves nothing behind.
     check_budget(budget_s)
     w = with_target(workload, target)
     check_workload(w)
     check_baseline(w.baseline)
+    out = prepare_out_dir(Path(out_dir))
     if restart:  # the demo: a previous run's plan must not outlive its study
         (out / tr.PLAN_FILE).unlink(missing_ok=True)
     replay = ReplayClock(clock)
