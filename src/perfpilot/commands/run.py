@@ -79,28 +79,33 @@ def run_command(
             raise
         raise PlanError(f"{plan}: {e}") from None
     except NonFiniteError as e:  # a diverging model is the user's to fix, not a crash
-        raise UserError(diverged(w, p, e, json_out)) from None
+        msg = diverged(w, p, e)
+        if json_out is not None:
+            msg += save_partial(e.record, msg, json_out)
+        raise UserError(msg) from None
     if json_out is not None:
         save_record(record, json_out)
     print_run(record, json_path=str(json_out) if json_out is not None else None)
 
 
-def diverged(w: Any, p: Any, e: Any, json_out: Path | None) -> str:
-    """The one-line message for a NaN/inf loss or metric (a NonFiniteError ``e``); with
-    ``--json``, the steps measured before it are written there first, marked failed."""
+def diverged(w: Any, p: Any, e: Any) -> str:
+    """The one-line message for a NaN/inf loss or metric (a NonFiniteError ``e``)."""
     if e.what == "loss":
         what = f"the loss is {e.value} at step {e.step}"
     else:
         what = f"the metric {w.metric_name} is {e.value} after step {e.step}"
-    msg = (f"workload {w.name!r} diverged: {what} (precision={p.precision}, lr={p.lr:g}); "
-           "lower the lr or check the model and data")
-    if json_out is None:
-        return msg
-    if e.record is None:
-        return f"{msg} (no step completed: {json_out} was not written)"
-    e.record.extra.update(status="failed", error=msg)
-    save_record(e.record, json_out)
-    return f"{msg} (what was measured before is in {json_out}, marked failed)"
+    return (f"workload {w.name!r} diverged: {what} (precision={p.precision}, lr={p.lr:g}); "
+            "lower the lr or check the model and data")
+
+
+def save_partial(record: Any, error: str, json_out: Path) -> str:
+    """Write the steps measured before a failure (``record``, None if none completed) to
+    ``json_out`` marked failed; the clause saying so, appended to the error line."""
+    if record is None:
+        return f" (no step completed: {json_out} was not written)"
+    record.extra.update(status="failed", error=error)
+    save_record(record, json_out)
+    return f" (what was measured before is in {json_out}, marked failed)"
 
 
 def check_writable(path: Path) -> None:
