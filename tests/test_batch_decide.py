@@ -129,3 +129,61 @@ def test_budget_stops_runs_and_records_why() -> None:
     val.screen([make(64, 1e-3)])
     assert val.pool[make(64, 1e-3)].skipped.startswith("budget left")
     assert len(land.calls) == 1
+
+
+class Clock:
+    """A budget the runs spend: each run costs ``ratio`` x its modelled time (``slow``
+    for the configurations listed there), so the budget left is known exactly."""
+
+    def __init__(self, land: Landscape, budget: float, ratio: float = 1.3,
+                 slow: dict[RunConfig, float] | None = None) -> None:
+        self.land, self.left, self.ratio, self.slow = land, budget, ratio, slow or {}
+
+    def run(self, cfg: RunConfig, r: int, max_samples: int) -> Trial:
+        t = self.land.run(cfg, r, max_samples)
+        cost = t.measurements["samples"] / THR[cfg.batch_size] * self.slow.get(cfg, self.ratio)
+        self.left -= cost
+        return Trial(number=0, stage="batch", plan={}, state=t.state,
+                     measurements=t.measurements, started_at=0.0, finished_at=cost)
+
+
+def test_cost_uses_the_median_ratio_so_one_slow_run_does_not_stop_the_repeats() -> None:
+    land = Landscape(best_batch=64, best_lr=2e-3)
+    outlier = make(64, 4e-3)
+    clock = Clock(land, budget=100.0, ratio=1.3, slow={outlier: 2.7})
+    val = Validation(clock.run, lambda: clock.left, box=50.0, slack=0.2, throughput=THR,
+                     make=make, rescale=lambda lr, a, b: lr)
+    base = make(32, 1e-3)
+    val.record(base, 0, clock.run(base, 0, 10**9), "baseline")
+    val.screen([make(64, 2e-3), outlier])
+    # per configuration: its own runs' ratio; a new one: the median over all runs
+    assert math.isclose(val.cost(1.0, val.pool[outlier]), 2.7)
+    assert math.isclose(val.cost(1.0, val.pool[base]), 1.3)
+    assert math.isclose(val.cost(1.0), 1.3)  # the median of 1.3, 1.3, 2.7, not the max
+    # the repeats of baseline + best cost about 1.3 x (1.65 + 1.0) s a round, not 2.7 x
+    clock.left = 2 * 1.3 * (land.seconds(base) + 1.0) + 0.5
+    val.repeat(base, 5, 1)
+    assert set(val.pool[base].runs) == {0, 1, 2}
+    assert decide(list(val.pool.values()), base).verdict == "faster"
+
+
+def test_repeats_drop_to_baseline_and_best_when_a_full_round_no_longer_fits() -> None:
+    land = Landscape(best_batch=64, best_lr=2e-3)
+    clock = Clock(land, budget=1000.0)
+    val = Validation(clock.run, lambda: clock.left, box=50.0, slack=0.5, throughput=THR,
+                     make=make, rescale=lambda lr, a, b: lr)
+    base, best, second = make(32, 1e-3), make(64, 2e-3), make(64, 4e-3)
+    val.record(base, 0, clock.run(base, 0, 10**9), "baseline")
+    val.screen([best, second])
+    assert val.pool[second].median() <= 1.5 * val.pool[best].median()  # a finalist
+    full = val.round_cost([val.pool[x] for x in (base, best, second)])
+    pair = val.round_cost([val.pool[x] for x in (base, best)])
+    # room for two full rounds (the reserve), then only for baseline + best (runs take
+    # 1% longer each round in this landscape: a few percent of room over the estimates)
+    clock.left = 2 * full * 1.03 + pair * 1.05
+    assert 2 * full * 0.03 + pair * 1.05 < full
+    val.repeat(base, 5, 2)
+    assert set(val.pool[second].runs) == {0, 1, 2}
+    assert set(val.pool[base].runs) == set(val.pool[best].runs) == {0, 1, 2, 3}
+    d = decide(list(val.pool.values()), base)
+    assert d.config == best and d.verdict == "faster"

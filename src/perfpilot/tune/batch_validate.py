@@ -21,7 +21,8 @@ reason. The steps:
    The theory only ranks the starting points; this step measures where the optimum is,
    because the baseline's LR is rarely the best one.
 3. **Repeat** the baseline and the finalists (the best configurations within reach) with
-   new seeds, at a lenient cutoff, while a whole round fits in the budget.
+   new seeds, at a lenient cutoff, while a whole round fits in the budget; when it no
+   longer does, the baseline and the best alone go on while their round fits.
 4. **Decide** (:func:`decide`): the lowest median time wins among configurations that
    reached the target and never diverged, but replaces the baseline only when *shown*
    faster on the rounds both ran: :func:`perfpilot.measure.compare_samples` (paired by
@@ -198,9 +199,7 @@ class Validation:
         base = next((x for x in self.pool.values() if x.origin == "baseline"), None)
         if best is None or base is None:
             return 0.0
-        per_round = self.cost(base.median()) + (self.cost(best.median()) if best is not base
-                                                else 0.0)
-        return RESERVED_ROUNDS * per_round
+        return RESERVED_ROUNDS * self.round_cost([base] if best is base else [base, best])
 
     def refine(self, max_runs: int) -> None:
         """Pattern search around the best (see the module docstring), ``max_runs`` runs."""
@@ -233,7 +232,8 @@ class Validation:
     def repeat(self, baseline: RunConfig, rounds: int, finalists: int) -> None:
         """Rounds 1.. for the baseline and the ``finalists`` best configs within reach of
         the best (fixed before the first repeat, so all are paired by round), at a lenient
-        cutoff (twice the slowest median), while a whole round fits in the budget."""
+        cutoff (twice the slowest median), while a whole round fits in the budget; then
+        the baseline and the best alone, while theirs does (:meth:`round_cost`)."""
         best = self.best()
         if best is None:
             return
@@ -244,14 +244,17 @@ class Validation:
         group = [self.pool[baseline]] + others
         # Fewer finalists rather than too few rounds to decide: drop the slowest until
         # the reserved rounds fit.
-        while len(group) > 2 and self.left_s() < RESERVED_ROUNDS * sum(
-                self.cost(x.median()) for x in group):
+        while len(group) > 2 and self.left_s() < RESERVED_ROUNDS * self.round_cost(group):
             group.pop()
         if len(group) < 2:
             return
         cutoff = min(self.box, 2 * max(x.median() for x in group))
         for r in range(1, rounds):
-            if self.left_s() < sum(self.cost(x.median()) for x in group):
+            if self.left_s() < self.round_cost(group) and len(group) > 2:
+                # A whole round of every finalist no longer fits: the baseline and the
+                # best alone still make a decision possible.
+                del group[2:]
+            if self.left_s() < self.round_cost(group):
                 return
             for x in group if r % 2 else group[::-1]:  # alternate who runs first
                 self.progress(f"batch: time to target at batch {x.config.batch_size} "
@@ -259,12 +262,27 @@ class Validation:
                 trial = self._run(x.config, r, self.max_samples(x.config.batch_size, cutoff))
                 x.add(r, trial, self.seconds)
 
-    def cost(self, seconds: float) -> float:
-        """Wall time a run of ``seconds`` modelled training time is expected to take:
-        scaled by the largest ratio seen so far (evaluation, set-up and load included)."""
-        ratios = [x["cost_s"] / x["ttt_s"] for r in self.pool.values() for x in r.runs.values()
-                  if x["ttt_s"]]
-        return seconds * max([1.0, *ratios])
+    def round_cost(self, group: Sequence[ConfigRuns]) -> float:
+        """The expected wall time of one run of each configuration in ``group``."""
+        return sum(self.cost(x.median(), x) for x in group)
+
+    def cost(self, seconds: float, runs: ConfigRuns | None = None) -> float:
+        """Wall time a run of ``seconds`` modelled training time is expected to take.
+
+        Modelled time excludes evaluation, set-up and the machine's load; a run's wall
+        time includes them, so the time is scaled by the *median* ratio wall / modelled
+        of ``runs``' own runs when it has any (evaluation cost differs between batch
+        sizes), else of every run so far. The median, not the largest: one run slowed by
+        a burst of load (2.7x seen on charlm, against 1.2-1.4x for the rest) must not make
+        every later run look unaffordable. Never below 1.
+        """
+        def ratios(rs: Sequence[ConfigRuns]) -> list[float]:
+            return [x["cost_s"] / x["ttt_s"] for r in rs for x in r.runs.values()
+                    if x["ttt_s"]]
+
+        own = ratios([runs]) if runs is not None else []
+        seen = own or ratios(list(self.pool.values()))
+        return seconds * max(1.0, statistics.median(seen)) if seen else seconds
 
 
 def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig) -> Decision:
