@@ -99,6 +99,10 @@ class ConfigRuns:
         vals = list(self.values().values())
         return statistics.median(vals) if vals else float("inf")
 
+    def cost_ratios(self) -> list[float]:
+        """Each run's wall cost over its modelled time (evaluation, set-up, load)."""
+        return [x["cost_s"] / x["ttt_s"] for x in self.runs.values() if x["ttt_s"]]
+
     def cost_s(self) -> float:
         """The cost of its latest run (training, evaluation and overhead)."""
         return self.runs[max(self.runs)]["cost_s"] if self.runs else 0.0
@@ -232,8 +236,9 @@ class Validation:
     def repeat(self, baseline: RunConfig, rounds: int, finalists: int) -> None:
         """Rounds 1.. for the baseline and the ``finalists`` best configs within reach of
         the best (fixed before the first repeat, so all are paired by round), at a lenient
-        cutoff (twice the slowest median), while a whole round fits in the budget; then
-        the baseline and the best alone, while theirs does (:meth:`round_cost`)."""
+        cutoff (twice the slowest median), while a whole round fits in the budget; the
+        slowest finalists are dropped (:meth:`trim`) before the baseline and the best
+        give up."""
         best = self.best()
         if best is None:
             return
@@ -243,17 +248,13 @@ class Validation:
                         key=lambda x: (x.median(), x.config.batch_size))[:finalists]
         group = [self.pool[baseline]] + others
         # Fewer finalists rather than too few rounds to decide: drop the slowest until
-        # the reserved rounds fit.
-        while len(group) > 2 and self.left_s() < RESERVED_ROUNDS * self.round_cost(group):
-            group.pop()
+        # the reserved rounds fit, and again before each round.
+        self.trim(group, RESERVED_ROUNDS)
         if len(group) < 2:
             return
         cutoff = min(self.box, 2 * max(x.median() for x in group))
         for r in range(1, rounds):
-            if self.left_s() < self.round_cost(group) and len(group) > 2:
-                # A whole round of every finalist no longer fits: the baseline and the
-                # best alone still make a decision possible.
-                del group[2:]
+            self.trim(group, 1)
             if self.left_s() < self.round_cost(group):
                 return
             for x in group if r % 2 else group[::-1]:  # alternate who runs first
@@ -261,6 +262,12 @@ class Validation:
                               f"(lr {x.config.lr:.3g}, run {r + 1})")
                 trial = self._run(x.config, r, self.max_samples(x.config.batch_size, cutoff))
                 x.add(r, trial, self.seconds)
+
+    def trim(self, group: list[ConfigRuns], rounds: int) -> None:
+        """Drop the last (slowest) finalists of ``group`` until ``rounds`` rounds fit in
+        the budget or only the baseline and the best are left."""
+        while len(group) > 2 and self.left_s() < rounds * self.round_cost(group):
+            group.pop()
 
     def round_cost(self, group: Sequence[ConfigRuns]) -> float:
         """The expected wall time of one run of each configuration in ``group``."""
@@ -272,16 +279,12 @@ class Validation:
         Modelled time excludes evaluation, set-up and the machine's load; a run's wall
         time includes them, so the time is scaled by the *median* ratio wall / modelled
         of ``runs``' own runs when it has any (evaluation cost differs between batch
-        sizes), else of every run so far. The median, not the largest: one run slowed by
-        a burst of load (2.7x seen on charlm, against 1.2-1.4x for the rest) must not make
-        every later run look unaffordable. Never below 1.
+        sizes), else of every run so far. The median, not the largest: on charlm one run
+        whose training took 136 s of wall time for 61 s modelled (ratio 2.7x; the other six
+        1.2-2.0x, median 1.5x) made every later run look unaffordable. Never below 1.
         """
-        def ratios(rs: Sequence[ConfigRuns]) -> list[float]:
-            return [x["cost_s"] / x["ttt_s"] for r in rs for x in r.runs.values()
-                    if x["ttt_s"]]
-
-        own = ratios([runs]) if runs is not None else []
-        seen = own or ratios(list(self.pool.values()))
+        seen = runs.cost_ratios() if runs is not None else []
+        seen = seen or [q for r in self.pool.values() for q in r.cost_ratios()]
         return seconds * max(1.0, statistics.median(seen)) if seen else seconds
 
 
