@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_size.json"
-BUDGETS = {"digits": "4m", "charlm": "20m"}
+BUDGETS = {"digits": "4m", "charlm": "30m"}
 # Grid of the oracle, as powers of two around the baseline: batch B0*2**k, LR lr0*2**j.
 GRID_K = {"digits": range(-2, 4), "charlm": range(-2, 3)}
 GRID_J = {"digits": range(-1, 5), "charlm": range(0, 4)}
