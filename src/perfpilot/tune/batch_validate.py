@@ -103,10 +103,6 @@ class ConfigRuns:
         """Each run's wall cost over its modelled time (evaluation, set-up, load)."""
         return [x["cost_s"] / x["ttt_s"] for x in self.runs.values() if x["ttt_s"]]
 
-    def cost_s(self) -> float:
-        """The cost of its latest run (training, evaluation and overhead)."""
-        return self.runs[max(self.runs)]["cost_s"] if self.runs else 0.0
-
     def to_dict(self, predicted_ttt_s: float | None = None) -> dict[str, Any]:
         from perfpilot.measure import summarize
 
