@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=10, help="pairs of the verification A/B")
     args = ap.parse_args()
 
-    from perfpilot.hardware import discover
+    from perfpilot.devices import discover
     from perfpilot.workload import load_workload
 
     load0 = os.getloadavg()

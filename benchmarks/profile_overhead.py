@@ -3,7 +3,7 @@
 Each example script in ``examples/bottlenecks/`` runs as
 
 * ``plain``     ``python script.py``
-* ``perfpilot`` ``python -m perfpilot.probes.runner script.py`` with the default probes
+* ``perfpilot`` ``python -m perfpilot.probes.bootstrap script.py`` with the default probes
   (stack sampler at ``--rate`` Hz, torch hooks, profiler window, memory, calibrations,
   raw profile written) -- the child ``perfpilot profile`` starts;
 * ``py-spy``    ``py-spy record -r RATE -o /dev/null -- python script.py`` (when py-spy
@@ -94,7 +94,7 @@ def arms(script: Path, args: list[str], rate: int, out: str, pyspy: bool) -> dic
     py = sys.executable
     table = {
         "plain": lambda: run([py, str(script), *args]),
-        "perfpilot": lambda: run([py, "-m", "perfpilot.probes.runner", str(script), *args],
+        "perfpilot": lambda: run([py, "-m", "perfpilot.probes.bootstrap", str(script), *args],
                                  env),
     }
     if pyspy:

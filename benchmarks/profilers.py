@@ -4,7 +4,7 @@ Each example script in ``examples/bottlenecks/`` (each plants one bottleneck, se
 README) runs as
 
 * ``plain``          ``python script.py``
-* ``perfpilot``      ``python -m perfpilot.probes.runner script.py`` (default probes,
+* ``perfpilot``      ``python -m perfpilot.probes.bootstrap script.py`` (default probes,
   stack sampler at ``--rate`` Hz) -- the child ``perfpilot profile`` starts; the parent's
   analysis (findings) runs afterwards, outside the timed run;
 * ``py-spy``         ``py-spy record -r RATE -f raw -o FILE -- python script.py`` (skipped,

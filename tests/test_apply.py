@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from perfpilot.apply import (
+from perfpilot.apply_plan import (
     Applied,
     _default_threads,
     apply,
@@ -258,18 +258,22 @@ def test_apply_without_dataset_has_no_loader(restore_torch_state):
 
 
 def test_apply_consults_the_hardware_check_when_present(monkeypatch, restore_torch_state):
-    fake = types.ModuleType("perfpilot.hardware")
+    fake = types.ModuleType("perfpilot.devices")
 
     def check_plan(plan, machine=None):
         raise PlanError("plan key 'precision': 'bf16' is not supported by this CPU")
 
     fake.check_plan = check_plan
-    monkeypatch.setitem(sys.modules, "perfpilot.hardware", fake)
+    monkeypatch.setitem(sys.modules, "perfpilot.devices", fake)
     with pytest.raises(PlanError, match="not supported"):
         apply(Plan(precision="bf16"), nn.Linear(1, 1))
 
 
-def test_the_apply_module_is_callable_like_the_function(restore_torch_state):
-    module = sys.modules["perfpilot.apply"]  # `perfpilot.apply` once the module is imported
-    pp = module(Plan(), nn.Linear(1, 1))
+def test_perfpilot_apply_is_the_function_and_the_module_has_its_own_name(restore_torch_state):
+    import perfpilot
+    import perfpilot.apply_plan as module
+
+    assert perfpilot.apply is module.apply  # no module shadows the public function
+    pp = perfpilot.apply(Plan(), nn.Linear(1, 1))
     assert isinstance(pp, Applied) and module.make_loader is make_loader
+

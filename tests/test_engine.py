@@ -247,13 +247,13 @@ def test_a_loss_without_grad_is_a_workload_error():
 
 
 def test_the_hardware_check_runs_when_available(monkeypatch):
-    fake = types.ModuleType("perfpilot.hardware")
+    fake = types.ModuleType("perfpilot.devices")
 
     def check_plan(plan, machine=None):
         raise PlanError("plan key 'compile': 'default' has no working compiler here")
 
     fake.check_plan = check_plan
-    monkeypatch.setitem(sys.modules, "perfpilot.hardware", fake)
+    monkeypatch.setitem(sys.modules, "perfpilot.devices", fake)
     with pytest.raises(PlanError, match="compile"):
         Trainer(tiny(), tiny().baseline)
     Trainer(tiny(), tiny().baseline, check=False).close()

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from perfpilot.apply import default_threads  # noqa: E402
+from perfpilot.apply_plan import default_threads  # noqa: E402
 from perfpilot.integrations.lightning import (  # noqa: E402
     PlanCallback,
     compile_module,

@@ -163,7 +163,7 @@ def test_hard_exit_keeps_the_last_periodic_save(tmp_path):
     out = tmp_path / "raw.json"
     env = {**__import__("os").environ,
            "PERFPILOT_PROFILE": json.dumps({"out": str(out), "save_every_s": 0.2})}
-    res = subprocess.run([sys.executable, "-m", "perfpilot.probes.runner", str(script)],
+    res = subprocess.run([sys.executable, "-m", "perfpilot.probes.bootstrap", str(script)],
                          env=env, timeout=60)
     assert res.returncode == 7
     from perfpilot.probes.assemble import build_record
@@ -212,7 +212,7 @@ def test_a_path_with_brackets_is_shown_as_is(tmp_path):
 
 
 def test_help_states_the_default_length_of_a_workload_run():
-    from perfpilot.probes.runner import WORKLOAD_DEFAULT_S
+    from perfpilot.probes.bootstrap import WORKLOAD_DEFAULT_S
 
     res = subprocess.run([sys.executable, "-m", "perfpilot.cli", "profile", "--help"],
                          capture_output=True, text=True, timeout=120,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from perfpilot.hardware import CpuInfo, GpuInfo, Machine
+from perfpilot.devices import CpuInfo, GpuInfo, Machine
 from perfpilot.plan import Plan
 from perfpilot.tune.candidates import (
     DeviceInfo,

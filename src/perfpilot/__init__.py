@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # name -> "module:attribute"; resolved on first access (PEP 562).
 _LAZY: dict[str, str] = {
     "Plan": "perfpilot.plan:Plan",
+    "apply": "perfpilot.apply_plan:apply",
     "load_plan": "perfpilot.plan:load_plan",
     "Workload": "perfpilot.workload:Workload",
     "load_workload": "perfpilot.workload:load_workload",
@@ -23,12 +24,12 @@ _LAZY: dict[str, str] = {
     "Trainer": "perfpilot.engine:Trainer",
     "compare": "perfpilot.measure:compare",
     "summarize": "perfpilot.measure:summarize",
-    "discover": "perfpilot.hardware:discover",
+    "discover": "perfpilot.devices:discover",
     "pmap": "perfpilot.parallel:pmap",
     "gradient_noise_scale": "perfpilot.tune.noise_scale:gradient_noise_scale",
 }
 
-__all__ = sorted([*_LAZY, "apply"]) + ["__version__"]
+__all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from perfpilot.plan import Plan, load_plan  # noqa: F401
@@ -37,12 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
-    if name == "apply":
-        # The module is itself callable (perfpilot.apply(plan, model, ...)); returning the
-        # module keeps `import perfpilot.apply as m` and `perfpilot.apply(...)` both working.
-        import importlib
-
-        return importlib.import_module("perfpilot.apply")
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'perfpilot' has no attribute {name!r}")

@@ -7,7 +7,7 @@ baseline), so ``{"batch_size": 128}`` is a valid plan file.
 
 Runtime application of a plan (device placement, autocast, compile, loader kwargs...)
 lives in :mod:`perfpilot.apply`; whether a device can do a plan lives in
-:mod:`perfpilot.hardware`. This module is pure data.
+:mod:`perfpilot.devices`. This module is pure data.
 """
 
 from __future__ import annotations

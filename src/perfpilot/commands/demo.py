@@ -36,7 +36,7 @@ def demo_command(
     from rich.markup import escape
 
     from perfpilot.commands.tune import parse_duration
-    from perfpilot.render.report_console import LiveProgress, print_summary
+    from perfpilot.render.tune_console import LiveProgress, print_summary
     from perfpilot.tune.pipeline import tune
     from perfpilot.workload import load_workload
 

@@ -3,7 +3,7 @@
 Shows the CPU (model, cores this process may use, SIMD features, native bf16), every
 device a plan may name (cpu, cuda:N, mps, xla) with the precisions and torch.compile
 support perfpilot will consider there, and the reason for everything unavailable.
-``--json`` prints :meth:`perfpilot.hardware.Machine.to_dict` instead; ``--check FILE``
+``--json`` prints :meth:`perfpilot.devices.Machine.to_dict` instead; ``--check FILE``
 checks a plan file against this machine (exit 2 with the reason when it cannot run).
 """
 
@@ -18,7 +18,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from perfpilot.hardware import GpuInfo, Machine
+    from perfpilot.devices import GpuInfo, Machine
 
 GIB = 1024**3
 
@@ -36,9 +36,9 @@ def devices_command(
     """Show devices, precisions and torch.compile support on this machine."""
     from rich.console import Console
 
-    from perfpilot import hardware
+    from perfpilot import devices
 
-    machine = hardware.discover()
+    machine = devices.discover()
     if as_json:
         typer.echo(json.dumps(machine.to_dict(), indent=2))
     else:
@@ -48,17 +48,17 @@ def devices_command(
 
 
 def _check_plan_file(path: Path, machine: Machine) -> None:
-    from perfpilot import hardware
+    from perfpilot import devices
     from perfpilot.errors import PlanError
     from perfpilot.plan import load_plan
 
     plan = load_plan(path)
     try:
-        hardware.check_plan(plan, machine)
+        devices.check_plan(plan, machine)
     except PlanError as e:
         raise PlanError(f"{path}: {e}") from None
     typer.echo(f"{path}: this machine can run the plan", err=True)
-    for note in hardware.plan_notes(plan, machine):
+    for note in devices.plan_notes(plan, machine):
         typer.echo(f"  note: {note}", err=True)
 
 
@@ -110,17 +110,17 @@ def _compilers(machine: Machine) -> str:
 def _device_table(machine: Machine):  # -> rich.table.Table
     from rich.table import Table
 
-    from perfpilot import hardware
+    from perfpilot import devices
 
     table = Table(show_edge=False, header_style="bold")
-    for col in ("device", "hardware", "memory", *hardware.PRECISION_ORDER, "compile"):
+    for col in ("device", "hardware", "memory", *devices.PRECISION_ORDER, "compile"):
         table.add_column(col)
-    for device in hardware.device_options(machine):
-        support = hardware.precision_support(device, machine)
-        marks = [_mark(support[p]) for p in hardware.PRECISION_ORDER]
+    for device in devices.device_options(machine):
+        support = devices.precision_support(device, machine)
+        marks = [_mark(support[p]) for p in devices.PRECISION_ORDER]
         if device == "cpu" and support["bf16"] is None:
             marks[2] += " (native)" if machine.cpu.native_bf16 else " (emulated)"
-        compile_mark = _mark(hardware.compile_support(device, machine))
+        compile_mark = _mark(devices.compile_support(device, machine))
         hw, mem = _describe(device, machine)
         table.add_row(device, hw, mem, *marks, compile_mark)
     return table
@@ -167,14 +167,14 @@ def _mark(reason: str | None) -> str:
 def _print_reasons(machine: Machine, console: Console) -> None:
     from rich.markup import escape
 
-    from perfpilot import hardware
+    from perfpilot import devices
 
     lines = []
-    for device in hardware.device_options(machine):
-        for precision, why in hardware.precision_support(device, machine).items():
+    for device in devices.device_options(machine):
+        for precision, why in devices.precision_support(device, machine).items():
             if why:
                 lines.append(f"  {device} {precision}: {why}")
-        why = hardware.compile_support(device, machine)
+        why = devices.compile_support(device, machine)
         if why:
             lines.append(f"  {device} compile: {why}")
     if lines:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from perfpilot.errors import UserError
-from perfpilot.probes.runner import WORKLOAD_DEFAULT_S
+from perfpilot.probes.bootstrap import WORKLOAD_DEFAULT_S
 
 if TYPE_CHECKING:
     from perfpilot.probes.launch import Target

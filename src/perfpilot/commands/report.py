@@ -32,8 +32,8 @@ def report_command(
     from rich.console import Console
     from rich.markup import escape
 
-    from perfpilot.render.report_console import print_summary
-    from perfpilot.render.report_html import write_report
+    from perfpilot.render.tune_console import print_summary
+    from perfpilot.render.tune_html import write_report
     from perfpilot.tune import tune_record as tr
 
     if directory.is_file():

@@ -69,7 +69,7 @@ def tune_command(
     """Tune WORKLOAD by measurement and write DIR/plan.json with the evidence (report.html)."""
     from rich.console import Console
 
-    from perfpilot.render.report_console import LiveProgress, print_summary
+    from perfpilot.render.tune_console import LiveProgress, print_summary
     from perfpilot.tune.pipeline import tune
     from perfpilot.workload import load_workload
 
@@ -165,7 +165,7 @@ def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
     no study, no final check, no files (benchmarks/hardware.py times the stages with it;
     ``perfpilot tune`` runs :func:`perfpilot.tune.pipeline.tune`). One dict per stage with
     its ``result`` (a StageResult), ``budget_s`` and ``elapsed_s``."""
-    from perfpilot.hardware import discover
+    from perfpilot.devices import discover
     from perfpilot.tune.stage import MemoryTrials, StageContext, load_stage
 
     trials = trials if trials is not None else MemoryTrials()

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from perfpilot.apply import (
+from perfpilot.apply_plan import (
     autocast,
     batch_size_of,
     check_plan,
@@ -191,7 +191,7 @@ class Trainer:
     trainer owns its RNG streams: they are swapped in while it trains or evaluates and
     swapped out afterwards, so interleaved trainers (A B A B comparisons) and the caller
     do not disturb each other. Process-wide knobs (threads, TF32...) are re-applied at each
-    :meth:`train_steps` for the same reason. ``check`` asks :mod:`perfpilot.hardware`
+    :meth:`train_steps` for the same reason. ``check`` asks :mod:`perfpilot.devices`
     whether the machine can run the plan first. ``clock`` replaces ``time.perf_counter``
     for host timings (tests inject one).
 

@@ -216,7 +216,7 @@ class _alarm:
 
 
 def usable_cores() -> int:
-    """CPU cores this process may use (affinity and cgroup quota); see perfpilot.hardware."""
-    from perfpilot.hardware import usable_cores as _usable_cores
+    """CPU cores this process may use (affinity and cgroup quota); see perfpilot.devices."""
+    from perfpilot.devices import usable_cores as _usable_cores
 
     return _usable_cores()

@@ -91,7 +91,7 @@ class PlanCallback(pl.Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         import importlib
 
-        from perfpilot.apply import setup_process
+        from perfpilot.apply_plan import setup_process
 
         setup_process(self.plan)
         if self.plan.channels_last:
@@ -177,7 +177,7 @@ def rebuild_loader(loader: Any, plan: Plan) -> Any:
     is returned unchanged: rebuilding it could change what the user trains on."""
     import torch.utils.data as tud
 
-    from perfpilot.apply import make_loader
+    from perfpilot.apply_plan import make_loader
 
     if not isinstance(loader, tud.DataLoader) or isinstance(loader.dataset, tud.IterableDataset):
         return loader

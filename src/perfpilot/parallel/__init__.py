@@ -202,7 +202,7 @@ def _serial_values(fn: Callable[[Any], Any], items: Sequence[Any], lo: int,
 
 def _make_executor(backend: str, workers: int, address: str | None) -> Executor:
     if backend == "thread":
-        from perfpilot.parallel._threads import ThreadExecutor
+        from perfpilot.execute.threads import ThreadExecutor
 
         return ThreadExecutor(workers)
     from perfpilot.execute.ray_executor import RayExecutor

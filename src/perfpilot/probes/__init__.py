@@ -1,7 +1,7 @@
 """perfpilot.probes: measure an unmodified training script (or a workload) from inside.
 
 Pipeline (``perfpilot profile``): :mod:`.launch` starts ``python -m
-perfpilot.probes.runner script.py ARGS`` (:mod:`.runner`), which runs the script under
+perfpilot.probes.bootstrap script.py ARGS`` (:mod:`.runner`), which runs the script under
 the probes and writes a *raw* profile; :mod:`.assemble` turns it into a
 :class:`~perfpilot.record.RunRecord`; :mod:`.verify` re-runs with a fix applied.
 

@@ -2,9 +2,9 @@
 
 ``perfpilot profile -- python -u train.py --lr 0.1`` becomes::
 
-    python -u -m perfpilot.probes.runner train.py --lr 0.1
+    python -u -m perfpilot.probes.bootstrap train.py --lr 0.1
 
-with ``PERFPILOT_PROFILE`` (JSON, see :class:`~perfpilot.probes.runner.ProbeConfig`) in the
+with ``PERFPILOT_PROFILE`` (JSON, see :class:`~perfpilot.probes.bootstrap.ProbeConfig`) in the
 environment and perfpilot's source root on ``PYTHONPATH`` (so another interpreter named on
 the command line can import the runner). stdin, stdout and stderr are inherited: the
 script's output and exit code pass through unchanged.
@@ -34,7 +34,7 @@ class Target:
     kind: Literal["script", "workload"]
     interpreter: str = sys.executable
     interp_flags: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()  # what follows ``-m perfpilot.probes.runner``
+    args: tuple[str, ...] = ()  # what follows ``-m perfpilot.probes.bootstrap``
     workload: str | None = None
     plan: str | None = None
     display: str = ""
@@ -107,7 +107,7 @@ def _usable_cores() -> int | None:
 
 
 def child_command(target: Target) -> list[str]:
-    return [target.interpreter, *target.interp_flags, "-m", "perfpilot.probes.runner",
+    return [target.interpreter, *target.interp_flags, "-m", "perfpilot.probes.bootstrap",
             *target.args]
 
 

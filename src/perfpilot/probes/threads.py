@@ -21,12 +21,12 @@ ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 def usable_cores() -> int:
     """Cores this process may use (affinity and cgroup quota aware).
 
-    :func:`perfpilot.sysprobe.usable_cores` when available (the parent process, which
+    :func:`perfpilot.host.usable_cores` when available (the parent process, which
     passes the figure to the profiled child so the child need not import it), else
     affinity capped by the cgroup v2 quota.
     """
     try:
-        from perfpilot.sysprobe import usable_cores as probe_usable_cores
+        from perfpilot.host import usable_cores as probe_usable_cores
     except ImportError:
         probe_usable_cores = None
     if probe_usable_cores is not None:

@@ -1,7 +1,7 @@
 """Candidate settings for the hardware and loader stages, from device facts and model traits.
 
 Everything here is pure: candidates are computed from a :class:`DeviceInfo` (what one
-device can do, read from :mod:`perfpilot.hardware` or faked in tests), the workload's
+device can do, read from :mod:`perfpilot.devices` or faked in tests), the workload's
 :class:`ModelTraits` and the incumbent plan. A :class:`Candidate` is a change to the
 incumbent along one *axis*. Candidates that cannot work are still returned, with the reason
 in ``skip``, so that the evidence says why a knob was not tried instead of staying silent.
@@ -87,35 +87,33 @@ class Candidate:
 
 
 def device_infos(machine: Any = None, default_threads: int | None = None) -> list[DeviceInfo]:
-    """One :class:`DeviceInfo` per device of ``machine`` (a :class:`perfpilot.hardware.Machine`;
+    """One :class:`DeviceInfo` per device of ``machine`` (a :class:`perfpilot.devices.Machine`;
     default: the discovered one; tests pass hand-made machines). ``default_threads``
     defaults to this process's (:func:`process_default_threads`)."""
-    from perfpilot import hardware
+    from perfpilot import devices
 
-    machine = hardware.discover() if machine is None else machine
+    machine = devices.discover() if machine is None else machine
     if default_threads is None:
         default_threads = process_default_threads()
     return [
         DeviceInfo(
             device=d,
-            precisions=dict(hardware.precision_support(d, machine)),
-            compile_reason=hardware.compile_support(d, machine),
+            precisions=dict(devices.precision_support(d, machine)),
+            compile_reason=devices.compile_support(d, machine),
             cores=max(1, int(machine.cpu.usable_cores)),
             # CUDA without native bf16 already carries a reason in precisions.
             native_bf16=machine.cpu.native_bf16 if d == "cpu" else True,
             default_threads=default_threads,
         )
-        for d in hardware.device_options(machine)
+        for d in devices.device_options(machine)
     ]
 
 
 def process_default_threads() -> int:
-    """PyTorch's intra-op thread count before perfpilot changed it (see perfpilot.apply)."""
-    import importlib
+    """PyTorch's intra-op thread count before perfpilot changed it (see perfpilot.apply_plan)."""
+    from perfpilot.apply_plan import default_threads
 
-    # By module path: ``perfpilot.apply`` as an attribute of the package is the apply()
-    # function (the lazy public API), not the module.
-    return importlib.import_module("perfpilot.apply").default_threads()
+    return default_threads()
 
 
 def info_for(device: str, infos: Sequence[DeviceInfo]) -> DeviceInfo:
@@ -130,7 +128,7 @@ def info_for(device: str, infos: Sequence[DeviceInfo]) -> DeviceInfo:
 
 def model_traits(workload: Workload, probe_items: int = 3) -> ModelTraits:
     """Build the model and look at a few training items: conv layers, fixed shapes."""
-    from perfpilot.apply import is_conv_model
+    from perfpilot.apply_plan import is_conv_model
     from perfpilot.workload import build_dataset, build_model
 
     conv2d = is_conv_model(build_model(workload))

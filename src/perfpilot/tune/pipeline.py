@@ -409,7 +409,7 @@ class _Run:
 
     def finish(self, status: str, error: str | None) -> None:
         """Write the record and the report; called once, whatever happened."""
-        from perfpilot.render.report_html import write_report
+        from perfpilot.render.tune_html import write_report
 
         self.rec.update(status=status, error=error, finished_at=time.time())
         self.save()
@@ -464,7 +464,7 @@ def _workload_info(w: Workload, spec: str | None) -> dict[str, Any]:
 
 
 def _machine() -> dict[str, Any]:
-    from perfpilot.hardware import discover
+    from perfpilot.devices import discover
 
     return tr.sanitize(discover().to_dict())
 

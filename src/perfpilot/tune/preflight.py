@@ -61,7 +61,7 @@ def with_target(w: Workload, target: float | None) -> Workload:
 
 
 def check_baseline(plan: Plan) -> None:
-    from perfpilot.hardware import check_plan
+    from perfpilot.devices import check_plan
 
     check_plan(plan)
 

@@ -1,7 +1,7 @@
 """What the tuner tells a progress display, and the trial runner that feeds it.
 
 The pipeline never prints: it calls a :class:`Progress` (the CLI's is a rich display on
-stderr, :class:`perfpilot.render.report_console.LiveProgress`; tests record the calls).
+stderr, :class:`perfpilot.render.tune_console.LiveProgress`; tests record the calls).
 """
 
 from __future__ import annotations

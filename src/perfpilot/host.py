@@ -1,4 +1,4 @@
-"""Low-level facts about the host, for :mod:`perfpilot.hardware`: cores this process may
+"""Low-level facts about the host, for :mod:`perfpilot.devices`: cores this process may
 use (affinity and cgroup v1/v2 CPU quota), /proc/cpuinfo parsing, and the compilers
 torch.compile needs. Pure functions of files and the environment; paths are injectable
 so tests can fake a container.

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from perfpilot.record import Trial
-from perfpilot.render.report_console import LiveProgress, print_summary
+from perfpilot.render.tune_console import LiveProgress, print_summary
 
 RECORD = Path(__file__).parent / "fixtures" / "tune_record.json"
 

@@ -268,11 +268,11 @@ def _bootstrap(samples: list[float], confidence: float = 0.95, n_boot: int = 200
 
 
 def _machine() -> dict[str, Any]:
-    """perfpilot.hardware's description of the machine, or basic platform facts."""
+    """perfpilot.devices's description of the machine, or basic platform facts."""
     try:
-        from perfpilot.hardware import discover
+        from perfpilot.devices import discover
     except ModuleNotFoundError as e:
-        if e.name != "perfpilot.hardware":
+        if e.name != "perfpilot.devices":
             raise
         import os
 

@@ -11,15 +11,13 @@ same thing everywhere:
 * :func:`apply` - all of the above for a user's own training loop, in one call
 
 Whether the *device* can do a plan (bf16 support, compile backend...) is
-:mod:`perfpilot.hardware`'s business; :func:`check_plan` calls it when it is installed.
+:mod:`perfpilot.devices`'s business; :func:`check_plan` calls it when it is installed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import sys
-import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,15 +46,15 @@ _default_threads = default_threads  # kept for callers written before it was pub
 
 
 def check_plan(plan: Plan) -> None:
-    """Ask :mod:`perfpilot.hardware` whether this machine can run ``plan``.
+    """Ask :mod:`perfpilot.devices` whether this machine can run ``plan``.
 
     Raises :class:`PlanError` naming the key when it cannot. Does nothing while the
     hardware module is not installed (it is optional for the engine).
     """
     try:
-        from perfpilot.hardware import check_plan as hardware_check
+        from perfpilot.devices import check_plan as hardware_check
     except ModuleNotFoundError as e:
-        if e.name == "perfpilot.hardware":
+        if e.name == "perfpilot.devices":
             return
         raise
     hardware_check(plan)
@@ -377,7 +375,7 @@ def apply(plan: Plan, model: torch.nn.Module, optimizer: torch.optim.Optimizer |
           dataset: Any = None, **loader_kw: Any) -> Applied:
     """Apply ``plan`` to a user's own training objects; see :class:`Applied` for the loop.
 
-    Checks the plan against the machine (when :mod:`perfpilot.hardware` is installed),
+    Checks the plan against the machine (when :mod:`perfpilot.devices` is installed),
     sets the process-wide knobs, places/converts/compiles the model, makes the GradScaler
     and, with a ``dataset``, the DataLoader (``loader_kw`` go to :func:`make_loader`:
     ``shuffle``, ``collate_fn``, ``seed``, ``drop_last``). The optimizer's lr becomes
@@ -395,15 +393,3 @@ def apply(plan: Plan, model: torch.nn.Module, optimizer: torch.optim.Optimizer |
     loader = make_loader(dataset, plan, **loader_kw) if dataset is not None else None
     return Applied(plan=plan, device=device, model=prepared, optimizer=optimizer, loader=loader,
                    scaler=make_scaler(plan), channels_last=channels_last, _scales=scales)
-
-
-# ``perfpilot.apply`` names both this module and the public function above (DESIGN.md:
-# ``perfpilot.apply(plan, ...)``). Importing the module makes Python bind the package
-# attribute to the module, replacing the lazily exported function, so the module itself
-# is made callable: ``perfpilot.apply(plan, model)`` works whatever was imported first.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Applied:
-        return apply(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -1,4 +1,4 @@
-"""Tests of perfpilot.hardware, perfpilot.sysprobe and `perfpilot devices`, with faked
+"""Tests of perfpilot.devices, perfpilot.host and `perfpilot devices`, with faked
 machines (an A100, a V100, a Pascal GPU, no GPU, MPS, XLA) and faked cgroup files."""
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from perfpilot import hardware, sysprobe
+from perfpilot import devices, host
 from perfpilot.commands import devices as devices_cmd
-from perfpilot.errors import PlanError
-from perfpilot.hardware import (
+from perfpilot.devices import (
     CpuInfo,
     GpuInfo,
     Machine,
@@ -28,6 +27,7 @@ from perfpilot.hardware import (
     plan_notes,
     precision_support,
 )
+from perfpilot.errors import PlanError
 from perfpilot.plan import Plan
 
 GIB = 1024**3
@@ -225,13 +225,13 @@ def test_machine_is_frozen():
     ("garbage", None), ("", None), ("0 100000", None),
 ])
 def test_parse_cpu_max(text, cores):
-    assert sysprobe.parse_cpu_max(text) == cores
+    assert host.parse_cpu_max(text) == cores
 
 
 def test_parse_cfs():
-    assert sysprobe.parse_cfs("50000\n", "100000\n") == 0.5
-    assert sysprobe.parse_cfs("-1\n", "100000\n") is None
-    assert sysprobe.parse_cfs("x", "100000") is None
+    assert host.parse_cfs("50000\n", "100000\n") == 0.5
+    assert host.parse_cfs("-1\n", "100000\n") is None
+    assert host.parse_cfs("x", "100000") is None
 
 
 def _write(path: Path, text: str) -> None:
@@ -246,7 +246,7 @@ def test_cgroup_v2_takes_the_tightest_ancestor(tmp_path):
     _write(root / "user.slice" / "job" / "cpu.max", "150000 100000\n")
     proc = tmp_path / "proc_cgroup"
     proc.write_text("0::/user.slice/job\n")
-    assert sysprobe.cgroup_cpu_limit(root=root, proc_cgroup=proc) == 1.5
+    assert host.cgroup_cpu_limit(root=root, proc_cgroup=proc) == 1.5
 
 
 def test_cgroup_v1_in_a_container_reads_the_mount_root(tmp_path):
@@ -255,7 +255,7 @@ def test_cgroup_v1_in_a_container_reads_the_mount_root(tmp_path):
     _write(root / "cpu,cpuacct" / "cpu.cfs_period_us", "100000\n")
     proc = tmp_path / "proc_cgroup"  # the host path does not exist inside the container
     proc.write_text("12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n")
-    assert sysprobe.cgroup_cpu_limit(root=root, proc_cgroup=proc) == 3.0
+    assert host.cgroup_cpu_limit(root=root, proc_cgroup=proc) == 3.0
 
 
 def test_cgroup_unlimited_or_missing_is_none(tmp_path):
@@ -264,14 +264,14 @@ def test_cgroup_unlimited_or_missing_is_none(tmp_path):
     _write(root / "cpu" / "cpu.cfs_period_us", "100000\n")
     proc = tmp_path / "proc_cgroup"
     proc.write_text("3:cpu:/\n")
-    assert sysprobe.cgroup_cpu_limit(root=root, proc_cgroup=proc) is None
-    assert sysprobe.cgroup_cpu_limit(root=tmp_path / "none", proc_cgroup=proc) is None
+    assert host.cgroup_cpu_limit(root=root, proc_cgroup=proc) is None
+    assert host.cgroup_cpu_limit(root=tmp_path / "none", proc_cgroup=proc) is None
 
 
 def test_cgroup_without_proc_file_looks_at_the_root(tmp_path):
     root = tmp_path / "cgroup"
     _write(root / "cpu.max", "250000 100000\n")
-    assert sysprobe.cgroup_cpu_limit(root=root, proc_cgroup=tmp_path / "missing") == 2.5
+    assert host.cgroup_cpu_limit(root=root, proc_cgroup=tmp_path / "missing") == 2.5
 
 
 @pytest.mark.parametrize("quota, affinity, expected", [
@@ -282,8 +282,8 @@ def test_usable_cores_caps_affinity_by_quota(tmp_path, monkeypatch, quota, affin
     _write(tmp_path / "cpu.max", quota)
     proc = tmp_path / "proc_cgroup"
     proc.write_text("0::/\n")
-    monkeypatch.setattr(sysprobe, "affinity_cores", lambda: affinity)
-    assert sysprobe.usable_cores(root=tmp_path, proc_cgroup=proc) == expected
+    monkeypatch.setattr(host, "affinity_cores", lambda: affinity)
+    assert host.usable_cores(root=tmp_path, proc_cgroup=proc) == expected
 
 
 def _fake_torch(tmp_path: Path, body: str) -> Path:
@@ -296,9 +296,9 @@ def test_compile_issue_runs_torchs_own_check_without_importing_dynamo(tmp_path):
     refuse = _fake_torch(tmp_path, "def check_if_dynamo_supported():\n"
                                    "    if sys.version_info >= (3, 0):\n"
                                    "        raise RuntimeError('Python 3.0+ not yet supported')")
-    assert sysprobe.compile_issue(refuse) == "Python 3.0+ not yet supported"
+    assert host.compile_issue(refuse) == "Python 3.0+ not yet supported"
     fine = _fake_torch(tmp_path / "b", "def check_if_dynamo_supported():\n    return None")
-    assert sysprobe.compile_issue(fine) is None
+    assert host.compile_issue(fine) is None
 
 
 def test_compile_issue_falls_back_to_torch_when_the_source_is_unusual(tmp_path, monkeypatch):
@@ -307,20 +307,20 @@ def test_compile_issue_falls_back_to_torch_when_the_source_is_unusual(tmp_path, 
     fake = type(sys)("torch._dynamo.eval_frame")
     fake.check_if_dynamo_supported = lambda: calls.append(1)
     monkeypatch.setitem(sys.modules, "torch._dynamo.eval_frame", fake)
-    assert sysprobe.compile_issue(odd) is None and calls == [1]
+    assert host.compile_issue(odd) is None and calls == [1]
     missing = tmp_path / "nothing"
-    assert sysprobe.compile_issue(missing) is None and calls == [1, 1]
+    assert host.compile_issue(missing) is None and calls == [1, 1]
 
 
 def test_parse_cpu_features_x86_and_arm():
     x86 = "processor : 0\nmodel name : Fake\nflags : fpu sse4_2 avx avx2 amx_bf16 amx_tile\n"
-    assert sysprobe.parse_cpu_features(x86, "x86_64") == ("sse4_2", "avx", "avx2",
+    assert host.parse_cpu_features(x86, "x86_64") == ("sse4_2", "avx", "avx2",
                                                           "amx_tile", "amx_bf16")
     arm = "processor : 0\nFeatures : fp asimd asimdhp sve bf16 i8mm\n"
-    feats = sysprobe.parse_cpu_features(arm, "aarch64")
+    feats = host.parse_cpu_features(arm, "aarch64")
     assert {"neon", "sve", "bf16", "i8mm"} <= set(feats)
     assert CpuInfo("arm", "aarch64", 4, features=feats).native_bf16
-    assert sysprobe.cpu_model(x86) == "Fake"
+    assert host.cpu_model(x86) == "Fake"
 
 
 # ---------------------------------------------------------------- NVML (faked module)
@@ -370,7 +370,7 @@ def test_nvml_is_matched_to_torch_devices_by_uuid(monkeypatch):
     visible = (dataclasses.replace(A100, uuid="bbbb", memory_used_bytes=None,
                                    utilization_pct=None),)
     notes: list[str] = []
-    driver, gpus = hardware._nvml(visible, FakeTorch, notes)
+    driver, gpus = devices._nvml(visible, FakeTorch, notes)
     assert driver == "550.54.15" and notes == [] and fake.shutdown
     assert (gpus[0].memory_used_bytes, gpus[0].utilization_pct) == (2 * GIB, 20.0)
 
@@ -378,7 +378,7 @@ def test_nvml_is_matched_to_torch_devices_by_uuid(monkeypatch):
 def test_nvml_gpus_that_torch_cannot_use_become_a_note(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(["GPU-AAAA"]))
     notes: list[str] = []
-    hardware._nvml((), FakeTorch, notes)
+    devices._nvml((), FakeTorch, notes)
     assert notes == ["NVML sees 1 NVIDIA GPU(s) but torch cannot use them "
                      "(torch 2.13.0+cpu is a CPU-only build)"]
 
@@ -386,8 +386,8 @@ def test_nvml_gpus_that_torch_cannot_use_become_a_note(monkeypatch):
 def test_missing_nvidia_ml_py_is_a_note_only_with_gpus(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     notes: list[str] = []
-    assert hardware._nvml((), FakeTorch, notes) == (None, ()) and notes == []
-    hardware._nvml((A100,), FakeTorch, notes)
+    assert devices._nvml((), FakeTorch, notes) == (None, ()) and notes == []
+    devices._nvml((A100,), FakeTorch, notes)
     assert "nvidia-ml-py" in notes[0]
 
 
@@ -395,8 +395,8 @@ def test_missing_nvidia_ml_py_is_a_note_only_with_gpus(monkeypatch):
 
 
 def test_discover_this_machine_is_cached_and_serializable():
-    m = hardware.discover()
-    assert m is hardware.discover()
+    m = devices.discover()
+    assert m is devices.discover()
     assert m.cpu.logical_cores >= 1 and 1 <= m.cpu.usable_cores <= m.cpu.logical_cores
     assert "cpu" in device_options(m)
     json.dumps(m.to_dict())
@@ -418,7 +418,7 @@ def _app() -> typer.Typer:
 
 
 def test_devices_command_table(monkeypatch):
-    monkeypatch.setattr(hardware, "discover", lambda **kw: ON_A100)
+    monkeypatch.setattr(devices, "discover", lambda **kw: ON_A100)
     result = CliRunner().invoke(_app(), ["devices"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
     out = result.output
@@ -429,21 +429,21 @@ def test_devices_command_table(monkeypatch):
 
 
 def test_devices_command_names_gpus_without_tensor_cores(monkeypatch):
-    monkeypatch.setattr(hardware, "discover", lambda **kw: ON_P100)
+    monkeypatch.setattr(devices, "discover", lambda **kw: ON_P100)
     result = CliRunner().invoke(_app(), ["devices"], env={"COLUMNS": "200"})
     assert "Tesla P100 (cc 6.0, no tensor cores)" in result.output
     assert "cuda:0 compile: Triton needs compute capability 7.0+" in result.output
 
 
 def test_devices_command_json_is_machine_to_dict(monkeypatch):
-    monkeypatch.setattr(hardware, "discover", lambda **kw: ON_V100)
+    monkeypatch.setattr(devices, "discover", lambda **kw: ON_V100)
     result = CliRunner().invoke(_app(), ["devices", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == ON_V100.to_dict()
 
 
 def test_devices_check_reports_plan_errors_and_notes(monkeypatch, tmp_path):
-    monkeypatch.setattr(hardware, "discover", lambda **kw: CPU_ONLY)
+    monkeypatch.setattr(devices, "discover", lambda **kw: CPU_ONLY)
     bad = tmp_path / "bad.json"
     bad.write_text('{"precision": "fp16"}')
     result = CliRunner().invoke(_app(), ["devices", "--json", "--check", str(bad)])
@@ -466,6 +466,6 @@ def test_capabilities_accept_the_json_form_of_a_machine():
     d = json.loads(json.dumps(ON_A100.to_dict()))  # as in RunRecord.machine
     assert precision_support("cuda:0", d) == precision_support("cuda:0", ON_A100)
     assert device_options(d) == ["cpu", "cuda:0"]
-    assert hardware.as_machine(d) == ON_A100
+    assert devices.as_machine(d) == ON_A100
     with pytest.raises(PlanError, match="'device'"):
         check_plan(Plan(device="cuda"), CPU_ONLY.to_dict())

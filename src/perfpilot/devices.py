@@ -19,7 +19,7 @@ harmless no-ops: allowed, with a note.
 Discovery imports torch (and, lazily and guarded, ``pynvml`` and ``torch_xla``) and, on
 a CUDA machine, initializes CUDA in this process: a process that later *forks* children
 which use CUDA must not call it first (perfpilot's executors spawn). Low-level host facts
-(cgroups, /proc/cpuinfo, compilers) live in :mod:`perfpilot.sysprobe`.
+(cgroups, /proc/cpuinfo, compilers) live in :mod:`perfpilot.host`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError
-from perfpilot.sysprobe import (
+from perfpilot.host import (
     SIMD_FLAGS,
     affinity_cores,
     cgroup_cpu_limit,

@@ -5,7 +5,7 @@ claim the final check supports, the plan's changes), before/after (training curv
 to the target, the final comparisons), the step breakdown before/after, one section per
 stage with its evidence, the rejected candidates with reasons, every trial, and the
 machine. Built with :mod:`perfpilot.render.html` (inline CSS and SVG, no scripts, no
-network); plots are in :mod:`perfpilot.render.report_plots`. Everything shown is read
+network); plots are in :mod:`perfpilot.render.tune_plots`. Everything shown is read
 from the record: this module measures and decides nothing.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from perfpilot.record import PHASES
 from perfpilot.render import html as h
-from perfpilot.render import report_plots as rp
+from perfpilot.render import tune_plots as rp
 from perfpilot.render.console import PHASE_LABELS, format_seconds
 
 EXTRA_CSS = """

@@ -2,9 +2,9 @@
 
 Usage (normally through ``perfpilot profile``)::
 
-    PERFPILOT_PROFILE='{"out": "raw.json"}' python -m perfpilot.probes.runner script.py ARGS
-    ... python -m perfpilot.probes.runner -m package.module ARGS
-    ... python -m perfpilot.probes.runner -c "code" ARGS
+    PERFPILOT_PROFILE='{"out": "raw.json"}' python -m perfpilot.probes.bootstrap script.py ARGS
+    ... python -m perfpilot.probes.bootstrap -m package.module ARGS
+    ... python -m perfpilot.probes.bootstrap -c "code" ARGS
 
 The script runs unmodified in this process (``runpy``), as ``__main__``, with ``sys.argv``
 and ``sys.path[0]`` as ``python script.py`` would set them. The stack sampler starts
@@ -67,7 +67,8 @@ class ProbeConfig:
     def from_env(cls) -> ProbeConfig:
         raw = os.environ.get(ENV)
         if not raw:
-            raise SystemExit(f"perfpilot.probes.runner: set {ENV} (run it via perfpilot profile)")
+            raise SystemExit(f"perfpilot.probes.bootstrap: set {ENV} "
+                             "(run it via perfpilot profile)")
         data = json.loads(raw)
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -335,7 +336,7 @@ def _run_target(argv: list[str], cfg: ProbeConfig) -> Any:
     if cfg.workload:
         return _run_workload(cfg)
     if not argv:
-        raise SystemExit("perfpilot.probes.runner: no script given")
+        raise SystemExit("perfpilot.probes.bootstrap: no script given")
     if argv[0] == "-m":
         sys.argv = [argv[1], *argv[2:]]
         runpy.run_module(argv[1], run_name="__main__", alter_sys=True)

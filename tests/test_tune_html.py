@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from perfpilot.cli import main
-from perfpilot.render.report_html import report_page
+from perfpilot.render.tune_html import report_page
 from perfpilot.tune.tune_record import load_record
 
 RECORD = Path(__file__).parent / "fixtures" / "tune_record.json"
