@@ -64,8 +64,8 @@ def log(msg: str) -> None:
 
 
 def perfpilot_arm(w: Any, plan: Any, budget_s: float, mem_fraction: float) -> dict[str, Any]:
-    from perfpilot.tune.batch import BatchStage
     from perfpilot.tune.stage import MemoryTrials, StageContext
+    from perfpilot.tune.stages.batch.stage import BatchStage
 
     ctx = StageContext(workload=w, incumbent=plan, trials=MemoryTrials(), budget_s=budget_s,
                        progress=lambda m: log("  " + m),
@@ -158,7 +158,7 @@ class Bench:
     """Runs to the target (cached by config and seed) and the throughput table."""
 
     def __init__(self, w: Any, plan: Any) -> None:
-        from perfpilot.tune.batch_runs import BatchRuns
+        from perfpilot.tune.stages.batch.runs import BatchRuns
 
         self.w, self.plan = w, plan
         self.runs = BatchRuns(w, plan)
@@ -167,8 +167,8 @@ class Bench:
 
     def throughput(self, sizes: list[int], reps: int = 15, window_s: float = 2.0) -> None:
         """Interleaved windows; each size relative to the baseline batch, paired by round
-        (see ``perfpilot.tune.batch.paired_point``)."""
-        from perfpilot.tune.batch import paired_point
+        (see ``perfpilot.tune.stages.batch.stage.paired_point``)."""
+        from perfpilot.tune.stages.batch.stage import paired_point
 
         b0 = self.plan.batch_size
         sizes = sorted(set(sizes) | {b0})
@@ -222,9 +222,9 @@ def bench_workload(name: str, budget_s: float, seeds: list[int], mem_fraction: f
                    grid: bool) -> dict[str, Any]:
     import psutil
 
-    from perfpilot.tune.batch import canonical_lr
-    from perfpilot.tune.batch_runs import RunConfig
-    from perfpilot.tune.lr import LrPolicy
+    from perfpilot.tune.stages.batch.lr import LrPolicy
+    from perfpilot.tune.stages.batch.runs import RunConfig
+    from perfpilot.tune.stages.batch.stage import canonical_lr
     from perfpilot.workload import load_workload
 
     w = load_workload(name)

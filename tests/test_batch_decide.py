@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 from perfpilot.record import Trial
-from perfpilot.tune.batch_runs import RunConfig
-from perfpilot.tune.batch_validate import ConfigRuns, Validation, decide
+from perfpilot.tune.stages.batch.runs import RunConfig
+from perfpilot.tune.stages.batch.validate import ConfigRuns, Validation, decide
 
 BASE = RunConfig(32, 1e-3, 0)
 CAND = RunConfig(64, 2e-3, 4)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from perfpilot.plan import Plan
-from perfpilot.tune.fit import NothingFits, Probe, find_fit_limit
+from perfpilot.tune.stages.batch.fit import NothingFits, Probe, find_fit_limit
 from perfpilot.workload import Workload
 
 
@@ -120,8 +120,8 @@ def _loss(model, batch):
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError, RuntimeError])
 def test_engine_probe_with_failing_model(error: type[Exception]) -> None:
-    from perfpilot.tune.batch import BatchOptions, BatchStage, _Tuning
     from perfpilot.tune.stage import MemoryTrials, StageContext
+    from perfpilot.tune.stages.batch.stage import BatchOptions, BatchStage, _Tuning
 
     w = Workload(name="oom", model=lambda: OomAbove(error), train_data=_data,
                  loss=_loss, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr),

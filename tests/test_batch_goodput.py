@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from perfpilot.tune.goodput import (
+from perfpilot.tune.stages.batch.goodput import (
     NoisePoint,
     ThroughputPoint,
     efficiency,

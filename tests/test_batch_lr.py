@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from perfpilot.tune.lr import LrPolicy, optimizer_family, rule_for, scale_lr
+from perfpilot.tune.stages.batch.lr import LrPolicy, optimizer_family, rule_for, scale_lr
 
 
 def _params():
@@ -65,7 +65,7 @@ def test_policy_keeps_the_baseline_warmup_in_samples() -> None:
 
 def test_stage_options_override_the_rule() -> None:
     from perfpilot.errors import UserError
-    from perfpilot.tune.batch import BatchOptions
+    from perfpilot.tune.stages.batch.stage import BatchOptions
 
     assert BatchOptions.from_options({"batch": {"lr_rule": "linear"}}).lr_rule == "linear"
     assert BatchOptions.from_options({}).lr_rule == "auto"
@@ -81,7 +81,7 @@ def test_stage_options_override_the_rule() -> None:
 
 
 def test_one_lr_reached_two_ways_is_one_configuration() -> None:
-    from perfpilot.tune.batch import canonical_lr
+    from perfpilot.tune.stages.batch.stage import canonical_lr
 
     base = 1e-3
     a = canonical_lr(float(f"{base * 2 * math.sqrt(2):.6g}") * math.sqrt(2), base)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from perfpilot.tune.batch_runs import crossing, next_eval
+from perfpilot.tune.stages.batch.runs import crossing, next_eval
 
 
 def test_no_trend_doubles() -> None:

@@ -12,8 +12,8 @@ from torch import nn
 
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
-from perfpilot.tune.batch import BatchStage
 from perfpilot.tune.stage import STAGES, MemoryTrials, Outcome, StageContext, load_stage
+from perfpilot.tune.stages.batch.stage import BatchStage
 from perfpilot.workload import Workload
 
 # ---------------------------------------------------------------- a tiny real workload
@@ -102,7 +102,7 @@ def _ctx(trials=None, options=None, workload=None) -> StageContext:
 
 
 def test_registered_and_loadable() -> None:
-    assert STAGES["batch"] == "perfpilot.tune.batch:BatchStage"
+    assert STAGES["batch"] == "perfpilot.tune.stages.batch.stage:BatchStage"
     assert isinstance(load_stage("batch"), BatchStage)
 
 
@@ -185,7 +185,7 @@ def test_real_engine_short_run() -> None:
 
 
 def test_throughput_paired_by_round_cancels_drift() -> None:
-    from perfpilot.tune.batch import paired_point
+    from perfpilot.tune.stages.batch.stage import paired_point
 
     load = [1.0, 0.5, 1.0, 0.4, 0.9, 0.5, 1.0]  # the machine's speed, round by round
     base = {r: 1000 * f for r, f in enumerate(load)}

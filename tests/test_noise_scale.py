@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from perfpilot.tune.noise_scale import NoiseScale, gradient_noise_scale
+from perfpilot.tune.stages.batch.noise_scale import NoiseScale, gradient_noise_scale
 
 
 def _regression(n: int = 2048, d: int = 6, seed: int = 0):

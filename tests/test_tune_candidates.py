@@ -7,7 +7,7 @@ import torch
 
 from perfpilot.devices import CpuInfo, GpuInfo, Machine
 from perfpilot.plan import Plan
-from perfpilot.tune.candidates import (
+from perfpilot.tune.stages.candidates import (
     DeviceInfo,
     ModelTraits,
     device_infos,

@@ -14,9 +14,9 @@ import pytest
 from perfpilot.engine import StepTiming
 from perfpilot.plan import Plan
 from perfpilot.tune.abtest import ABResult, Arm, decide
-from perfpilot.tune.candidates import DeviceInfo, ModelTraits
-from perfpilot.tune.hardware import HardwareStage
 from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stages.candidates import DeviceInfo, ModelTraits
+from perfpilot.tune.stages.hardware import HardwareStage
 from perfpilot.workload import Workload
 
 CPU = DeviceInfo("cpu", {"fp32": None, "tf32": "CUDA only", "bf16": None, "fp16": "CUDA only"},

@@ -9,9 +9,9 @@ import torch
 
 from perfpilot.engine import StepTiming
 from perfpilot.plan import Plan
-from perfpilot.tune.candidates import DeviceInfo
-from perfpilot.tune.loader import LoaderStage
 from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stages.candidates import DeviceInfo
+from perfpilot.tune.stages.loader import LoaderStage
 from perfpilot.workload import Workload
 
 QUICK = {"chunk_s": 0.05, "pairs": 5, "max_pairs": 5, "probe_steps": 8}

@@ -10,9 +10,9 @@ import torch
 
 from perfpilot.plan import Plan
 from perfpilot.tune import parity as par
-from perfpilot.tune.candidates import DeviceInfo, ModelTraits
-from perfpilot.tune.hardware import HardwareStage
 from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stages.candidates import DeviceInfo, ModelTraits
+from perfpilot.tune.stages.hardware import HardwareStage
 from perfpilot.workload import Workload
 from perfpilot.workloads._common import TensorPairs
 

@@ -26,7 +26,7 @@ _LAZY: dict[str, str] = {
     "summarize": "perfpilot.measure:summarize",
     "discover": "perfpilot.devices:discover",
     "pmap": "perfpilot.parallel:pmap",
-    "gradient_noise_scale": "perfpilot.tune.noise_scale:gradient_noise_scale",
+    "gradient_noise_scale": "perfpilot.tune.stages.batch.noise_scale:gradient_noise_scale",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -30,9 +30,9 @@ if TYPE_CHECKING:
 
 # stage name -> "module:class"; each class has a no-argument constructor.
 STAGES: dict[str, str] = {
-    "hardware": "perfpilot.tune.hardware:HardwareStage",
-    "loader": "perfpilot.tune.loader:LoaderStage",
-    "batch": "perfpilot.tune.batch:BatchStage",
+    "hardware": "perfpilot.tune.stages.hardware:HardwareStage",
+    "loader": "perfpilot.tune.stages.loader:LoaderStage",
+    "batch": "perfpilot.tune.stages.batch.stage:BatchStage",
 }
 STAGE_ORDER: tuple[str, ...] = ("hardware", "loader", "batch")
 

@@ -5,7 +5,7 @@ How it decides (the loader stage shares this machinery, :class:`Tournament`):
 
 1. A *reference* trial trains the fp32 version of the incumbent for K steps from the seed
    (the losses parity is judged against; the step time sizes the A/B chunks).
-2. Axes are visited in :data:`~perfpilot.tune.candidates.HARDWARE_AXES` order. Each
+2. Axes are visited in :data:`~perfpilot.tune.stages.candidates.HARDWARE_AXES` order. Each
    candidate is a change to the current incumbent; it is measured against it in one
    interleaved A/B trial (:func:`~perfpilot.tune.abtest.ab_test`), while its losses are
    checked for parity (:mod:`perfpilot.tune.parity`).
@@ -43,7 +43,8 @@ from perfpilot.tune.abtest import (
     probe,
     size_settings,
 )
-from perfpilot.tune.candidates import (
+from perfpilot.tune.stage import Outcome, StageContext, StageResult
+from perfpilot.tune.stages.candidates import (
     HARDWARE_AXES,
     Candidate,
     DeviceInfo,
@@ -52,7 +53,6 @@ from perfpilot.tune.candidates import (
     hardware_candidates,
     model_traits,
 )
-from perfpilot.tune.stage import Outcome, StageContext, StageResult
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
@@ -272,7 +272,7 @@ class HardwareStage:
 
     Every argument is for tests: ``trainer_factory`` replaces the engine's Trainer,
     ``clock`` the time source of A/B chunks and the budget, ``infos`` the device facts
-    (default :func:`~perfpilot.tune.candidates.device_infos`), ``traits`` the model facts.
+    (default :func:`~perfpilot.tune.stages.candidates.device_infos`), ``traits`` the model facts.
     ``ctx.options``: ``axes`` (a subset of :data:`HARDWARE_AXES`), ``parity_steps``,
     ``parity_rtol``, ``parity_atol``, ``chunk_s``, ``pairs``, ``max_pairs``, ``min_effect``,
     ``confirm`` (default true).

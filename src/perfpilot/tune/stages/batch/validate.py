@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from perfpilot.tune.batch_runs import RunConfig
+from perfpilot.tune.stages.batch.runs import RunConfig
 
 if TYPE_CHECKING:
     from perfpilot.record import Trial

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from perfpilot.tune.noise_scale import gradient_noise_scale
 from perfpilot.tune.stage import Outcome, outcome_of_exception
+from perfpilot.tune.stages.batch.noise_scale import gradient_noise_scale
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan

@@ -6,7 +6,7 @@
    tried (the evidence says so with the measured share). Otherwise worker counts are tried
    in increasing order, each with intra-op threads lowered so that workers x threads stays
    within the usable cores (oversubscription is slower, not faster). Each is one
-   interleaved A/B trial against the incumbent (:class:`~perfpilot.tune.hardware.Tournament`);
+   interleaved A/B trial against the incumbent (:class:`.hardware.Tournament`);
    a count that is not a measured gain is not kept, and the next one is still tried (one
    worker often only moves the work; two run it in parallel). Adding workers stops once the
    kept plan's data wait is no longer the bottleneck.
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from perfpilot.tune import parity as par
 from perfpilot.tune.abtest import TrainerFactory, probe
-from perfpilot.tune.candidates import (
+from perfpilot.tune.stage import Outcome, StageContext, StageResult
+from perfpilot.tune.stages.candidates import (
     Candidate,
     DeviceInfo,
     device_infos,
@@ -34,14 +35,13 @@ from perfpilot.tune.candidates import (
     loader_extras,
     worker_candidates,
 )
-from perfpilot.tune.hardware import (
+from perfpilot.tune.stages.hardware import (
     Horizon,
     Tournament,
     options_settings,
     recording,
     settings_key,
 )
-from perfpilot.tune.stage import Outcome, StageContext, StageResult
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
@@ -54,7 +54,7 @@ Clock = Callable[[], float]
 
 class LoaderStage:
     """Chooses num_workers (with cpu_threads fitted), persistent_workers, prefetch_factor
-    and pin_memory. Arguments are for tests (see :class:`~perfpilot.tune.hardware.HardwareStage`).
+    and pin_memory. Arguments are for tests (see :class:`.HardwareStage`).
     ``ctx.options``: ``probe_steps``, ``data_bound_share``, ``chunk_s``, ``pairs``,
     ``min_effect``, ``confirm`` (default true)."""
 

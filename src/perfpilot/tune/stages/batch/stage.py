@@ -3,14 +3,14 @@
 Peers pick the largest batch that fits or the highest throughput; neither changes the LR
 or checks accuracy. This stage predicts with a model and decides with real runs:
 
-1. **Fit limit** (:mod:`~perfpilot.tune.fit`): doubling, bisection, safety margin; every
+1. **Fit limit** (:mod:`.fit`): doubling, bisection, safety margin; every
    probe a real step on a fresh model; on a CPU, a memory budget.
 2. **Throughput curve**: samples/s on a geometric grid (``B0 * 2**k``) up to the fit limit,
    interleaved windows, median and interval per size, and its knee.
-3. **Gradient noise scale** (:mod:`~perfpilot.tune.noise_scale`) at the start and along
+3. **Gradient noise scale** (:mod:`~perfpilot.tune.stages.batch.noise_scale`) at the start and along
    the baseline's run to the target (it grows as the loss falls).
-4. **Goodput** (:mod:`~perfpilot.tune.goodput`): throughput x statistical efficiency
-   relative to the baseline batch; LR per optimizer family (:mod:`~perfpilot.tune.lr`).
+4. **Goodput** (:mod:`~perfpilot.tune.stages.batch.goodput`): throughput x statistical efficiency
+   relative to the baseline batch; LR per optimizer family (:mod:`~perfpilot.tune.stages.batch.lr`).
 5. **Validation**: time-to-target runs of the baseline and the top candidates, the later
    ones stopped once they can no longer win; the finalists are repeated with new seeds and
    compared through :mod:`perfpilot.measure`. The measured winner is chosen (the baseline
@@ -28,18 +28,18 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from perfpilot.errors import PlanError, UserError
-from perfpilot.tune.batch_runs import BatchRuns, NoiseSpec, RunConfig, Runs
-from perfpilot.tune.batch_validate import Validation, decide
-from perfpilot.tune.fit import FitResult, NothingFits, Probe, find_fit_limit
-from perfpilot.tune.goodput import (
+from perfpilot.tune.stage import StageContext, StageResult
+from perfpilot.tune.stages.batch.fit import FitResult, NothingFits, Probe, find_fit_limit
+from perfpilot.tune.stages.batch.goodput import (
     NoisePoint,
     ThroughputPoint,
     goodput_curve,
     knee,
     top_candidates,
 )
-from perfpilot.tune.lr import LR_RULES, LrPolicy, optimizer_family, rule_for
-from perfpilot.tune.stage import StageContext, StageResult
+from perfpilot.tune.stages.batch.lr import LR_RULES, LrPolicy, optimizer_family, rule_for
+from perfpilot.tune.stages.batch.runs import BatchRuns, NoiseSpec, RunConfig, Runs
+from perfpilot.tune.stages.batch.validate import Validation, decide
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan

@@ -1,7 +1,7 @@
 """The fit limit: the largest batch that runs forward + backward + optimizer step.
 
 The search is pure logic over a ``probe(batch_size) -> Probe`` function that really runs
-a step (see :mod:`perfpilot.tune.batch` for the engine-backed probe). It doubles from a
+a step (see :mod:`perfpilot.tune.stages.batch.stage` for the engine-backed probe). It doubles from a
 start size until a probe fails or the cap is reached, bisects between the last success
 and the first failure, then backs off by a safety margin. Every size it returns was run
 and succeeded (Lightning's power mode, by contrast, returns twice the last size it ran
