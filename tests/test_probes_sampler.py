@@ -82,6 +82,32 @@ def test_lineless_back_edge_maps_to_the_loop_body():
         assert first + 2 <= s._line_at(code, id(code), offset) <= first + 4
 
 
+def tight_loop(xs: list[int]) -> int:
+    total = 0
+    for x in xs:
+        total += x * x
+    return total
+
+
+def _back_edges(code) -> list[int]:
+    return [i.offset for i in dis.get_instructions(code) if i.opname.startswith("JUMP_BACKWARD")]
+
+
+def test_back_edge_sample_goes_to_the_membership_test_not_the_line_after():
+    # The GIL is handed over at the back edge, after `x in xs` ran; the scan is the cost.
+    s = StackSampler(0.005)
+    code = loop_with_membership.__code__
+    for offset in _back_edges(code):
+        assert s._line_at(code, id(code), offset) == code.co_firstlineno + 3
+
+
+def test_back_edge_sample_of_a_tight_loop_goes_to_its_body():
+    s = StackSampler(0.005)
+    code = tight_loop.__code__
+    for offset in _back_edges(code):
+        assert s._line_at(code, id(code), offset) == code.co_firstlineno + 3
+
+
 def test_no_frame_object_outlives_a_tick(worker):
     import gc
     import types

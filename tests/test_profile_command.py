@@ -145,6 +145,14 @@ def test_user_mistakes_are_one_line_errors(args, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+def test_an_unknown_workload_prints_only_its_error():
+    res = cli("profile", "nosuch")
+    assert res.returncode == 2
+    assert "workload 'nosuch'" in res.stderr and "Traceback" not in res.stderr
+    assert "perfpilot profile:" not in res.stdout and "No bottleneck" not in res.stdout
+    assert res.stdout.strip() == ""
+
+
 def test_plan_is_for_workloads_only(tmp_path, capsys):
     script = write(tmp_path, "s.py", "print(1)\n")
     plan = write(tmp_path, "p.json", "{}")

@@ -85,6 +85,8 @@ def profile_command(
             f"[bold red]perfpilot:[/] {escape(tgt.display)} left no profile: it "
             f"{_ended(result.exit_code)} before the profiler's first save.", highlight=False)
         raise typer.Exit(code or 1)
+    if result.raw.get("user_error"):  # a bad WORKLOAD/plan: the child printed its one line
+        raise typer.Exit(2)
     record, notes = analyze(result.raw)
     if result.exit_code < 0:
         record.extra["profile"]["signal"] = -result.exit_code

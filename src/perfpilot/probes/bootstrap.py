@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as e:
         if cfg.workload and _is_user_error(e):  # perfpilot's own one-line error, exit 2
             print(f"error: {e}", file=sys.stderr)
-            outcome.update(exit_code=2, stopped="crash", error=_error_info(e))
+            outcome.update(exit_code=2, stopped="crash", error=_error_info(e), user_error=True)
         else:
             sys.stderr.write(_user_traceback(e))
             outcome.update(exit_code=1, stopped="crash", error=_error_info(e))

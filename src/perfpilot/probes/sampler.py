@@ -50,6 +50,13 @@ MAX_DEPTH = 96
 MAX_STACKS = 20000  # distinct stacks kept; beyond that new stacks fold into their leaf
 
 Frame = tuple[str, int, str]
+# Instructions that can run long in C without reaching an eval-breaker check point (where
+# the GIL is handed over): a sample taken at the next check point belongs to them.
+INLINE_HEAVY = frozenset({"CONTAINS_OP", "BINARY_OP", "COMPARE_OP", "BINARY_SUBSCR",
+                          "STORE_SUBSCR", "DELETE_SUBSCR", "BUILD_STRING", "FORMAT_VALUE",
+                          "LIST_EXTEND", "SET_UPDATE", "DICT_UPDATE", "DICT_MERGE",
+                          "BINARY_SLICE", "STORE_SLICE", "BINARY_ADD", "INPLACE_ADD",
+                          "BINARY_MULTIPLY", "INPLACE_MULTIPLY", "BINARY_SUBTRACT"})
 
 
 @dataclass
@@ -70,6 +77,33 @@ def _thread_cpu_clock(ident: int | None) -> Callable[[], float] | None:
     except (OSError, OverflowError):
         return None
     return lambda: time.clock_gettime(clk)
+
+
+def loop_body_line(code: Any, lasti: int) -> int:
+    """The line a sample at the line-less instruction ``lasti`` belongs to (see
+    :meth:`StackSampler._line_at`): for a back edge, an :data:`INLINE_HEAVY` instruction
+    between the loop's start and ``lasti`` (``in`` first, else the last one); else the
+    nearest earlier line."""
+    import dis
+
+    line = code.co_firstlineno
+    for start, _end, ln in code.co_lines():
+        if start > lasti:
+            break
+        if ln is not None:
+            line = ln
+    ins = {i.offset: i for i in dis.get_instructions(code)}
+    jump = ins.get(lasti)
+    if jump is None or not jump.opname.startswith("JUMP_BACKWARD"):
+        return line
+    heavy = [(i.opname == "CONTAINS_OP", off, _lineno(i)) for off, i in ins.items()
+             if jump.argval <= off < lasti and i.opname in INLINE_HEAVY and _lineno(i)]
+    return max(heavy)[2] if heavy else line  # a scan (``in``) first, else the last one
+
+
+def _lineno(ins: Any) -> int | None:
+    pos = getattr(ins, "positions", None)  # Python 3.11+
+    return pos.lineno if pos is not None else ins.starts_line
 
 
 def _startup_frames(frames: list[list[Any]]) -> list[list[Any]]:
@@ -286,16 +320,22 @@ class StackSampler:
         return tuple(out)
 
     def _line_at(self, code: Any, cid: int, lasti: int) -> int:
-        """The line of the nearest instruction at or before ``lasti`` that has one."""
+        """The line that ran Python before a line-less instruction at ``lasti``.
+
+        The main thread hands the GIL over only at *check points* (function entry, the
+        loop's back edge, some calls), so a forced hand-over is seen at the check point
+        *after* the instruction that held the GIL. A loop's back edge has no line of its
+        own; the nearest line before it in the bytecode is the body's last line, which
+        would get the time of, say, an ``x in a_list`` scan a line above it. So for a
+        back edge the time goes to the line of an instruction in the loop body that runs C
+        code without a check point (:data:`INLINE_HEAVY`): a membership scan (``in``,
+        O(n) on a list) if there is one, else the last such instruction (``+``, ``[i]``);
+        with none, to the nearest line before ``lasti``.
+        """
         key = (cid, lasti)
         line = self._lines.get(key)
         if line is None:
-            line = code.co_firstlineno
-            for start, _end, ln in code.co_lines():
-                if start > lasti:
-                    break
-                if ln is not None:
-                    line = ln
+            line = loop_body_line(code, lasti)
             self._lines[key] = line
         return line
 
