@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_diagnose_rules import SCRIPT, hot, only, record
+from test_diagnose_rules import SCRIPT, changed, hot, only, record
 
 from perfpilot.diagnose import diagnose, facts_of
 from perfpilot.diagnose.cuda import (
@@ -35,7 +35,7 @@ def test_host_device_sync_from_sync_sites_and_their_time():
     assert f.estimated_speedup == pytest.approx(amdahl(0.3, 2), rel=1e-3)
     assert "2.0 host-device synchronizations per step" in f.evidence
     assert f.location["line"] == 40
-    rec.extra["hot_lines"] = [hot(40, "main", 0.005, 0.0)]  # syncs that cost nothing
+    rec = changed(rec, hot_lines=[hot(40, "main", 0.005, 0.0)])  # syncs that cost nothing
     assert host_device_sync(facts_of(rec)) == []
 
 
@@ -99,7 +99,7 @@ def test_memory_headroom_replaces_small_batch_on_a_roomy_gpu():
     mem = {"max_allocated_bytes": 1 * GiB, "total_bytes": 80 * GiB}
     rec = record({"forward": 0.002, "backward": 0.002, "optimizer": 0.004},
                  cuda=cuda(memory=mem, utilization={"samples": 10, "mean": 30.0}))
-    rec.extra["step_phases"]["samples_per_step"] = 8
+    rec = changed(rec, step_phases={"samples_per_step": 8})
     ids = [f.id for f in diagnose(rec, lint=False)]
     assert ids[0] == "memory-headroom" and "small-batch" not in ids
 

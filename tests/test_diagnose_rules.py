@@ -24,7 +24,7 @@ def record(per_step: dict[str, float] | None = None, steps: int = 50, window: fl
     per = {"data": 0.0, "h2d": 0.0, "forward": 0.01, "backward": 0.01, "optimizer": 0.001,
            "other": 0.0, "io": 0.0, "eval": 0.0, **(per_step or {})}
     step_s = sum(v for k, v in per.items() if k != "eval")
-    extra: dict[str, Any] = {
+    d: dict[str, Any] = {
         "profile": {"mode": "script", "steady_steps": steps},
         "step_phases": {"kind": "optimizer", "steps": steps, "per_step_s": per,
                         "total_s": {k: v * steps for k, v in per.items()},
@@ -38,10 +38,19 @@ def record(per_step: dict[str, float] | None = None, steps: int = 50, window: fl
         "threads": {"usable_cores": 4, "torch_threads": 4},
         "hot_lines": [], "calibration": {},
     }
-    extra.update(sections)
-    return RunRecord(workload="train.py", plan={}, steps=steps, samples_per_s=1.0,
+    d.update(sections)
+    core = RunRecord(workload="train.py", plan={}, steps=steps, samples_per_s=1.0,
                      step_time_s=StatSummary(step_s, step_s, step_s, step_s, steps),
-                     phases_s={}, peak_memory_bytes=0, extra=extra)
+                     phases_s={}, peak_memory_bytes=0)
+    return RunRecord.from_dict({**core.to_dict(), **d})
+
+
+def changed(rec: RunRecord, **sections: Any) -> RunRecord:
+    """``rec`` with sections replaced (a list) or updated (a dict merged into the old)."""
+    d = rec.to_dict()
+    for name, value in sections.items():
+        d[name] = {**d[name], **value} if isinstance(value, dict) else value
+    return RunRecord.from_dict(d)
 
 
 def only(findings: list[Finding], fid: str) -> Finding:
@@ -76,7 +85,8 @@ def test_workers_suggestion():
 
 def test_persistent_workers_when_worker_startup_dominates():
     rec = record({"data": 0.04})
-    rec.extra["loaders"][0].update(num_workers=2, persistent_workers=False, iter_s=1.5)
+    rec = changed(rec, loaders=[{**rec.loaders[0], "num_workers": 2,
+                                 "persistent_workers": False, "iter_s": 1.5}])
     f = only(dataloader_bound(facts_of(rec)), "dataloader-bound")
     assert f.extra["plan_change"] == {"persistent_workers": True}
 
@@ -84,7 +94,7 @@ def test_persistent_workers_when_worker_startup_dominates():
 def test_small_batch_counts_fixed_costs_only():
     rec = record({"forward": 0.002, "backward": 0.002, "optimizer": 0.002},
                  hot_ops={"aten_ops_per_step": 100}, calibration={"op_overhead_s": 1e-5})
-    rec.extra["step_phases"]["samples_per_step"] = 4
+    rec = changed(rec, step_phases={"samples_per_step": 4})
     f = only(small_batch(facts_of(rec)), "small-batch")
     fixed = (0.002 + min(100 * 1e-5, 0.004)) / 0.006
     assert f.extra["fixed_fraction"] == pytest.approx(fixed)
@@ -94,10 +104,10 @@ def test_small_batch_counts_fixed_costs_only():
 
 def test_small_batch_silent_for_large_batches_and_inference():
     rec = record({"optimizer": 0.02})
-    rec.extra["step_phases"]["samples_per_step"] = 2048
+    rec = changed(rec, step_phases={"samples_per_step": 2048})
     assert small_batch(facts_of(rec)) == []
     rec = record({"optimizer": 0.02})
-    rec.extra["optimizers"] = []
+    rec = changed(rec, optimizers=[])
     assert small_batch(facts_of(rec)) == []
 
 
@@ -139,8 +149,8 @@ def test_steady_view_keeps_main_thread_steady_samples():
         {"thread": "MainThread", "tag": "other", "count": 1, "seconds": 0.5, "frames": []},
         {"thread": "worker", "tag": "", "count": 1, "seconds": 1.5, "frames": []}]}
     view = steady_view(record(stack_samples=stacks))
-    assert view.extra["stack_samples"]["seconds"] == 0.5
-    assert len(view.extra["stack_samples"]["stacks"]) == 1
+    assert view.stack_samples.seconds == 0.5
+    assert len(view.stack_samples.stacks) == 1
 
 
 def test_thread_oversubscription_needs_a_measured_slowdown():
@@ -154,9 +164,9 @@ def test_thread_oversubscription_needs_a_measured_slowdown():
     assert f.location["line"] == 5 and "torch.set_num_threads(4)" in f.fix
     assert f.extra["plan_change"] == {"cpu_threads": 4}
     cal_unsure = {**cal, "ci_low": 0.9}
-    rec.extra["calibration"] = {"threads": cal_unsure}
+    rec = changed(rec, calibration={"threads": cal_unsure})
     assert thread_oversubscription(facts_of(rec)) == []
-    rec.extra["threads"]["torch_threads"] = 4
+    rec = changed(rec, threads={"torch_threads": 4})
     assert thread_oversubscription(facts_of(rec)) == []
 
 
@@ -167,7 +177,7 @@ def test_eval_dominates_from_eval_segments():
     assert f.time_share == pytest.approx(3.0 / 4.05)
     assert f.estimated_speedup == pytest.approx(amdahl(3.0 / 4.05, 4), rel=1e-3)
     assert "6 passes" in f.evidence
-    rec.extra["profile"]["mode"] = "workload"  # the engine's schedule, not the user's
+    rec = changed(rec, profile={"mode": "workload"})  # the engine's schedule, not the user's
     assert eval_dominates(facts_of(rec)) == []
 
 

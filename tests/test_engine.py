@@ -228,7 +228,7 @@ def test_a_run_that_diverges_keeps_what_it_measured_on_the_error():
     assert isinstance(err, FloatingPointError)  # callers catching that still do
     assert (err.what, err.step, err.value) == ("loss", 6, math.inf)
     assert err.record.steps == 5 and len(err.record.loss_history) == 5
-    assert err.record.extra["engine"]["stop_reason"] == "non-finite loss"
+    assert err.record.engine.stop_reason == "non-finite loss"
 
 
 def test_a_failing_dataset_is_a_workload_error():
@@ -276,9 +276,9 @@ def test_steps_limit_and_warmup_exclusion():
     clock = FakeClock()
     record = run(tiny(clock), tiny().baseline, steps=7, warmup_steps=2, progress=False,
                  clock=clock)
-    engine = record.extra["engine"]
-    assert record.steps == 7 and engine["stop_reason"] == "steps"
-    assert engine["warmup_steps"] == 2 and engine["measured_steps"] == 5
+    engine = record.engine
+    assert record.steps == 7 and engine.stop_reason == "steps"
+    assert engine.warmup_steps == 2 and engine.measured_steps == 5
     assert record.step_time_s.n == 5 and record.step_time_s.median == STEP_S
     assert [row[0] for row in record.loss_history] == list(range(1, 8))
     assert record.loss_history[-1][1] == 7 * STEP_S
@@ -287,8 +287,8 @@ def test_steps_limit_and_warmup_exclusion():
 def test_time_limit_counts_training_time():
     clock = FakeClock()
     record = run(tiny(clock), tiny().baseline, time_s=10 * STEP_S, progress=False, clock=clock)
-    assert record.steps == 10 and record.extra["engine"]["stop_reason"] == "time"
-    assert record.extra["engine"]["train_time_s"] == 10 * STEP_S
+    assert record.steps == 10 and record.engine.stop_reason == "time"
+    assert record.engine.train_time_s == 10 * STEP_S
 
 
 def test_until_target_stops_at_the_target_and_excludes_eval_time():
@@ -303,10 +303,10 @@ def test_until_target_stops_at_the_target_and_excludes_eval_time():
     w = tiny(clock, metric=metric, target=3.0)
     record = run(w, w.baseline, until_target=True, eval_every_s=3 * STEP_S, progress=False,
                  clock=clock)
-    assert record.extra["engine"]["stop_reason"] == "target"
+    assert record.engine.stop_reason == "target"
     assert record.steps == 9
     assert record.time_to_target_s == 9 * STEP_S
-    assert record.extra["engine"]["eval_time_s"] == 3.0
+    assert record.engine.eval_time_s == 3.0
     assert record.metric["history"] == [[3, 3 * STEP_S, 1.0], [6, 6 * STEP_S, 2.0],
                                         [9, 9 * STEP_S, 3.0]]
     assert record.metric["value"] == 3.0 and record.metric["target"] == 3.0
@@ -327,7 +327,7 @@ def test_on_step_can_stop_the_run():
         return len(seen) >= 3
 
     record = run(tiny(), tiny().baseline, steps=50, on_step=on_step, progress=False)
-    assert record.extra["engine"]["stop_reason"] == "callback"
+    assert record.engine.stop_reason == "callback"
     assert record.steps == 3 and len(seen) == 3
 
 
@@ -428,4 +428,4 @@ def test_default_target_evaluation_is_stretched_when_evaluation_is_costly():
     (_, t1, _), (_, t2, _) = record.metric["history"]
     assert 1.0 <= t1 < 1.0 + STEP_S  # the first after 1 s of training
     assert 3.0 <= t2 - t1 < 3.0 + STEP_S  # then 3 s apart: evaluation <= 25% of training
-    assert record.extra["engine"]["eval_adaptive"]
+    assert record.engine.eval_adaptive

@@ -6,6 +6,7 @@ import pytest
 
 from perfpilot.probes.assemble import build_record, expand_stacks, hot_lines, import_seconds
 from perfpilot.record import RunRecord
+from perfpilot.record_sections import StackSamples
 
 USER = "/home/me/train.py"
 LIB = "/usr/lib/python3.11/site-packages/torch/nn/modules/module.py"
@@ -64,38 +65,38 @@ def raw(**over) -> dict:
 def test_core_fields_describe_steady_steps():
     rec = build_record(raw())
     # steps 0-1 are warm-up (start < 1.2), step 5 is in the profiler window
-    assert rec.extra["profile"]["steady_steps"] == 7
+    assert rec.profile.steady_steps == 7
     assert rec.step_time_s.median == pytest.approx(0.1)
     assert rec.phases_s["data"] == pytest.approx(0.06)
     assert set(rec.phases_s) == {"data", "h2d", "forward", "backward", "optimizer", "other"}
     assert rec.samples_per_s == pytest.approx(320.0)
     assert rec.workload == "train.py" and rec.peak_memory_bytes == 123
-    assert rec.extra["step_phases"]["per_step_s"]["eval"] == pytest.approx(0.5 / 7)
+    assert rec.step_phases.per_step_s["eval"] == pytest.approx(0.5 / 7)
 
 
 def test_timeline_separates_startup_and_evaluation():
-    tl = build_record(raw()).extra["timeline"]
-    assert tl["startup_s"] == pytest.approx(1.0)
-    assert tl["imports_s"] == pytest.approx(0.4)
-    assert tl["warmup_s"] == pytest.approx(0.2)
-    assert tl["steady_s"] == pytest.approx(2.7 - 1.2 - 0.1)
-    assert tl["eval_s"] == pytest.approx(0.5) and tl["eval_passes"] == 1
+    tl = build_record(raw()).timeline
+    assert tl.startup_s == pytest.approx(1.0)
+    assert tl.imports_s == pytest.approx(0.4)
+    assert tl.warmup_s == pytest.approx(0.2)
+    assert tl.steady_s == pytest.approx(2.7 - 1.2 - 0.1)
+    assert tl.eval_s == pytest.approx(0.5) and tl.eval_passes == 1
 
 
 def test_hot_lines_contract_and_handoffs():
-    lines = {(h["file"], h["line"]): h for h in build_record(raw()).extra["hot_lines"]}
+    lines = {(h.file, h.line): h for h in build_record(raw()).hot_lines}
     getitem = lines[(USER, 3)]
     # the steady window's main-thread time is 1.0 s (startup and other threads left out)
-    assert getitem["self_share"] == pytest.approx(0.6)
-    assert getitem["tags"] == {"data": 0.6}
+    assert getitem.self_share == pytest.approx(0.6)
+    assert getitem.tags == {"data": 0.6}
     fwd = lines[(USER, 12)]
-    assert fwd["self_share"] == pytest.approx(0.3)
-    assert fwd["python_share"] == pytest.approx(0.3)
-    assert fwd["own_python_share"] == 0.0  # the Python ran in torch's module code
+    assert fwd.self_share == pytest.approx(0.3)
+    assert fwd.python_share == pytest.approx(0.3)
+    assert fwd.own_python_share == 0.0  # the Python ran in torch's module code
     # a hand-off sample counts for the frames above its leaf line only
-    assert lines[(USER, 14)]["self_share"] == 0.0
-    assert all(h["file"] == USER for h in lines.values())
-    assert {"file", "line", "function", "self_share", "total_share"} <= set(fwd)
+    assert lines[(USER, 14)].self_share == 0.0
+    assert all(h.file == USER for h in lines.values())
+    assert fwd.function == "<module>" and fwd.total_share >= fwd.self_share
 
 
 def test_record_round_trips_through_json(tmp_path):
@@ -103,20 +104,20 @@ def test_record_round_trips_through_json(tmp_path):
     path = tmp_path / "r.json"
     rec.save(path)
     again = RunRecord.load(path)
-    assert again.extra["hot_lines"] == rec.extra["hot_lines"]
-    frames = again.extra["stack_samples"]["stacks"][0]["frames"]
+    assert again == rec
+    frames = again.stack_samples.stacks[0].frames
     assert frames[0][0] == USER  # contract: absolute paths in every frame
 
 
 def test_crash_and_partial_records_keep_what_ran():
     data = raw(exit_code=1, stopped="crash", partial=True,
                error={"type": "ValueError", "message": "x", "site": [USER, 9, "f"]})
-    prof = build_record(data).extra["profile"]
-    assert prof["exit_code"] == 1 and prof["partial"] and prof["error"]["site"][1] == 9
+    prof = build_record(data).profile
+    assert prof.exit_code == 1 and prof.partial and prof.error["site"][1] == 9
 
 
 def test_expand_and_imports():
     stacks = expand_stacks(raw()["stacks"])
     assert stacks["stacks"][0]["frames"][0] == [USER, 10, "<module>"]
-    assert import_seconds(stacks) == pytest.approx(0.4)
-    assert hot_lines({"stacks": []}) == []
+    assert import_seconds(StackSamples.from_dict(stacks)) == pytest.approx(0.4)
+    assert hot_lines(StackSamples()) == ()

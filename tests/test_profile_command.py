@@ -177,8 +177,8 @@ def test_hard_exit_keeps_the_last_periodic_save(tmp_path):
     from perfpilot.probes.assemble import build_record
 
     record = build_record(json.loads(out.read_text()))
-    assert record.extra["profile"]["partial"] is True
-    assert record.extra["stack_samples"]["total"] > 0
+    assert record.profile.partial is True
+    assert record.stack_samples.total > 0
 
 
 def test_a_child_that_leaves_no_profile_passes_its_code_through(tmp_path):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
-from test_diagnose_rules import SCRIPT, hot, record
+import dataclasses
+
+from test_diagnose_rules import SCRIPT, changed, hot, record
 
 from perfpilot.record import Finding
+from perfpilot.record_sections import Verification
 from perfpilot.render import html as h
 from perfpilot.render.profile_console import print_profile
 from perfpilot.render.profile_html import profile_page
@@ -22,8 +25,8 @@ def profiled(tmp_path):
                   "Waiting for the next batch is 74% of the run.",
                   "DataLoader(..., num_workers=4, persistent_workers=True).", 2.25,
                   location={"file": str(src), "line": 20}, confidence="high", time_share=0.74,
-                  extra={"verified": {"ratio": 2.1, "ci_low": 1.9, "ci_high": 2.3, "n": 5,
-                                      "verdict": "faster", "change": {"num_workers": 4}}})
+                  verified=Verification(ratio=2.1, ci_low=1.9, ci_high=2.3, n=5,
+                                        verdict="faster", change={"num_workers": 4}))
     other = Finding("python-hotspot", "Python-level hot spot in f()", "f() runs Python 5%.",
                     "Vectorize.", 1.05, location={"file": str(src), "line": 7}, time_share=0.05)
     rec = record({"data": 0.06},
@@ -33,10 +36,9 @@ def profiled(tmp_path):
                                    "self_s": 0.003, "total_s": 0.004, "per_step": 2}]},
                  memory={"peak_rss_bytes": 300 * 2**20, "series": [[0, 1e8], [1, 2e8],
                                                                     [2, 2e8]]})
-    rec.extra["findings"] = [top.to_dict(), other.to_dict()]
-    rec.extra["timeline"].update(startup_s=2.0, imports_s=1.5)
-    rec.extra["profile"].update(exit_code=0, stopped="end", argv=[str(src)])
-    return rec
+    rec = changed(rec, timeline={"startup_s": 2.0, "imports_s": 1.5},
+                  profile={"exit_code": 0, "stopped": "end", "argv": [str(src)]})
+    return dataclasses.replace(rec, findings=(top, other))
 
 
 def test_console_puts_the_top_finding_first(tmp_path):
@@ -53,8 +55,8 @@ def test_console_puts_the_top_finding_first(tmp_path):
 
 def test_console_reports_a_crash(tmp_path):
     rec = profiled(tmp_path)
-    rec.extra["profile"].update(exit_code=1, error={"type": "ValueError", "message": "boom",
-                                                    "site": [SCRIPT, 13, "main"]}, steps=12)
+    rec = changed(rec, profile={"exit_code": 1, "steps": 12, "error": {
+        "type": "ValueError", "message": "boom", "site": [SCRIPT, 13, "main"]}})
     console = Console(record=True, width=200)
     print_profile(rec, console)
     assert "exited with code 1 (ValueError: boom at train.py:13) after 12 steps" in \
@@ -84,7 +86,7 @@ def test_page_builder_escapes_and_keeps_svg_ids_apart():
 
 def test_console_counts_in_the_singular_and_skips_an_empty_step_table():
     one = record(steps=1, threads={"usable_cores": 1, "torch_threads": 1})
-    one.extra["profile"].update(step_kind="optimizer", steps=1, exit_code=1)
+    one = changed(one, profile={"step_kind": "optimizer", "steps": 1, "exit_code": 1})
     console = Console(record=True, width=200)
     print_profile(one, console)
     text = console.export_text()
@@ -93,7 +95,7 @@ def test_console_counts_in_the_singular_and_skips_an_empty_step_table():
     assert "1 steps" not in text
 
     none = record(steps=0)
-    none.extra["profile"].update(step_kind=None, steps=0, exit_code=1)
+    none = changed(none, profile={"step_kind": None, "steps": 0, "exit_code": 1})
     console = Console(record=True, width=200)
     print_profile(none, console)
     text = console.export_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,16 @@ from perfpilot.record import (
     amdahl,
     sort_findings,
 )
+from perfpilot.record_sections import (
+    EngineStats,
+    HotLine,
+    Stack,
+    StackSamples,
+    Timeline,
+    Verification,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 FINDING = Finding(id="dataloader-bound", title="Data loading dominates",
                   evidence="data: 62% of step time", fix="set num_workers=4",
@@ -25,7 +37,7 @@ FINDING = Finding(id="dataloader-bound", title="Data loading dominates",
                   confidence="high", time_share=0.62, extra={"workers": [0, 2, 4]})
 
 
-def make_record(**extra) -> RunRecord:
+def make_record(**sections) -> RunRecord:
     return RunRecord(
         workload="digits", plan={"version": 1, "batch_size": 32}, steps=100,
         samples_per_s=1234.5,
@@ -33,38 +45,75 @@ def make_record(**extra) -> RunRecord:
         phases_s=dict.fromkeys(PHASES, 0.001), peak_memory_bytes=123456, wall_time_s=2.5,
         metric={"name": "accuracy", "value": 0.9}, time_to_target_s=1.5,
         loss_history=[[0.0, 2.3], [1.0, 0.5]], machine={"cpu": {"model": "x"}},
-        started_at=1700000000.0, extra=extra,
+        started_at=1700000000.0, **sections,
     )
 
 
-def test_run_record_json_round_trip_with_extra_sections():
-    rec = make_record(stack_samples={"interval_s": 0.001, "total": 3, "stacks": [
-        {"frames": [["/a.py", 1, "f"]], "count": 3}]},
-        hot_lines=[{"file": "/a.py", "line": 1, "function": "f", "self_share": 1.0,
-                    "total_share": 1.0}],
-        findings=[FINDING.to_dict()])
+VERIFIED = dataclasses.replace(FINDING, verified=Verification(
+    change={"num_workers": 4}, ratio=2.0, ci_low=1.8, ci_high=2.2, verdict="faster", n=5))
+
+
+def test_run_record_json_round_trip_with_typed_sections():
+    rec = make_record(
+        stack_samples=StackSamples(interval_s=0.001, total=3, stacks=(
+            Stack(frames=(("/a.py", 1, "f"),), count=3),)),
+        hot_lines=(HotLine("/a.py", 1, "f", self_share=1.0, total_share=1.0),),
+        timeline=Timeline(total_s=2.5, steady_s=2.0), findings=(VERIFIED, FINDING),
+        loaders=({"role": "train", "batches": 3},), extra={"note": "mine"})
     d = json.loads(json.dumps(rec.to_dict()))
-    assert d["schema"] == RECORD_SCHEMA
-    assert d["hot_lines"][0]["line"] == 1  # probe sections are top-level keys
+    assert d["schema"] == RECORD_SCHEMA == "perfpilot.runrecord/2"
+    assert d["hot_lines"][0]["line"] == 1  # sections are top-level keys
+    assert d["extra"] == {"note": "mine"}  # user data stays apart
     back = RunRecord.from_dict(d)
     assert back == rec
-    assert back.findings == [FINDING]
+    assert back.findings == (VERIFIED, FINDING)
+    assert back.findings[0].verified.ratio == 2.0
 
 
-def test_extra_keys_must_not_clash_with_fields():
-    with pytest.raises(ValueError, match="clash"):
-        make_record(steps=5).to_dict()
-    with pytest.raises(ValueError, match="schema"):
-        make_record(schema="x").to_dict()
+def test_schema_1_record_loads_into_the_typed_fields():
+    rec = RunRecord.load(FIXTURES / "runrecord_v1.json")
+    assert rec.profile.steady_steps == 10 and rec.timeline.imports_s == 0.4
+    assert rec.step_phases.step_s_series == (0.1, 0.1, 0.1)
+    assert rec.stack_samples.stacks[0].frames == (("/home/me/train.py", 10, "<module>"),)
+    assert rec.hot_lines[0].tags == {"data": 1.0}
+    assert rec.memory.series == ((0.0, 100), (1.0, 123))
+    assert rec.threads.usable_cores == 2 and rec.loaders[0]["role"] == "train"
+    (f,) = rec.findings
+    assert f.verified == Verification(change={"num_workers": 2}, ratio=1.9, ci_low=1.8,
+                                      ci_high=2.0, verdict="faster", n=5, estimate=2.0,
+                                      measure="seconds per training sample")
+    assert f.extra == {"plan_change": {"num_workers": 2}}  # "verified" moved out of extra
+    assert rec.extra == {"my_note": "added by the user"}  # only the user's key is left
+    again = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert again == rec and again.to_dict()["schema"] == RECORD_SCHEMA
+
+
+def test_schema_1_engine_record_in_a_tune_record_loads():
+    tune = json.loads((FIXTURES / "tune_record.json").read_text())
+    rec = RunRecord.from_dict(tune["baseline"])
+    assert isinstance(rec.engine, EngineStats) and rec.engine.measured_steps > 0
+    assert rec.extra == {}
+
+
+def test_unknown_schema_is_refused_with_one_line():
+    d = {**make_record().to_dict(), "schema": "perfpilot.runrecord/9"}
+    with pytest.raises(UserError, match="schema 'perfpilot.runrecord/9'"):
+        RunRecord.from_dict(d)
+
+
+def test_malformed_section_is_a_user_error():
+    d = {**make_record().to_dict(), "hot_lines": [{"line": 3}]}
+    with pytest.raises(UserError, match="section 'hot_lines'"):
+        RunRecord.from_dict(d)
 
 
 def test_save_is_atomic_and_loads_back(tmp_path):
     path = tmp_path / "r.json"
-    rec = make_record(engine={"n": np.int64(3), "x": np.float32(0.5)})
+    rec = make_record(engine=EngineStats(seed=np.int64(3), data_host_s=np.float32(0.5)))
     rec.save(path)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left
     back = RunRecord.load(path)
-    assert back.extra["engine"] == {"n": 3, "x": 0.5}
+    assert back.engine.seed == 3 and back.engine.data_host_s == 0.5
     assert back.step_time_s == rec.step_time_s
 
 
@@ -73,7 +122,7 @@ def test_failed_save_leaves_the_previous_record_intact(tmp_path):
     make_record().save(path)
     before = path.read_text()
     with pytest.raises(TypeError, match="cannot serialize"):
-        make_record(bad=object()).save(path)
+        make_record(extra={"bad": object()}).save(path)
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
 

@@ -1,35 +1,40 @@
 """Serializable values at the boundary between measuring and everything else.
 
 A :class:`RunRecord` is what one measured run produced (like pyinstrument's ``Session``):
-it round-trips through JSON so reports can be re-rendered offline. Probes add sections
-to ``extra`` (each under its own top-level key in the JSON), e.g. ``stack_samples``,
-``hot_lines``, ``hot_ops``, ``memory``, ``threads``. Analysis reads records and returns
-:class:`Finding` values; it never measures.
+it round-trips through JSON so reports can be re-rendered offline. Probes fill its typed
+sections (:mod:`perfpilot.record_sections`: ``stack_samples``, ``hot_lines``,
+``timeline``, ``memory``...), analysis reads them and returns :class:`Finding` values
+(stored in ``findings``, highest ``estimated_speedup`` first); it never measures.
+``extra`` holds only data a user attached; perfpilot writes nothing there.
 
-Section contracts used across modules:
-
-``stack_samples``
-    ``{"interval_s": float, "total": int, "stacks": [{"frames": [[file, line, function],
-    ...], "count": int}]}`` with frames outermost first and files as absolute paths.
-``hot_lines``
-    ``[{"file", "line", "function", "self_share", "total_share"}]`` sorted by
-    ``total_share``; shares are fractions (0..1) of all samples.
-``findings``
-    ``[Finding.to_dict(), ...]`` sorted by ``estimated_speedup``, highest first.
+JSON: schema ``perfpilot.runrecord/2`` has each section under its own top-level key and
+the user's data under ``extra``. Schema-1 files (sections and findings as untyped
+top-level keys, verification results in ``finding.extra["verified"]``) still load.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from perfpilot.errors import UserError
+from perfpilot.record_sections import (
+    EngineStats,
+    HotLine,
+    Memory,
+    ProfileInfo,
+    StackSamples,
+    StepPhases,
+    Threads,
+    Timeline,
+    Verification,
+)
 
-RECORD_SCHEMA = "perfpilot.runrecord/1"
+RECORD_SCHEMA = "perfpilot.runrecord/2"
+RECORD_SCHEMA_1 = "perfpilot.runrecord/1"
 PHASES: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "other")
 Confidence = Literal["high", "medium", "low"]
 TrialState = Literal["running", "complete", "failed", "oom", "timeout", "nan", "pruned"]
@@ -60,8 +65,9 @@ class Finding:
     ``estimated_speedup`` is a whole-run factor (1.25 means the run would take 1/1.25 of
     its time), computed with Amdahl's law from measured shares; ``location`` is
     ``{"file": str, "line": int}`` or ``None``; ``time_share`` is the measured fraction
-    of the run spent where the finding points, when known; ``extra`` holds rule-specific
-    data (e.g. a verified speedup, a suggested diff).
+    of the run spent where the finding points, when known; ``verified`` is the measured
+    gain of the fix (``--verify``); ``extra`` holds rule-specific data (e.g. the Amdahl
+    inputs, a suggested diff, the ``plan_change`` that ``--verify`` applies).
     """
 
     id: str
@@ -73,6 +79,7 @@ class Finding:
     confidence: Confidence = "medium"
     time_share: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    verified: Verification | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -80,7 +87,12 @@ class Finding:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        kw = {k: v for k, v in d.items() if k in names}
+        extra = dict(kw.get("extra") or {})
+        verified = kw.get("verified") or extra.pop("verified", None)  # schema 1: in extra
+        kw.update(extra=extra, verified=None if verified is None
+                  else Verification.from_dict(verified))
+        return cls(**kw)
 
 
 def amdahl(share: float, factor: float = float("inf")) -> float:
@@ -96,9 +108,35 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: f.estimated_speedup, reverse=True)
 
 
+# Section fields: name -> how to read its JSON value (None stays None).
+_SECTIONS: dict[str, Any] = {
+    "engine": EngineStats.from_dict,
+    "profile": ProfileInfo.from_dict,
+    "timeline": Timeline.from_dict,
+    "step_phases": StepPhases.from_dict,
+    "stack_samples": StackSamples.from_dict,
+    "hot_lines": lambda v: tuple(HotLine.from_dict(h) for h in v),
+    "memory": Memory.from_dict,
+    "threads": Threads.from_dict,
+    "findings": lambda v: tuple(Finding.from_dict(f) for f in v),
+    "loaders": tuple, "io": tuple, "roots": tuple, "optimizers": tuple,
+    "set_num_threads": tuple,
+}
+
+
 @dataclass
 class RunRecord:
-    """Everything one measured run produced. ``extra`` keys are top-level in the JSON."""
+    """Everything one measured run produced.
+
+    Core fields describe the measured (steady) steps. Sections, each None/empty when
+    nothing wrote it: ``engine`` (perfpilot's training loop), ``profile``, ``timeline``,
+    ``step_phases``, ``stack_samples``, ``hot_lines``, ``memory``, ``threads`` (typed, see
+    :mod:`perfpilot.record_sections`); ``calibration``, ``hot_ops``, ``cuda``,
+    ``grad_in_eval`` (dicts) and ``loaders``, ``io``, ``roots``, ``optimizers``,
+    ``set_num_threads`` (tuples of dicts) as their probes in :mod:`perfpilot.probes`
+    document them (``optimizers`` None: not probed; empty: none stepped). ``status`` is
+    ``"failed"`` (with ``error``) for a run that stopped on an error.
+    """
 
     workload: str
     plan: dict[str, Any]
@@ -113,18 +151,38 @@ class RunRecord:
     loss_history: list[list[float]] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
+    findings: tuple[Finding, ...] = ()
+    status: str | None = None
+    error: str | None = None
+    engine: EngineStats | None = None
+    profile: ProfileInfo = field(default_factory=ProfileInfo)
+    timeline: Timeline = field(default_factory=Timeline)
+    step_phases: StepPhases = field(default_factory=StepPhases)
+    stack_samples: StackSamples = field(default_factory=StackSamples)
+    hot_lines: tuple[HotLine, ...] = ()
+    memory: Memory = field(default_factory=Memory)
+    threads: Threads = field(default_factory=Threads)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    hot_ops: dict[str, Any] = field(default_factory=dict)
+    cuda: dict[str, Any] = field(default_factory=dict)
+    grad_in_eval: dict[str, Any] = field(default_factory=dict)
+    loaders: tuple[dict[str, Any], ...] = ()
+    io: tuple[dict[str, Any], ...] = ()
+    roots: tuple[dict[str, Any], ...] = ()
+    optimizers: tuple[dict[str, Any], ...] | None = None
+    set_num_threads: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"schema": RECORD_SCHEMA}
-        for f in dataclasses.fields(self):
-            if f.name != "extra":
-                d[f.name] = getattr(self, f.name)
+        d: dict[str, Any] = {"schema": RECORD_SCHEMA}
+        d.update((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
         d["step_time_s"] = self.step_time_s.to_dict()
-        clash = set(self.extra) & set(d)
-        if clash:
-            raise ValueError(f"extra keys clash with record fields: {sorted(clash)}")
-        d.update(self.extra)
+        for name in _SECTIONS:
+            value = d[name]
+            if dataclasses.is_dataclass(value):
+                d[name] = value.to_dict()  # type: ignore[union-attr]
+            elif isinstance(value, tuple):
+                d[name] = [v.to_dict() if dataclasses.is_dataclass(v) else v for v in value]
         return d
 
     @classmethod
@@ -133,14 +191,16 @@ class RunRecord:
             raise UserError(f"not a perfpilot run record (a JSON {type(d).__name__}, "
                             "expected an object)")
         schema = d.get("schema")
-        if schema != RECORD_SCHEMA:
+        if schema == RECORD_SCHEMA_1:
+            d = _from_schema_1(d)
+        elif schema != RECORD_SCHEMA:
             raise UserError(f"not a perfpilot run record (schema {schema!r}, "
                             f"expected {RECORD_SCHEMA!r})")
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        names = {f.name for f in dataclasses.fields(cls)}
         core = {k: v for k, v in d.items() if k in names}
-        missing_default = dataclasses.MISSING
         required = [f.name for f in dataclasses.fields(cls)
-                    if f.default is missing_default and f.default_factory is missing_default]
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
         missing = [k for k in required if k not in core]
         if missing:
             raise UserError(f"run record is missing key {missing[0]!r}")
@@ -149,34 +209,42 @@ class RunRecord:
         except (KeyError, TypeError, AttributeError):
             raise UserError("run record key 'step_time_s' is not {mean, median, ci_low, "
                             "ci_high}") from None
-        extra = {k: v for k, v in d.items() if k not in names and k != "schema"}
-        return cls(**core, extra=extra)
-
-    @property
-    def findings(self) -> list[Finding]:
-        return [Finding.from_dict(f) for f in self.extra.get("findings", [])]
+        for name, read in _SECTIONS.items():
+            if core.get(name) is not None:
+                try:
+                    core[name] = read(core[name])
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+                    raise UserError(f"run record section {name!r} is malformed "
+                                    f"({type(e).__name__}: {e})") from None
+        for name in ("calibration", "hot_ops", "cuda", "grad_in_eval", "extra"):
+            if core.get(name) is None:
+                core.pop(name, None)
+        return cls(**core)
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temp file + rename) so a crash never leaves half a record."""
+        from perfpilot.jsonio import write_json_atomic
+
         write_json_atomic(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> RunRecord:
-        p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise UserError(f"record file not found: {p}") from None
-        except OSError as e:
-            raise UserError(f"cannot read record file {p}: {e.strerror}") from None
-        except UnicodeDecodeError:
-            raise UserError(f"{p}: not a text file (records are UTF-8 JSON)") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        from perfpilot.jsonio import load_json
+
+        data = load_json(path, "record file")
         try:
             return cls.from_dict(data)
         except UserError as e:
-            raise UserError(f"{p}: {e}") from None
+            raise UserError(f"{Path(path)}: {e}") from None
+
+
+def _from_schema_1(d: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record's dict in schema-2 form: top-level keys that are not fields
+    were the untyped ``extra`` (perfpilot's sections have the same names as the fields)."""
+    names = {f.name for f in dataclasses.fields(RunRecord)} | {"schema"}
+    out = {k: v for k, v in d.items() if k in names and k != "extra"}
+    out["extra"] = {k: v for k, v in d.items() if k not in names}
+    return out
 
 
 @dataclass(frozen=True)
@@ -199,32 +267,3 @@ class Trial:
     def from_dict(cls, d: dict[str, Any]) -> Trial:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON via a unique temp file in the same folder and a rename, so readers and
-    a crash never see half a file and two writers never share a temp file."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2, default=_json_default) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_default(o: Any) -> Any:
-    if dataclasses.is_dataclass(o) and not isinstance(o, type):
-        return dataclasses.asdict(o)
-    if hasattr(o, "tolist"):  # numpy / torch scalars and arrays
-        return o.tolist()
-    if isinstance(o, (set, tuple)):
-        return list(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"cannot serialize {type(o).__name__}")

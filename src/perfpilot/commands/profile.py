@@ -16,6 +16,7 @@ files on request.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,7 @@ def profile_command(
         raise typer.Exit(2)
     record, notes = analyze(result.raw)
     if result.exit_code < 0:
-        record.extra["profile"]["signal"] = -result.exit_code
+        record.profile = dataclasses.replace(record.profile, signal=-result.exit_code)
         notes.append(f"the script {_ended(result.exit_code)}; the profile is what was saved "
                      "before (it is saved every 10 s)")
     if verify:
@@ -131,7 +132,7 @@ def _ended(returncode: int) -> str:
 
 
 def analyze(raw: dict[str, Any]) -> tuple[RunRecord, list[str]]:
-    """RunRecord with ranked findings in ``extra["findings"]``, and notes on what was
+    """RunRecord with its ranked ``findings``, and notes on what was
     unavailable (e.g. lint)."""
     from perfpilot.diagnose import diagnose
     from perfpilot.probes.assemble import build_record
@@ -139,26 +140,27 @@ def analyze(raw: dict[str, Any]) -> tuple[RunRecord, list[str]]:
     record = build_record(raw)
     notes: list[str] = []
     findings = diagnose(record, notes=notes)
-    record.extra["findings"] = [f.to_dict() for f in findings]
+    record.findings = tuple(findings)
     return record, notes
 
 
 def _verify(tgt: Target, record: RunRecord, steps: int | None) -> None:
-    """Attach ``extra["verified"]`` to the findings whose fix is a setting."""
+    """Set ``verified`` on the findings whose fix is a setting."""
     from rich.progress import Progress
 
     from perfpilot.probes.verify import ROUNDS, verifiable, verify_finding
 
-    findings = record.findings
-    chosen = verifiable(findings)
+    chosen = verifiable(list(record.findings))
     if not chosen:
         return
+    measured = {}
     with Progress(transient=True) as bar:
         for f in chosen:
             task = bar.add_task(f"verifying {f.id} ({ROUNDS} rounds)", total=ROUNDS)
-            f.extra["verified"] = verify_finding(
+            measured[id(f)] = verify_finding(
                 tgt, record, f, steps=steps, on_round=lambda *_, t=task: bar.advance(t))
-    record.extra["findings"] = [f.to_dict() for f in findings]
+    record.findings = tuple(dataclasses.replace(f, verified=measured[id(f)])
+                            if id(f) in measured else f for f in record.findings)
 
 
 def _write_outputs(record: RunRecord, json_out: Path | None, html_out: Path | None) -> None:

@@ -103,7 +103,7 @@ def save_partial(record: Any, error: str, json_out: Path) -> str:
     ``json_out`` marked failed; the clause saying so, appended to the error line."""
     if record is None:
         return f" (no step completed: {json_out} was not written)"
-    record.extra.update(status="failed", error=error)
+    record.status, record.error = "failed", error
     save_record(record, json_out)
     return f" (what was measured before is in {json_out}, marked failed)"
 

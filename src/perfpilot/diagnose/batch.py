@@ -23,8 +23,8 @@ TARGET_BATCH = 256
 def fixed_per_step(f: Facts) -> tuple[float, str]:
     """Seconds per step that do not depend on the batch size, and how they were found."""
     opt = f.per_step.get("optimizer", 0.0)
-    ops = (f.section("hot_ops", {}) or {}).get("aten_ops_per_step")
-    cost = (f.section("calibration", {}) or {}).get("op_overhead_s")
+    ops = f.record.hot_ops.get("aten_ops_per_step")
+    cost = f.record.calibration.get("op_overhead_s")
     fwd_bwd = f.per_step.get("forward", 0.0) + f.per_step.get("backward", 0.0)
     if ops and cost:
         dispatch = min(float(ops) * float(cost), fwd_bwd)

@@ -42,13 +42,9 @@ class Facts:
     def compute_total(self) -> float:
         return sum(self.totals.get(p, 0.0) for p in ("forward", "backward", "optimizer"))
 
-    def section(self, name: str, default: Any = None) -> Any:
-        value = self.record.extra.get(name)
-        return default if value is None else value
-
     def train_loader(self) -> dict[str, Any] | None:
         """The loader feeding training (most fetch time among train/unknown roles)."""
-        loaders = [ld for ld in self.section("loaders", []) if ld.get("batches")]
+        loaders = [ld for ld in self.record.loaders if ld.get("batches")]
         train = [ld for ld in loaders if ld.get("role") in ("train", "unknown")]
         pool = train or loaders
         return max(pool, key=lambda ld: ld.get("fetch_s", 0.0)) if pool else None
@@ -56,21 +52,20 @@ class Facts:
 
 def facts_of(record: RunRecord) -> Facts:
     """Read the sections written by :func:`perfpilot.probes.assemble.build_record`."""
-    phases = record.extra.get("step_phases") or {}
-    timeline = record.extra.get("timeline") or {}
-    per_step = dict(phases.get("per_step_s") or record.phases_s or {})
-    totals = dict(phases.get("total_s") or {})
-    steps = int(phases.get("steps") or 0)
+    phases, timeline = record.step_phases, record.timeline
+    per_step = dict(phases.per_step_s or record.phases_s or {})
+    totals = dict(phases.total_s)
+    steps = int(phases.steps or 0)
     if not totals and per_step and steps:
         totals = {k: v * steps for k, v in per_step.items()}
-    train_s = float(timeline.get("train_s") or sum(v for k, v in totals.items() if k != "eval"))
-    window = float(timeline.get("steady_s") or 0.0) or train_s
-    optimizers = record.extra.get("optimizers")
-    trains = bool(optimizers) if optimizers is not None else phases.get("kind") == "optimizer"
-    return Facts(window_s=window, steps=steps, step_kind=phases.get("kind"),
+    train_s = float(timeline.train_s or sum(v for k, v in totals.items() if k != "eval"))
+    window = float(timeline.steady_s or 0.0) or train_s
+    optimizers = record.optimizers
+    trains = bool(optimizers) if optimizers is not None else phases.kind == "optimizer"
+    return Facts(window_s=window, steps=steps, step_kind=phases.kind,
                  per_step=per_step, totals=totals, train_s=train_s,
-                 eval_s=float(timeline.get("eval_s") or 0.0),
-                 samples_per_step=phases.get("samples_per_step"), trains=trains,
+                 eval_s=float(timeline.eval_s or 0.0),
+                 samples_per_step=phases.samples_per_step, trains=trains,
                  record=record)
 
 

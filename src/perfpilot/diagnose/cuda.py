@@ -33,7 +33,7 @@ HOST_BOUND = 0.3
 
 
 def _cuda(f: Facts) -> dict:
-    return f.section("cuda", {}) or {}
+    return f.record.cuda
 
 
 def host_device_sync(f: Facts) -> list[Finding]:
@@ -41,9 +41,9 @@ def host_device_sync(f: Facts) -> list[Finding]:
     syncs = [s for s in c.get("syncs", []) if s.get("steady") and s.get("site")]
     if not syncs or f.steps < MIN_STEPS:
         return []
-    hot = {(h["file"], h["line"]): h for h in f.section("hot_lines", [])}
+    hot = {(h.file, h.line): h for h in f.record.hot_lines}
     total = sum(s["count"] for s in syncs)
-    share = sum(hot[(s["site"][0], s["site"][1])]["self_share"] for s in syncs
+    share = sum(hot[(s["site"][0], s["site"][1])].self_share for s in syncs
                 if (s["site"][0], s["site"][1]) in hot)
     if share < SYNC_MIN_SHARE:
         return []
@@ -64,7 +64,7 @@ def pageable_memcpy(f: Facts) -> list[Finding]:
     pageable = h2d.get("pageable_bytes", 0)
     if not h2d.get("bytes") or pageable < 0.5 * h2d["bytes"]:
         return []
-    ops = (f.section("hot_ops", {}) or {})
+    ops = f.record.hot_ops
     facts = ops.get("cuda") or {}
     window = float(ops.get("window_s") or 0.0)
     copy_s = float(facts.get("pageable_h2d_s") or 0.0)
@@ -85,10 +85,10 @@ def pageable_memcpy(f: Facts) -> list[Finding]:
 def fp32_on_tensor_cores(f: Facts) -> list[Finding]:
     c = _cuda(f)
     cap = c.get("capability") or [0, 0]
-    facts = (f.section("hot_ops", {}) or {}).get("cuda") or {}
+    facts = f.record.hot_ops.get("cuda") or {}
     gemm, tc = float(facts.get("gemm_s") or 0.0), float(facts.get("gemm_tensor_core_s") or 0.0)
-    window = float((f.section("hot_ops", {}) or {}).get("window_s") or 0.0)
-    cal = (f.section("calibration", {}) or {}).get("matmul") or {}
+    window = float(f.record.hot_ops.get("window_s") or 0.0)
+    cal = f.record.calibration.get("matmul") or {}
     if (cap[0] < 8 or c.get("allow_tf32_matmul") or gemm <= 0 or tc > 0.5 * gemm
             or window <= 0 or not cal):
         return []

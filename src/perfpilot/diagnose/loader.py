@@ -37,7 +37,7 @@ def dataloader_bound(f: Facts) -> list[Finding]:
         return []
     ld = f.train_loader() or {}
     workers = int(ld.get("num_workers") or 0)
-    cores = int(f.section("threads", {}).get("usable_cores") or 2)
+    cores = int(f.record.threads.usable_cores or 2)
     hot = _hot_loading_line(f)
     evidence = (f"Waiting for the next batch is {pct(share)} of the run "
                 f"({secs(f.per_step.get('data', 0.0))} of a {secs(f.step_s)} step)")
@@ -57,13 +57,13 @@ def dataloader_bound(f: Facts) -> list[Finding]:
                      confidence="high", plan_change={"persistent_workers": True},
                      loader=_brief(ld))]
     w = suggested_workers(workers, cores)
-    cuda = bool(f.section("cuda"))
+    cuda = bool(f.record.cuda)
     args = f"num_workers={w}, persistent_workers=True" + (", pin_memory=True" if cuda else "")
     change: dict[str, Any] = {"num_workers": w, "persistent_workers": True}
     if cuda:
         change["pin_memory"] = True
     fix = f"DataLoader(..., {args}) to load batches in parallel with training"
-    if (f.section("profile", {}) or {}).get("mode") == "workload":
+    if f.record.profile.mode == "workload":
         fix = ("Set " + ", ".join(f'"{k}": {str(v).lower()}' for k, v in change.items())
                + " in the plan (or let `perfpilot tune --only loader` pick them)")
     if hot is not None and workers > 0:
@@ -84,15 +84,15 @@ def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
     """The user line (in the dataset/collate code, not the loop's own ``for`` line) with the
     most self time while fetching batches, and its fraction of the sampled loading time."""
     best, total = None, 0.0
-    for h in f.section("hot_lines", []):
-        sec = (h.get("tags") or {}).get("data", 0.0)
+    for h in f.record.hot_lines:
+        sec = h.tags.get("data", 0.0)
         total += sec
-        if _FOR_LINE.match(source([h["file"], h["line"]])):
+        if _FOR_LINE.match(source([h.file, h.line])):
             continue
         if sec > 0 and (best is None or sec > best[0]):
             best = (sec, h)
     if best is None:
         return None
     h = best[1]
-    return {"site": [h["file"], h["line"], h["function"]], "share": f.share(best[0]),
+    return {"site": [h.file, h.line, h.function], "share": f.share(best[0]),
             "of_loading": best[0] / total}

@@ -35,12 +35,12 @@ _IO_TEXT = re.compile(r"\bopen\(|\.write\(|\.flush\(|os\.fsync|\.savefig\(|\.to_
 
 def eval_dominates(f: Facts) -> list[Finding]:
     share = f.share(f.eval_s)
-    mode = (f.section("profile", {}) or {}).get("mode")
+    mode = f.record.profile.mode
     # In a workload run, evaluation is the engine's schedule, not the user's loop.
     if not f.trains or share < EVAL_MIN_SHARE or mode == "workload":
         return []
-    passes = f.section("timeline", {}).get("eval_passes")
-    eval_loader = next((ld for ld in f.section("loaders", []) if ld.get("role") == "eval"),
+    passes = f.record.timeline.eval_passes
+    eval_loader = next((ld for ld in f.record.loaders if ld.get("role") == "eval"),
                        None)
     evidence = (f"Evaluation takes {pct(share)} of the run ({secs(f.eval_s)} of "
                 f"{secs(f.window_s)}"
@@ -82,7 +82,7 @@ def io_in_loop(f: Facts) -> list[Finding]:
 def _io_sites(f: Facts) -> list[dict[str, Any]]:
     """Hooked I/O calls in steady training, plus sampled lines that write files."""
     sites: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in f.section("io", []):
+    for r in f.record.io:
         if r.get("phase") != "steady" or not r.get("site"):
             continue
         key = tuple(r["site"][:2])
@@ -90,31 +90,31 @@ def _io_sites(f: Facts) -> list[dict[str, Any]]:
                                        "seconds": 0.0})
         entry["count"] += r["count"]
         entry["seconds"] += r["seconds"]
-    for h in f.section("hot_lines", []):
-        key = (h["file"], h["line"])
-        steady_s = sum(v for k, v in (h.get("tags") or {}).items() if k != "eval")
+    for h in f.record.hot_lines:
+        key = (h.file, h.line)
+        steady_s = sum(v for k, v in h.tags.items() if k != "eval")
         if key in sites or steady_s <= 0:
             continue
-        text = source([h["file"], h["line"]])
+        text = source([h.file, h.line])
         if _IO_TEXT.search(text):
-            sites[key] = {"call": text[:60], "site": [h["file"], h["line"], h["function"]],
+            sites[key] = {"call": text[:60], "site": [h.file, h.line, h.function],
                           "count": f.steps, "seconds": steady_s}
     return sorted(sites.values(), key=lambda r: r["seconds"], reverse=True)
 
 
 def grad_in_eval(f: Facts) -> list[Finding]:
-    gie = f.section("grad_in_eval", {}) or {}
+    gie = f.record.grad_in_eval
     calls = [c for c in gie.get("calls", []) if c["calls"] - c.get("then_backward", 0) > 0]
     if not calls:
         return []
     ratios = gie.get("grad_over_nograd") or []
     factor = statistics.median(ratios) if ratios else 1.0
-    hot = {(h["file"], h["line"]): h for h in f.section("hot_lines", [])}
+    hot = {(h.file, h.line): h for h in f.record.hot_lines}
     out = []
     for c in calls:
         site = c.get("site")
         h = hot.get((site[0], site[1])) if site else None
-        share = float(h["total_share"]) if h else 0.0
+        share = float(h.total_share) if h else 0.0
         n = c["calls"] - c.get("then_backward", 0)
         evidence = (f"{c['module']} ran {n} forwards in eval() mode with autograd on "
                     f"(called at {where(site)}, {pct(share)} of the run); ")

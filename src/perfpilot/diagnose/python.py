@@ -17,6 +17,7 @@ Lint (``inefficient-membership``, ``repeated-concat``...)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -31,22 +32,22 @@ MAX_HOTSPOTS = 3
 
 def python_hotspot(f: Facts) -> list[Finding]:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for h in f.section("hot_lines", []):
-        g = groups.setdefault((h["file"], h["function"]),
+    for h in f.record.hot_lines:
+        g = groups.setdefault((h.file, h.function),
                               {"python": 0.0, "self": 0.0, "lines": [], "tags": {}})
-        g["python"] += h.get("own_python_share", h.get("python_share", 0.0))
-        g["self"] += h.get("self_share", 0.0)
+        g["python"] += h.own_python_share
+        g["self"] += h.self_share
         g["lines"].append(h)
-        for tag, sec in (h.get("tags") or {}).items():
+        for tag, sec in h.tags.items():
             g["tags"][tag] = g["tags"].get(tag, 0.0) + sec
     out = []
     for (file, function), g in groups.items():
         share = g["python"]  # hot_lines shares are of the steady window's samples
         if share < MIN_SHARE or g["python"] < MIN_PYTHON_FRACTION * g["self"]:
             continue
-        lines = sorted(g["lines"], key=lambda h: h.get("own_python_share", 0.0), reverse=True)
+        lines = sorted(g["lines"], key=lambda h: h.own_python_share, reverse=True)
         top = lines[0]
-        site = [file, top["line"], function]
+        site = [file, top.line, function]
         tag = max(g["tags"], key=g["tags"].get) if g["tags"] else ""
         text = source(site)
         evidence = (f"{function}() in {os.path.basename(file)} runs Python bytecode for "
@@ -55,7 +56,7 @@ def python_hotspot(f: Facts) -> list[Finding]:
         out.append(make("python-hotspot", f"Python-level hot spot in {function}()", evidence,
                         _fix(text, where(site)), share, VECTORIZE_FACTOR, location=loc(site),
                         confidence="medium", tag=tag,
-                        lines=sorted(h["line"] for h in g["lines"])))
+                        lines=sorted(h.line for h in g["lines"])))
     out.sort(key=lambda x: x.estimated_speedup, reverse=True)
     return out[:MAX_HOTSPOTS]
 
@@ -88,16 +89,7 @@ def lint_findings(record: RunRecord) -> tuple[list[Finding], str | None]:
 
 def steady_view(record: RunRecord) -> RunRecord:
     """The record with only main-thread steady-window samples, their seconds as total."""
-    from perfpilot.probes.assemble import main_stacks
-
-    stacks = record.extra.get("stack_samples") or {}
-    chosen = main_stacks(stacks)
-    section = {**stacks, "stacks": chosen,
-               "seconds": sum(s.get("seconds", 0.0) for s in chosen),
-               "total": sum(s.get("count", 0) for s in chosen)}
-    extra = {**record.extra, "stack_samples": section}
-    return RunRecord(**{**{k: getattr(record, k) for k in record.__dataclass_fields__
-                           if k != "extra"}, "extra": extra})
+    return dataclasses.replace(record, stack_samples=record.stack_samples.steady_view())
 
 
 def drop_covered(hotspots: list[Finding], lint: list[Finding]) -> list[Finding]:

@@ -15,21 +15,21 @@ from perfpilot.record import Finding
 
 
 def thread_oversubscription(f: Facts) -> list[Finding]:
-    th = f.section("threads", {}) or {}
-    cores = int(th.get("usable_cores") or 0)
-    current = int(th.get("torch_threads") or 0)
-    cal = (f.section("calibration", {}) or {}).get("threads") or {}
+    th = f.record.threads
+    cores = int(th.usable_cores or 0)
+    current = int(th.torch_threads or 0)
+    cal = f.record.calibration.get("threads") or {}
     if not cores or current <= cores or not cal:
         return []
     factor, lo = float(cal.get("factor", 1.0)), float(cal.get("ci_low", 1.0))
     best = int(cal.get("target") or cores)
     if lo <= 1.0 or best >= current:
         return []
-    calls = f.section("set_num_threads", []) or []
+    calls = f.record.set_num_threads
     site = next((c.get("site") for c in reversed(calls) if c.get("value") == current), None)
     share = f.share(f.compute_total)
     who = f" (set at {where(site)})" if site else ""
-    env = th.get("env") or {}
+    env = th.env
     if not site and env:
         who = " (from " + ", ".join(f"{k}={v}" for k, v in env.items()) + ")"
     evidence = (f"torch uses {current} intra-op threads{who} on {cores} usable cores; on this "

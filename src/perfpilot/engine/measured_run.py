@@ -19,6 +19,7 @@ from perfpilot.engine.trainer import NonFiniteError, StepTiming, Trainer
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
 from perfpilot.record import PHASES, RunRecord, StatSummary
+from perfpilot.record_sections import EngineStats
 from perfpilot.render.console import RunProgress
 from perfpilot.workload import Workload
 
@@ -219,7 +220,7 @@ def _record(tr: Trainer, state: _RunState, *, wall: float, setup_s: float,
         peak_memory_bytes=tr.peak_memory_bytes(), wall_time_s=wall,
         metric=_metric_dict(tr.workload, state), time_to_target_s=state.time_to_target,
         loss_history=_thin(state.losses, MAX_HISTORY), machine=_machine(),
-        started_at=started_at, extra={"engine": engine},
+        started_at=started_at, engine=EngineStats(**engine),
     )
 
 

@@ -1,7 +1,7 @@
 """Join lint hits with measured time and rank them.
 
 Measured time comes from a :class:`~perfpilot.record.RunRecord`'s ``stack_samples``
-section (see :mod:`perfpilot.record`); a record with only ``hot_lines`` also works.
+section (see :mod:`perfpilot.record_sections`); a record with only ``hot_lines`` also works.
 
 - A line's share is the fraction of samples with any frame on that line (inclusive).
 - A loop's share is the fraction of samples with any frame in its file on a line in
@@ -34,6 +34,7 @@ from typing import Any
 
 from perfpilot.lint.base import Hit, Rule, Span
 from perfpilot.record import Finding, RunRecord, amdahl
+from perfpilot.record_sections import StackSamples
 
 MIN_SHARE = 0.01
 _ALL = (1, 10**9)
@@ -63,38 +64,36 @@ class ProfileIndex:
     @classmethod
     def from_record(cls, record: RunRecord) -> ProfileIndex | None:
         """None when the record has neither ``stack_samples`` nor ``hot_lines``."""
-        samples = record.extra.get("stack_samples") or {}
-        if samples.get("stacks"):
-            return cls._from_stacks(samples)
-        hot = record.extra.get("hot_lines") or []
-        if hot:
-            table = {(norm_path(h["file"]), int(h["line"])):
-                     (float(h["total_share"]), float(h.get("self_share") or 0.0)) for h in hot}
+        if record.stack_samples.stacks:
+            return cls._from_stacks(record.stack_samples)
+        if record.hot_lines:
+            table = {(norm_path(h.file), int(h.line)): (float(h.total_share), float(h.self_share))
+                     for h in record.hot_lines}
             return cls(0.0, (), table, "hot_lines")
         return None
 
     @classmethod
-    def _from_stacks(cls, section: dict[str, Any]) -> ProfileIndex:
-        raw = section["stacks"]
+    def _from_stacks(cls, section: StackSamples) -> ProfileIndex:
+        raw = section.stacks
         # Time-weighted when the sampler says how much wall time each stack covered (a
         # tick delayed by the GIL covers more time); else by sample count.
-        timed = bool(section.get("seconds")) and all("seconds" in s for s in raw)
+        timed = bool(section.seconds) and all(s.seconds is not None for s in raw)
         cache: dict[str, str] = {}
         stacks = []
         for s in raw:
             lines: dict[str, set[int]] = {}
             leaf = None
-            for file, line, *_ in s["frames"]:
+            for file, line, *_ in s.frames:
                 key = cache.get(file) or cache.setdefault(file, norm_path(file))
                 lines.setdefault(key, set()).add(int(line))
                 leaf = (key, int(line))
-            weight = float(s["seconds"]) if timed else float(s["count"])
+            weight = float(s.seconds or 0.0) if timed else float(s.count)
             stacks.append(_Stack({f: frozenset(v) for f, v in lines.items()}, leaf, weight))
         # ``total``/``seconds`` count each tick once; stacks of several threads may sum
         # to more, and idle threads must not dilute the main thread's shares.
-        declared = float(section.get("seconds" if timed else "total") or 0.0)
+        declared = float((section.seconds if timed else section.total) or 0.0)
         total = declared if declared > 0 else sum(st.weight for st in stacks)
-        ticks = int(section.get("total") or sum(int(s["count"]) for s in raw))
+        ticks = int(section.total or sum(s.count for s in raw))
         basis = f"{ticks} stack samples" + (", time-weighted" if timed else "")
         return cls(total, tuple(stacks), {}, basis)
 

@@ -2,7 +2,7 @@
 
 Pure functions of the raw JSON (no torch, no clocks), so a record can be rebuilt and
 tested offline. The record's core fields describe the *steady* steps (warm-up and the
-profiler window left out); probe sections go to ``extra``:
+profiler window left out); probe sections go to the record's typed section fields:
 
 ``profile``      mode, command, exit code, why it stopped, error, step definition
 ``timeline``     startup (interpreter, imports), warm-up, steady window, eval, I/O, tail
@@ -15,13 +15,22 @@ profiler window left out); probe sections go to ``extra``:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 from perfpilot.probes.frames import is_user_file
 from perfpilot.record import PHASES, RunRecord, StatSummary
+from perfpilot.record_sections import (
+    HotLine,
+    Memory,
+    ProfileInfo,
+    StackSamples,
+    StepPhases,
+    Threads,
+    Timeline,
+)
 
-STEADY_EXCLUDED_TAGS = frozenset({"startup", "warmup", "profiling"})
 MAX_SERIES = 500
 MAX_HOT_LINES = 60
 _IMPORT_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
@@ -32,26 +41,26 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
     tr = raw["tracker"]
     clock = tr["clock"]
     steady = steady_steps(tr)
-    stacks = expand_stacks(raw.get("stacks") or {})
-    timeline = build_timeline(raw, steady, stacks)
+    stacks = StackSamples.from_dict(expand_stacks(raw.get("stacks") or {}))
     phases = step_phases(steady, tr.get("step_kind"))
-    extra: dict[str, Any] = {
-        "profile": _profile_section(raw, tr, steady),
-        "timeline": timeline, "step_phases": phases,
-        "stack_samples": stacks, "hot_lines": hot_lines(stacks),
-        "memory": raw.get("memory") or {}, "threads": raw.get("threads") or {},
-        "calibration": raw.get("calibration") or {},
-    }
     hooks = raw.get("hooks") or {}
-    for key in ("loaders", "io", "grad_in_eval", "roots", "optimizers", "set_num_threads"):
+    sections: dict[str, Any] = {
+        "profile": ProfileInfo.from_dict(_profile_section(raw, tr, steady)),
+        "timeline": Timeline.from_dict(build_timeline(raw, steady, stacks)),
+        "step_phases": StepPhases.from_dict(phases),
+        "stack_samples": stacks, "hot_lines": hot_lines(stacks),
+        "memory": Memory.from_dict(raw.get("memory") or {}),
+        "threads": Threads.from_dict(raw.get("threads") or {}),
+        "calibration": raw.get("calibration") or {},
+        "hot_ops": raw.get("hot_ops") or {}, "cuda": raw.get("cuda") or {},
+        "grad_in_eval": hooks.get("grad_in_eval") or {},
+    }
+    for key in ("loaders", "io", "roots", "optimizers", "set_num_threads"):
         if key in hooks:
-            extra[key] = hooks[key]
-    for key in ("hot_ops", "cuda"):
-        if raw.get(key):
-            extra[key] = raw[key]
+            sections[key] = tuple(hooks[key])
     engine = raw.get("engine_record")
     if engine:
-        return _from_engine(engine, extra)
+        return dataclasses.replace(RunRecord.from_dict(engine), **sections)
     totals = [sum(v for k, v in s["phases"].items() if k != "eval") for s in steady]
     samples = sum(s["samples"] for s in steady)
     peak = (raw.get("memory") or {}).get("peak_rss_bytes", 0)
@@ -63,17 +72,8 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
         step_time_s=_summary(totals), phases_s=phases["per_step_s_core"],
         peak_memory_bytes=int(cuda_mem if cuda_mem is not None else peak),
         wall_time_s=float(clock.get("end") or clock.get("last_activity") or 0.0),
-        extra=extra,
+        **sections,
     )
-
-
-def _from_engine(engine: dict[str, Any], extra: dict[str, Any]) -> RunRecord:
-    rec = RunRecord.from_dict(engine)
-    clash = set(extra) & set(rec.to_dict())
-    for key in clash:
-        extra.pop(key)
-    rec.extra.update(extra)
-    return rec
 
 
 def _script_name(raw: dict[str, Any]) -> str:
@@ -157,7 +157,7 @@ def step_phases(steady: list[dict[str, Any]], kind: str | None) -> dict[str, Any
 
 
 def build_timeline(raw: dict[str, Any], steady: list[dict[str, Any]],
-                   stacks: dict[str, Any]) -> dict[str, Any]:
+                   stacks: StackSamples) -> dict[str, Any]:
     """Where the wall time went, from process start to exit (seconds)."""
     tr = raw["tracker"]
     c = tr["clock"]
@@ -207,32 +207,14 @@ def expand_stacks(compact: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def import_seconds(stacks: dict[str, Any]) -> float:
+def import_seconds(stacks: StackSamples) -> float:
     """Main-thread time spent importing modules (any frame in importlib's bootstrap)."""
-    return sum(s["seconds"] for s in stacks.get("stacks", [])
-               if s.get("thread") == "MainThread"
-               and any(f[0] in _IMPORT_FILES for f in s["frames"]))
+    return sum(s.seconds or 0.0 for s in stacks.stacks
+               if s.thread == "MainThread" and any(f[0] in _IMPORT_FILES for f in s.frames))
 
 
-def main_stacks(stacks: dict[str, Any], steady_only: bool = True) -> list[dict[str, Any]]:
-    """Main-thread stacks of the steady window (falling back to all after startup, then
-    to everything, when a short run has none)."""
-    main = [s for s in stacks.get("stacks", []) if s.get("thread", "MainThread") == "MainThread"]
-    if not steady_only:
-        return main
-    for excluded in (STEADY_EXCLUDED_TAGS, {"startup"}):
-        chosen = [s for s in main if s.get("tag", "") not in excluded]
-        if sum(s.get("seconds", s.get("count", 0)) for s in chosen) > 0:
-            return chosen
-    return main
-
-
-def _weight(s: dict[str, Any]) -> float:
-    return float(s.get("seconds", s.get("count", 0)))
-
-
-def hot_lines(stacks: dict[str, Any], limit: int = MAX_HOT_LINES) -> list[dict[str, Any]]:
-    """User lines of the main thread in the steady window (the ``hot_lines`` contract).
+def hot_lines(stacks: StackSamples, limit: int = MAX_HOT_LINES) -> tuple[HotLine, ...]:
+    """User lines of the main thread in the steady window (see :class:`HotLine`).
 
     ``self_share``: time the line was the innermost *user* frame (what it calls in
     libraries counts as its own time); ``total_share``: time it was anywhere on the
@@ -242,16 +224,16 @@ def hot_lines(stacks: dict[str, Any], limit: int = MAX_HOT_LINES) -> list[dict[s
     whose leaf line is uncertain (GIL hand-offs, see the sampler) count for the frames
     above it only, so self shares may sum to less than 1.
     """
-    chosen = main_stacks(stacks)
-    denom = sum(_weight(s) for s in chosen)
+    chosen = stacks.main_stacks()
+    denom = sum(s.weight for s in chosen)
     if denom <= 0:
-        return []
+        return ()
     lines: dict[tuple[str, int], dict[str, Any]] = {}
     for s in chosen:
-        w = _weight(s)
-        user = [f for f in s["frames"] if is_user_file(f[0])]
+        w = s.weight
+        user = [f for f in s.frames if is_user_file(f[0])]
         seen = set()
-        handoff = float(s.get("handoff_s", 0.0)) if user and user[-1] is s["frames"][-1] else 0.0
+        handoff = s.handoff_s if user and user[-1] is s.frames[-1] else 0.0
         for f in user:
             key = (f[0], f[1])
             entry = lines.setdefault(key, {"file": f[0], "line": f[1], "function": f[2],
@@ -264,16 +246,15 @@ def hot_lines(stacks: dict[str, Any], limit: int = MAX_HOT_LINES) -> list[dict[s
             leaf = lines[(user[-1][0], user[-1][1])]
             w -= handoff  # Python that ran before this line (see the sampler): unplaced
             leaf["self"] += w
-            leaf["python"] += float(s.get("python_s", 0.0))
-            if user[-1] is s["frames"][-1]:  # the user's line itself, not library code
-                leaf["own_python"] += float(s.get("python_s", 0.0))
-            tag = s.get("tag", "") or "other"
+            leaf["python"] += s.python_s
+            if user[-1] is s.frames[-1]:  # the user's line itself, not library code
+                leaf["own_python"] += s.python_s
+            tag = s.tag or "other"
             leaf["tags"][tag] = leaf["tags"].get(tag, 0.0) + w
-    out = [{"file": e["file"], "line": e["line"], "function": e["function"],
-            "self_share": e["self"] / denom, "total_share": e["total"] / denom,
-            "python_share": e["python"] / denom, "own_python_share": e["own_python"] / denom,
-            "seconds": e["self"],
-            "tags": {k: round(v, 6) for k, v in e["tags"].items()}}
+    out = [HotLine(file=e["file"], line=e["line"], function=e["function"],
+                   self_share=e["self"] / denom, total_share=e["total"] / denom,
+                   python_share=e["python"] / denom, own_python_share=e["own_python"] / denom,
+                   seconds=e["self"], tags={k: round(v, 6) for k, v in e["tags"].items()})
            for e in lines.values()]
-    out.sort(key=lambda e: (e["total_share"], e["self_share"]), reverse=True)
-    return out[:limit]
+    out.sort(key=lambda e: (e.total_share, e.self_share), reverse=True)
+    return tuple(out[:limit])

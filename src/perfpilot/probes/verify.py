@@ -25,6 +25,7 @@ from perfpilot.errors import UserError
 from perfpilot.probes.hooks import LOADER_KNOBS
 from perfpilot.probes.launch import Target, run_profiled
 from perfpilot.record import Finding, RunRecord
+from perfpilot.record_sections import Verification
 
 ROUNDS = 5
 MIN_GAIN = 1.05  # findings estimated below this are not worth verifying
@@ -41,8 +42,8 @@ def verifiable(findings: list[Finding], limit: int = 2) -> list[Finding]:
 def verify_finding(target: Target, record: RunRecord, finding: Finding, *,
                    rounds: int = ROUNDS, steps: int | None = None,
                    on_round: Callable[[int, float, float], None] | None = None
-                   ) -> dict[str, Any]:
-    """Measure the finding's fix; the result goes to ``finding.extra["verified"]``."""
+                   ) -> Verification:
+    """Measure the finding's fix (the result is the finding's ``verified``)."""
     change = dict(finding.extra["plan_change"])
     closers: list[Callable[[], None]] = []
     try:
@@ -54,13 +55,13 @@ def verify_finding(target: Target, record: RunRecord, finding: Finding, *,
 
         c = compare(a, b, repeats=rounds, warmup=0, on_round=on_round)
     except (UserError, RuntimeError, ImportError, ValueError) as e:
-        return {"change": change, "error": str(e)}
+        return Verification(change=change, error=str(e))
     finally:
         for close in closers:
             close()
-    return {"change": change, "ratio": c.ratio, "ci_low": c.ci_low, "ci_high": c.ci_high,
-            "verdict": c.verdict, "n": c.n, "estimate": finding.estimated_speedup,
-            "measure": "seconds per training sample"}
+    return Verification(change=change, ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high,
+                        verdict=c.verdict, n=c.n, estimate=finding.estimated_speedup,
+                        measure="seconds per training sample")
 
 
 # ---------------------------------------------------------------- scripts
@@ -94,11 +95,9 @@ def _script_run(target: Target, overrides: dict[str, Any], steps: int | None
 
 def seconds_per_sample(record: RunRecord) -> float:
     """Steady-window seconds per training sample (per step when batches are unknown)."""
-    tl = record.extra.get("timeline", {})
-    ph = record.extra.get("step_phases", {})
-    steps = int(ph.get("steps") or 0)
-    samples = (ph.get("samples_per_step") or 0) * steps
-    window = float(tl.get("steady_s") or 0.0)
+    steps = int(record.step_phases.steps or 0)
+    samples = (record.step_phases.samples_per_step or 0) * steps
+    window = float(record.timeline.steady_s or 0.0)
     if window <= 0 or steps == 0:
         raise RuntimeError("the re-run had no steady steps to measure")
     return window / (samples or steps)

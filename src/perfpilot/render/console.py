@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from perfpilot.record import RunRecord
+    from perfpilot.record_sections import EngineStats
 
 PHASE_LABELS: dict[str, str] = {
     "data": "data wait",
@@ -79,7 +80,7 @@ def summary_table(record: RunRecord) -> Table:
 
 
 def summary_rows(record: RunRecord) -> list[tuple[str, str]]:
-    engine: dict[str, Any] = record.extra.get("engine", {})
+    engine = record.engine
     st = record.step_time_s
     rows = [
         ("steps", _steps_text(record, engine)),
@@ -93,23 +94,23 @@ def summary_rows(record: RunRecord) -> list[tuple[str, str]]:
         rows.append(("metric", _metric_text(record.metric)))
     if record.metric and record.metric.get("target") is not None:
         rows.append(("time to target", _target_text(record)))
-    if engine:
-        rows.append(("time", f"train {format_seconds(engine['train_time_s'])}, eval "
-                             f"{format_seconds(engine['eval_time_s'])}, wall "
+    if engine is not None:
+        rows.append(("time", f"train {format_seconds(engine.train_time_s)}, eval "
+                             f"{format_seconds(engine.eval_time_s)}, wall "
                              f"{format_seconds(record.wall_time_s)}"))
     return rows
 
 
-def _steps_text(record: RunRecord, engine: dict[str, Any]) -> str:
-    if not engine:
+def _steps_text(record: RunRecord, engine: EngineStats | None) -> str:
+    if engine is None:
         return str(record.steps)
-    return (f"{record.steps} ({engine['warmup_steps']} warmup, {engine['measured_steps']} "
-            f"measured) on {engine['device']}, stopped by {engine['stop_reason'] or 'limit'}")
+    return (f"{record.steps} ({engine.warmup_steps} warmup, {engine.measured_steps} "
+            f"measured) on {engine.device}, stopped by {engine.stop_reason or 'limit'}")
 
 
-def _memory_kind(engine: dict[str, Any]) -> str:
-    return "CUDA max allocated" if "cuda_max_allocated_bytes" in engine.get("memory", {}) \
-        else "process RSS"
+def _memory_kind(engine: EngineStats | None) -> str:
+    cuda = engine is not None and "cuda_max_allocated_bytes" in engine.memory
+    return "CUDA max allocated" if cuda else "process RSS"
 
 
 def _target_text(record: RunRecord) -> str:

@@ -1,13 +1,14 @@
 """Terminal summary of a profile: the top finding first, then steps, hot lines, hot ops.
 
 Pure formatting of a :class:`~perfpilot.record.RunRecord` built by ``perfpilot profile``
-(its findings already in ``extra["findings"]``); nothing is measured here. Text from the
+(its ``findings`` already diagnosed); nothing is measured here. Text from the
 user's code (source lines, evidence quoting it) is escaped: ``x[idx]`` is not markup.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape as esc
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from perfpilot.record import RunRecord
+    from perfpilot.record_sections import Verification
 
 _BAR = 24
 MAX_OTHER = 8
@@ -73,32 +75,29 @@ def _plural(n: Any, one: str, many: str | None = None) -> str:
 
 def steps_seen(record: RunRecord) -> bool:
     """Whether the profile saw any training step (else there is nothing to break down)."""
-    prof = record.extra.get("profile", {})
-    return bool(record.extra.get("step_phases", {}).get("steps", prof.get("steady_steps")))
+    return bool(record.step_phases.steps or record.profile.steady_steps)
 
 
 def header(record: RunRecord) -> str:
-    prof = record.extra.get("profile", {})
-    tl = record.extra.get("timeline", {})
+    prof, tl = record.profile, record.timeline
     head = (f"[bold]perfpilot profile[/]: {esc(record.workload)} — "
-            f"{format_seconds(tl.get('total_s') or record.wall_time_s)}"
-            f" wall; startup {format_seconds(tl.get('startup_s', 0.0))} (imports "
-            f"{format_seconds(tl.get('imports_s', 0.0))})")
+            f"{format_seconds(tl.total_s or record.wall_time_s)}"
+            f" wall; startup {format_seconds(tl.startup_s)} (imports "
+            f"{format_seconds(tl.imports_s)})")
     if not steps_seen(record):
         return head  # NO_STEPS says so where the step table would be
-    kind = _KINDS.get(prof.get("step_kind") or record.extra.get("step_phases", {}).get(
-        "kind") or "", ("step", "steps"))
-    steady = int(prof.get("steady_steps", 0))
+    kind = _KINDS.get(prof.step_kind or record.step_phases.kind or "", ("step", "steps"))
+    steady = int(prof.steady_steps)
     return (f"{head}, then {steady} steady {kind[0] if steady == 1 else kind[1]} over "
-            f"{format_seconds(tl.get('steady_s', 0.0))}")
+            f"{format_seconds(tl.steady_s)}")
 
 
 def exit_text(record: RunRecord) -> str | None:
-    prof = record.extra.get("profile", {})
-    code, stopped, err = prof.get("exit_code"), prof.get("stopped"), prof.get("error")
+    prof = record.profile
+    code, stopped, err = prof.exit_code, prof.stopped, prof.error
     if stopped in ("steps", "duration"):
         return f"[dim]Stopped after the requested window ({stopped}); the script did not finish.[/]"
-    if prof.get("partial"):
+    if prof.partial:
         return ("[bold red]The script ended without perfpilot's final save (killed or "
                 "os._exit); this profile holds what was saved last.[/]")
     if code:
@@ -106,7 +105,7 @@ def exit_text(record: RunRecord) -> str | None:
         if err and err.get("site"):
             where = f" at {_short(err['site'][0])}:{err['site'][1]}"
         what = f" ({err['type']}: {esc(err['message'][:120])}{where})" if err else ""
-        steps = int(prof.get("steps", 0))
+        steps = int(prof.steps)
         when = f"after {_plural(steps, 'step')}" if steps else "before any training step"
         return (f"[bold red]The script exited with code {code}{what}[/] {when}; the profile "
                 "covers what ran.")
@@ -121,18 +120,17 @@ def top_finding(f: Finding) -> str:
              f"   [bold]fix[/]      {esc(f.fix)}"]
     if f.location:
         lines.append(f"   [bold]where[/]    {_location(f.location)}")
-    verified = f.extra.get("verified")
-    if verified:
-        lines.append("   [bold]verified[/] " + verified_text(verified))
+    if f.verified is not None:
+        lines.append("   [bold]verified[/] " + verified_text(f.verified))
     return "\n".join(lines)
 
 
-def verified_text(v: dict[str, Any]) -> str:
-    if v.get("error"):
-        return f"[yellow]not verified: {v['error']}[/]"
-    return (f"measured {v['ratio']:.2f}x (95% CI {v['ci_low']:.2f}-{v['ci_high']:.2f}, "
-            f"{v['n']} interleaved rounds, {v.get('verdict', '')}) with "
-            + ", ".join(f"{k}={val}" for k, val in (v.get("change") or {}).items()))
+def verified_text(v: Verification) -> str:
+    if not v.ok:
+        return f"[yellow]not verified: {v.error}[/]"
+    return (f"measured {v.ratio:.2f}x (95% CI {v.ci_low:.2f}-{v.ci_high:.2f}, "
+            f"{v.n} interleaved rounds, {v.verdict or ''}) with "
+            + ", ".join(f"{k}={val}" for k, val in v.change.items()))
 
 
 def _location(location: dict[str, Any]) -> str:
@@ -143,7 +141,7 @@ def _location(location: dict[str, Any]) -> str:
     return f"{where}  [dim]{esc(text[:90])}[/]" if text else where
 
 
-def other_findings(findings: list[Finding]) -> Any:
+def other_findings(findings: Sequence[Finding]) -> Any:
     from rich.table import Table
 
     t = Table(title="Other findings (ranked by estimated whole-run gain)", title_justify="left",
@@ -155,8 +153,8 @@ def other_findings(findings: list[Finding]) -> Any:
     for f in findings[:MAX_OTHER]:
         where = f"{_short(f.location['file'])}:{f.location['line']}" if f.location else ""
         gain = f"{f.estimated_speedup:.2f}x"
-        if f.extra.get("verified") and not f.extra["verified"].get("error"):
-            gain += f" ({f.extra['verified']['ratio']:.2f}x measured)"
+        if f.verified is not None and f.verified.ok:
+            gain += f" ({f.verified.ratio:.2f}x measured)"
         t.add_row(gain, f.id, where, esc(f.evidence))
     if len(findings) > MAX_OTHER:
         t.caption = f"{len(findings) - MAX_OTHER} more in the JSON/HTML report"
@@ -166,14 +164,14 @@ def other_findings(findings: list[Finding]) -> Any:
 def step_table(record: RunRecord) -> Any:
     from rich.table import Table
 
-    ph = record.extra.get("step_phases", {})
-    per = ph.get("per_step_s") or record.phases_s
+    ph = record.step_phases
+    per = ph.per_step_s or record.phases_s
     rows = [(PHASE_LABELS.get(p, p), per.get(p, 0.0)) for p in PHASES if p != "other"]
     rows.append(("file I/O", per.get("io", 0.0)))
     rows.append(("other (your code)", per.get("other", 0.0)))
     total = sum(v for _, v in rows) or 1.0
     s = record.step_time_s
-    title = (f"Step breakdown ({_plural(int(ph.get('steps', 0)), 'steady step')}; median "
+    title = (f"Step breakdown ({_plural(int(ph.steps), 'steady step')}; median "
              f"{format_seconds(s.median)}, 95% CI {format_seconds(s.ci_low)}-"
              f"{format_seconds(s.ci_high)}")
     if record.samples_per_s:
@@ -192,10 +190,9 @@ def step_table(record: RunRecord) -> Any:
 
 
 def timeline_text(record: RunRecord) -> str:
-    tl = record.extra.get("timeline", {})
-    parts = [("startup", tl.get("startup_s", 0.0)), ("warm-up", tl.get("warmup_s", 0.0)),
-             ("train steps", tl.get("train_s", 0.0)), ("eval", tl.get("eval_s", 0.0)),
-             ("tail", tl.get("tail_s", 0.0)), ("profiler window", tl.get("profiler_s", 0.0))]
+    tl = record.timeline
+    parts = [("startup", tl.startup_s), ("warm-up", tl.warmup_s), ("train steps", tl.train_s),
+             ("eval", tl.eval_s), ("tail", tl.tail_s), ("profiler window", tl.profiler_s)]
     text = " | ".join(f"{n} {format_seconds(v)}" for n, v in parts if v > 0)
     return f"Run timeline: {text}"
 
@@ -203,9 +200,8 @@ def timeline_text(record: RunRecord) -> str:
 def hot_lines_table(record: RunRecord) -> Any:
     from rich.table import Table
 
-    hot = sorted(record.extra.get("hot_lines", []), key=lambda h: h["self_share"],
-                 reverse=True)
-    hot = [h for h in hot if h["self_share"] >= 0.005][:MAX_LINES]
+    hot = sorted(record.hot_lines, key=lambda h: h.self_share, reverse=True)
+    hot = [h for h in hot if h.self_share >= 0.005][:MAX_LINES]
     if not hot:
         return None
     import linecache
@@ -217,18 +213,18 @@ def hot_lines_table(record: RunRecord) -> Any:
     t.add_column("line", no_wrap=True, min_width=14)
     t.add_column("source", overflow="ellipsis", no_wrap=True, max_width=44)
     for h in hot:
-        text = esc(linecache.getline(h["file"], h["line"]).strip())
-        py = h.get("own_python_share", 0.0)
-        if py >= 0.5 * h["self_share"] and py > 0.01:
+        text = esc(linecache.getline(h.file, h.line).strip())
+        py = h.own_python_share
+        if py >= 0.5 * h.self_share and py > 0.01:
             text += "  [dim](Python)[/]"
-        t.add_row(f"{100 * h['self_share']:.1f}%", f"{_short(h['file'])}:{h['line']}", text)
+        t.add_row(f"{100 * h.self_share:.1f}%", f"{_short(h.file)}:{h.line}", text)
     return t
 
 
 def hot_ops_table(record: RunRecord) -> Any:
     from rich.table import Table
 
-    ops = record.extra.get("hot_ops") or {}
+    ops = record.hot_ops
     rows = [o for o in ops.get("ops", []) if o["device"] == "cuda"] or ops.get("ops", [])
     if not rows:
         return None
@@ -244,18 +240,16 @@ def hot_ops_table(record: RunRecord) -> Any:
 
 
 def footer(record: RunRecord) -> str:
-    mem = record.extra.get("memory", {})
-    th = record.extra.get("threads", {})
-    prof = record.extra.get("profile", {})
-    parts = [f"peak RSS {format_bytes(mem.get('peak_rss_bytes', 0))}"]
-    growth = mem.get("growth_bytes_per_s")
-    if growth is not None and abs(growth) * mem.get("steady_span_s", 0) > 8 * 2**20:
+    mem, th = record.memory, record.threads
+    parts = [f"peak RSS {format_bytes(mem.peak_rss_bytes)}"]
+    growth = mem.growth_bytes_per_s
+    if growth is not None and abs(growth) * mem.steady_span_s > 8 * 2**20:
         parts.append(f"RSS grows {format_bytes(growth)}/s")
-    if th.get("torch_threads"):
-        parts.append(f"torch {_plural(th['torch_threads'], 'thread')} on "
-                     f"{_plural(th.get('usable_cores'), 'usable core')}")
-    samp = prof.get("sampler") or {}
-    wall = record.extra.get("timeline", {}).get("total_s") or record.wall_time_s
+    if th.torch_threads:
+        parts.append(f"torch {_plural(th.torch_threads, 'thread')} on "
+                     f"{_plural(th.usable_cores, 'usable core')}")
+    samp = record.profile.sampler
+    wall = record.timeline.total_s or record.wall_time_s
     high = ""
     if samp.get("busy_s") is not None and wall:
         busy = samp["busy_s"] / wall

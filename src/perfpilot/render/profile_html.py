@@ -1,7 +1,7 @@
 """The self-contained HTML profile report: findings, step breakdown, hot lines, hot ops.
 
-Built with :mod:`perfpilot.render.html` from a profiled :class:`RunRecord` (findings in
-``extra["findings"]``). Charts: the step's phase split, the run timeline, step times over
+Built with :mod:`perfpilot.render.html` from a profiled :class:`RunRecord` (with its
+``findings``). Charts: the step's phase split, the run timeline, step times over
 the run, and RSS over time.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import linecache
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from perfpilot.record import PHASES, Finding, RunRecord
@@ -25,10 +26,10 @@ def profile_page(record: RunRecord) -> str:
                 h.Section("Hot lines", _hot_lines(record), "hot-lines"),
                 h.Section("Hot ops", _hot_ops(record), "hot-ops"),
                 h.Section("Run", _run(record), "run")]
-    prof = record.extra.get("profile", {})
-    wall = record.extra.get("timeline", {}).get("total_s") or record.wall_time_s
-    sub = (f"{format_seconds(wall)} wall, {prof.get('steady_steps', 0)} steady "
-           f"steps, exit code {prof.get('exit_code')}")
+    prof = record.profile
+    wall = record.timeline.total_s or record.wall_time_s
+    sub = (f"{format_seconds(wall)} wall, {prof.steady_steps} steady "
+           f"steps, exit code {prof.exit_code}")
     return h.page(f"perfpilot profile: {record.workload}", sections, subtitle=sub)
 
 
@@ -53,17 +54,17 @@ def _finding_body(f: Finding) -> str:
              f"<span class='muted'>({h.escape(f.confidence)} confidence"
              + (f"; acts on {100 * f.time_share:.1f}% of the run" if f.time_share else "")
              + ")</span></p>"]
-    v = f.extra.get("verified")
-    if v and not v.get("error"):
-        parts.append(f"<p><b>Verified:</b> {v['ratio']:.2f}x measured (95% CI "
-                     f"{v['ci_low']:.2f}-{v['ci_high']:.2f}, {v['n']} interleaved rounds)</p>")
-    elif v:
-        parts.append(h.paragraph(f"Not verified: {v['error']}", muted=True))
+    v = f.verified
+    if v is not None and v.ok:
+        parts.append(f"<p><b>Verified:</b> {v.ratio:.2f}x measured (95% CI "
+                     f"{v.ci_low:.2f}-{v.ci_high:.2f}, {v.n} interleaved rounds)</p>")
+    elif v is not None:
+        parts.append(h.paragraph(f"Not verified: {v.error}", muted=True))
     parts.append(_snippet(f.location))
     return "".join(parts)
 
 
-def _findings(findings: list[Finding]) -> str:
+def _findings(findings: Sequence[Finding]) -> str:
     if not findings:
         return h.card("No bottleneck found", h.paragraph(
             "Nothing in the steady run costs enough to name."), "good")
@@ -75,28 +76,27 @@ def _findings(findings: list[Finding]) -> str:
 
 
 def _steps(record: RunRecord) -> str:
-    ph = record.extra.get("step_phases", {})
-    per = ph.get("per_step_s") or record.phases_s
+    ph = record.step_phases
+    per = ph.per_step_s or record.phases_s
     segs = [(PHASE_LABELS.get(p, p), per.get(p, 0.0)) for p in PHASES if p != "other"]
     segs += [("file I/O", per.get("io", 0.0)), ("other", per.get("other", 0.0))]
     segs = [(n, v) for n, v in segs if v > 0]
     s = record.step_time_s
-    out = [h.paragraph(f"{ph.get('steps', 0)} steady steps ({ph.get('kind')} boundaries); "
+    out = [h.paragraph(f"{ph.steps} steady steps ({ph.kind} boundaries); "
                        f"median {format_seconds(s.median)} (95% CI "
                        f"{format_seconds(s.ci_low)}-{format_seconds(s.ci_high)}); "
                        f"{record.samples_per_s:,.0f} samples/s.")]
     if segs:
         out.append(h.stacked_bar(segs, xlabel="seconds per step", fmt=format_seconds))
-    tl = record.extra.get("timeline", {})
-    parts = [("startup", tl.get("startup_s", 0.0)), ("warm-up", tl.get("warmup_s", 0.0)),
-             ("train steps", tl.get("train_s", 0.0)), ("eval", tl.get("eval_s", 0.0)),
-             ("tail", tl.get("tail_s", 0.0)), ("profiler window", tl.get("profiler_s", 0.0))]
+    tl = record.timeline
+    parts = [("startup", tl.startup_s), ("warm-up", tl.warmup_s), ("train steps", tl.train_s),
+             ("eval", tl.eval_s), ("tail", tl.tail_s), ("profiler window", tl.profiler_s)]
     parts = [(n, v) for n, v in parts if v > 0]
     if parts:
         out.append("<h3>Where the wall time went</h3>")
         out.append(h.bar_chart([n for n, _ in parts], [v for _, v in parts],
                                xlabel="seconds", fmt=format_seconds))
-    series = ph.get("step_s_series") or []
+    series = list(ph.step_s_series)
     if len(series) >= 3:
         out.append("<h3>Step time over the run</h3>")
         out.append(h.line_chart({"step": (list(range(len(series))), series)},
@@ -105,16 +105,15 @@ def _steps(record: RunRecord) -> str:
 
 
 def _hot_lines(record: RunRecord) -> str:
-    hot = sorted(record.extra.get("hot_lines", []), key=lambda x: x["self_share"],
-                 reverse=True)[:15]
+    hot = sorted(record.hot_lines, key=lambda x: x.self_share, reverse=True)[:15]
     if not hot:
         return h.paragraph("No samples in the user's code.", muted=True)
     rows = []
     for x in hot:
-        text = linecache.getline(x["file"], x["line"]).strip()
-        rows.append([f"{100 * x['self_share']:.1f}%", f"{100 * x['total_share']:.1f}%",
-                     f"{100 * x.get('python_share', 0.0):.1f}%",
-                     f"{os.path.basename(x['file'])}:{x['line']}", x["function"],
+        text = linecache.getline(x.file, x.line).strip()
+        rows.append([f"{100 * x.self_share:.1f}%", f"{100 * x.total_share:.1f}%",
+                     f"{100 * x.python_share:.1f}%",
+                     f"{os.path.basename(x.file)}:{x.line}", x.function,
                      f"<code>{h.escape(text)}</code>"])
     note = h.paragraph("Main thread, steady window. self: the line was the innermost line of "
                        "your code (time in what it calls counts); total: anywhere on the "
@@ -124,7 +123,7 @@ def _hot_lines(record: RunRecord) -> str:
 
 
 def _hot_ops(record: RunRecord) -> str:
-    ops = record.extra.get("hot_ops") or {}
+    ops = record.hot_ops
     if not ops.get("ops"):
         why = ops.get("error") or f"profiler window {ops.get('state', 'not run')}"
         return h.paragraph(f"No operator profile ({why}).", muted=True)
@@ -142,29 +141,26 @@ def _hot_ops(record: RunRecord) -> str:
 
 
 def _run(record: RunRecord) -> str:
-    prof = record.extra.get("profile", {})
-    mem = record.extra.get("memory", {})
-    th = record.extra.get("threads", {})
-    tl = record.extra.get("timeline", {})
-    pairs = [("command", " ".join(prof.get("argv") or [])),
-             ("exit code", prof.get("exit_code")), ("stopped", prof.get("stopped")),
-             ("startup", f"{format_seconds(tl.get('startup_s', 0.0))} (imports "
-                         f"{format_seconds(tl.get('imports_s', 0.0))})"),
-             ("peak RSS", format_bytes(mem.get("peak_rss_bytes", 0))),
-             ("threads", f"torch {th.get('torch_threads')} intra-op, "
-                         f"{th.get('torch_interop_threads')} inter-op; "
-                         f"{th.get('usable_cores')} usable cores")]
-    for ld in record.extra.get("loaders", []):
+    prof, mem, th, tl = record.profile, record.memory, record.threads, record.timeline
+    pairs = [("command", " ".join(prof.argv or [])),
+             ("exit code", prof.exit_code), ("stopped", prof.stopped),
+             ("startup", f"{format_seconds(tl.startup_s)} (imports "
+                         f"{format_seconds(tl.imports_s)})"),
+             ("peak RSS", format_bytes(mem.peak_rss_bytes)),
+             ("threads", f"torch {th.torch_threads} intra-op, "
+                         f"{th.torch_interop_threads} inter-op; "
+                         f"{th.usable_cores} usable cores")]
+    for ld in record.loaders:
         pairs.append((f"DataLoader ({ld.get('role')})",
                       f"batch_size={ld.get('batch_size')}, num_workers={ld.get('num_workers')}, "
                       f"pin_memory={ld.get('pin_memory')}, "
                       f"persistent_workers={ld.get('persistent_workers')}"))
-    err = prof.get("error")
+    err = prof.error
     out = [h.key_values(pairs)]
     if err:
         out.append(h.card(f"The script failed: {err.get('type')}",
                           h.code(err.get("traceback", "")), "bad"))
-    series = mem.get("series") or []
+    series = mem.series
     if len(series) >= 3:
         out.append("<h3>Resident memory</h3>")
         out.append(h.line_chart({"RSS": ([p[0] for p in series],

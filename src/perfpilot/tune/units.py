@@ -163,6 +163,7 @@ def run_unit(ref: WorkloadRef, plan: dict[str, Any], seed: int, until_target: bo
     """
     from perfpilot.engine import run
     from perfpilot.plan import Plan
+    from perfpilot.record_sections import EngineStats
 
     w = ref.load()
     p = Plan.from_dict(plan)
@@ -172,13 +173,13 @@ def run_unit(ref: WorkloadRef, plan: dict[str, Any], seed: int, until_target: bo
                  seed=seed)
     d = record.to_dict()
     d["loss_history"] = thin(d.get("loss_history") or [], HISTORY_POINTS)
-    engine = record.extra.get("engine", {})
+    engine = record.engine or EngineStats()
     return Outcome("complete", {
         "record": d,
         "reached": record.time_to_target_s is not None,
         "time_to_target_s": record.time_to_target_s,
-        "train_s": float(engine.get("train_time_s", 0.0)),
-        "setup_s": float(engine.get("setup_s", 0.0)),
+        "train_s": float(engine.train_time_s),
+        "setup_s": float(engine.setup_s),
         "wall_s": time.perf_counter() - t0,
         "samples_per_s": record.samples_per_s,
         "metric": (record.metric or {}).get("value"),
