@@ -126,8 +126,7 @@ def after_startup_s(raw_path: str) -> float:
 
     with open(raw_path) as f:
         rec = build_record(json.load(f))
-    tl = rec.extra["timeline"]
-    return max(tl["total_s"] - tl["startup_s"], 1e-3)
+    return max(rec.timeline.total_s - rec.timeline.startup_s, 1e-3)
 
 
 def interleaved(table: dict[str, Any], rounds: int,

@@ -284,7 +284,8 @@ def read_perfpilot(raw_path: str) -> dict[str, Any]:
 
     with open(raw_path) as f:
         record, _ = analyze(json.load(f))
-    return perfpilot_items(record.extra.get("findings", []), record.extra.get("hot_lines", []))
+    return perfpilot_items([f.to_dict() for f in record.findings],
+                           [h.to_dict() for h in record.hot_lines])
 
 
 def perfpilot_items(findings: list[dict[str, Any]],

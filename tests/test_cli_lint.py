@@ -7,10 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+from sampling import record_of, sample_call
 
 from perfpilot.cli import main
 from perfpilot.lint import lint_paths, ruff_bridge, run_lint
-from perfpilot.lint._sampler import record_of, sample_call
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "lint"

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from rich.console import Console
-import dataclasses
-
 from test_diagnose_rules import SCRIPT, changed, hot, record
 
 from perfpilot.record import Finding

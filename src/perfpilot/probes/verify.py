@@ -1,7 +1,7 @@
 """``--verify``: re-run with a finding's fix applied and measure the speedup.
 
 Only fixes that are settings perfpilot controls can be verified: a finding says which in
-``extra["plan_change"]`` (e.g. ``{"num_workers": 2, "persistent_workers": True}``).
+``finding.extra["plan_change"]`` (e.g. ``{"num_workers": 2, "persistent_workers": True}``).
 
 * Workload: two engine :class:`~perfpilot.engine.Trainer` objects (baseline plan and plan
   with the change) train alternately in this process; one sample is the seconds per
