@@ -227,3 +227,24 @@ def test_help_states_the_default_length_of_a_workload_run():
                          env={**__import__("os").environ, "COLUMNS": "200"})
     assert res.returncode == 0
     assert f"WORKLOAD trains for {WORKLOAD_DEFAULT_S:g} s" in " ".join(res.stdout.split())
+
+
+def test_verify_sets_the_measured_result_on_the_verified_findings(monkeypatch):
+    import dataclasses
+
+    from test_diagnose_rules import record
+
+    from perfpilot.commands import profile as cmd
+    from perfpilot.probes import verify
+    from perfpilot.record import Finding
+    from perfpilot.record_sections import Verification
+
+    fixable = Finding("dataloader-bound", "t", "e", "f", 2.0,
+                      extra={"plan_change": {"num_workers": 2}})
+    other = Finding("python-hotspot", "t", "e", "f", 1.5)
+    rec = dataclasses.replace(record(), findings=(fixable, other))
+    measured = Verification(change={"num_workers": 2}, ratio=1.8, ci_low=1.7, ci_high=1.9,
+                            n=5)
+    monkeypatch.setattr(verify, "verify_finding", lambda *a, **k: measured)
+    cmd._verify(None, rec, steps=None)
+    assert rec.findings == (dataclasses.replace(fixable, verified=measured), other)
