@@ -15,8 +15,9 @@ import pytest
 
 from perfpilot.errors import UserError
 from perfpilot.plan import load_plan
+from perfpilot.trial import Outcome
 from perfpilot.tune.pipeline import tune
-from perfpilot.tune.stage import Outcome, StageResult
+from perfpilot.tune.stage import StageResult
 from perfpilot.workload import load_workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tune_tiny.py"
@@ -230,8 +231,8 @@ def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> 
 
 
 def test_replay_clock_jumps_to_where_the_original_run_was() -> None:
-    from perfpilot.record import Trial
-    from perfpilot.tune.progress import CLOCK_KEY, ReplayClock
+    from perfpilot.trial import Trial
+    from perfpilot.tune.study import CLOCK_KEY, ReplayClock
 
     now = [100.0]
     clock = ReplayClock(lambda: now[0])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from perfpilot.errors import UserError
-from perfpilot.tune.stage import Outcome
+from perfpilot.trial import Outcome
 from perfpilot.tune.study import STUDY_FILE, Study
 
 FP = {"workload": "w", "version": 1}
@@ -63,7 +63,7 @@ def test_foreign_study_is_refused_naming_the_difference(tmp_path: Path) -> None:
 WORKER = textwrap.dedent(
     """
     import json, sys, time
-    from perfpilot.tune.stage import Outcome
+    from perfpilot.trial import Outcome
     from perfpilot.tune.study import Study
     out, log, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     s = Study(out, fingerprint={"workload": "w"}, resume=resume)

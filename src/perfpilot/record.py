@@ -32,7 +32,6 @@ from perfpilot.errors import UserError
 RECORD_SCHEMA = "perfpilot.runrecord/1"
 PHASES: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "other")
 Confidence = Literal["high", "medium", "low"]
-TrialState = Literal["running", "complete", "failed", "oom", "timeout", "nan", "pruned"]
 
 
 @dataclass(frozen=True)
@@ -177,28 +176,6 @@ class RunRecord:
             return cls.from_dict(data)
         except UserError as e:
             raise UserError(f"{p}: {e}") from None
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One candidate plan tried by the tuner: why it ended is data, not a log line."""
-
-    number: int
-    stage: str
-    plan: dict[str, Any]
-    state: TrialState
-    reason: str = ""
-    measurements: dict[str, Any] = field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Trial:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

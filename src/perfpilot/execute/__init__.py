@@ -15,7 +15,7 @@ _LAZY: dict[str, str] = {
         "Executor", "ExecutorClosed", "ExecutorError", "InlineExecutor", "RemoteError",
         "RemoteTraceback", "TrialTimeout", "WorkerDied", "WorkerOOM", "usable_cores")},
     **{name: "perfpilot.execute.choose" for name in (
-        "ExecutorKind", "ExecutorTrials", "choose_executor", "submit_trial", "visible_gpus")},
+        "ExecutorKind", "choose_executor", "visible_gpus")},
     "ProcessExecutor": "perfpilot.execute.process",
     "RayExecutor": "perfpilot.execute.ray_executor",
 }
@@ -37,9 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from perfpilot.execute.choose import (  # noqa: F401
         ExecutorKind,
-        ExecutorTrials,
         choose_executor,
-        submit_trial,
         visible_gpus,
     )
     from perfpilot.execute.process import ProcessExecutor  # noqa: F401
