@@ -1,4 +1,6 @@
-"""Executors: run trials (or any call) inline, in warm worker processes, or on Ray.
+"""Executors: run calls (a trial's function, or any call) inline, in warm worker processes,
+or on Ray. They run what they are given and import nothing from the tuner; the tuner's
+trial runner (:class:`perfpilot.tune.study.Study`) hands them its portable trials.
 
 See :mod:`perfpilot.execute.base` for the contract and :mod:`perfpilot.execute.choose`
 for the timing rule. Names are imported lazily (PEP 562): a worker process imports only
