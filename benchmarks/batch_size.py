@@ -64,10 +64,11 @@ def log(msg: str) -> None:
 
 
 def perfpilot_arm(w: Any, plan: Any, budget_s: float, mem_fraction: float) -> dict[str, Any]:
-    from perfpilot.tune.stage import MemoryTrials, StageContext
+    from perfpilot.tune.stage import StageContext
     from perfpilot.tune.stages.batch.stage import BatchStage
+    from perfpilot.tune.study import Study
 
-    ctx = StageContext(workload=w, incumbent=plan, trials=MemoryTrials(), budget_s=budget_s,
+    ctx = StageContext(workload=w, incumbent=plan, trials=Study(), budget_s=budget_s,
                        progress=lambda m: log("  " + m),
                        options={"batch": {"memory_fraction": mem_fraction}})
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from perfpilot.record import Trial
+from perfpilot.trial import Trial
 from perfpilot.tune.stages.batch.runs import RunConfig
 from perfpilot.tune.stages.batch.validate import ConfigRuns, Validation, decide
 

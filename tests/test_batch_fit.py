@@ -120,14 +120,15 @@ def _loss(model, batch):
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError, RuntimeError])
 def test_engine_probe_with_failing_model(error: type[Exception]) -> None:
-    from perfpilot.tune.stage import MemoryTrials, StageContext
+    from perfpilot.tune.stage import StageContext
     from perfpilot.tune.stages.batch.stage import BatchOptions, BatchStage, _Tuning
+    from perfpilot.tune.study import Study
 
     w = Workload(name="oom", model=lambda: OomAbove(error), train_data=_data,
                  loss=_loss, optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr),
                  baseline=Plan(batch_size=8, lr=0.1, cpu_threads=1))
     stage = BatchStage()
-    ctx = StageContext(workload=w, incumbent=w.baseline, trials=MemoryTrials(), budget_s=5)
+    ctx = StageContext(workload=w, incumbent=w.baseline, trials=Study(), budget_s=5)
     tuning = _Tuning(ctx, BatchOptions(), stage._make_runs(w, w.baseline))
     fit = tuning.fit_limit()
     ran_ok = {p.batch_size for p in fit.probes if p.ok}

@@ -12,8 +12,10 @@ from torch import nn
 
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
-from perfpilot.tune.stage import STAGES, MemoryTrials, Outcome, StageContext, load_stage
+from perfpilot.trial import Outcome
+from perfpilot.tune.stage import STAGES, StageContext, load_stage
 from perfpilot.tune.stages.batch.stage import BatchStage
+from perfpilot.tune.study import Study
 from perfpilot.workload import Workload
 
 # ---------------------------------------------------------------- a tiny real workload
@@ -97,7 +99,7 @@ class FakeRuns:
 
 def _ctx(trials=None, options=None, workload=None) -> StageContext:
     w = workload or tiny()
-    return StageContext(workload=w, incumbent=w.baseline, trials=trials or MemoryTrials(),
+    return StageContext(workload=w, incumbent=w.baseline, trials=trials or Study(),
                         budget_s=600.0, options={"batch": options or {}})
 
 
@@ -133,7 +135,7 @@ def test_measured_winner_with_evidence() -> None:
 
 
 def test_resume_repeats_no_trial_and_decides_the_same() -> None:
-    trials = MemoryTrials()
+    trials = Study()
     first = BatchStage(FakeRuns).run(_ctx(trials))
     runs = []
 

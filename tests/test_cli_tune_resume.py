@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,9 +74,15 @@ def test_sigkill_then_resume_loses_and_repeats_no_finished_trial(tmp_path: Path)
         time.sleep(0.2)
     assert proc.poll() is None, f"the tune ended before the kill: {proc.communicate()}"
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    killed_stdout, _ = proc.communicate(timeout=30)
     before = finished(out)
     assert len(before) >= 2 and not (out / "plan.json").exists()
+    # Not a terminal: progress was plain timestamped lines, flushed as they happened, so
+    # what was printed before the kill is there (issue 21: silent until the end before).
+    assert re.search(r"^\d\d:\d\d:\d\d loader: started", killed_stdout, re.M), killed_stdout
+    done = re.findall(r"^\d\d:\d\d:\d\d   trial \d+ (?:baseline|loader): \w+.*time left",
+                      killed_stdout, re.M)
+    assert len(done) >= len(before) - 1 >= 1, killed_stdout
 
     resumed = start(out, "--resume")
     stdout, stderr = resumed.communicate(timeout=240)
@@ -92,3 +99,5 @@ def test_sigkill_then_resume_loses_and_repeats_no_finished_trial(tmp_path: Path)
                                                                for t in after.values())
     assert (out / "plan.json").exists() and (out / "report.html").exists()
     assert "report.html" in stdout
+    assert "recalled from the study" in stdout and re.search(
+        r"^\d\d:\d\d:\d\d loader: finished in", stdout, re.M), stdout

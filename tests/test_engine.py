@@ -284,6 +284,34 @@ def test_steps_limit_and_warmup_exclusion():
     assert record.loss_history[-1][1] == 7 * STEP_S
 
 
+def test_progress_hears_the_run_and_nothing_is_displayed_by_the_engine():
+    from perfpilot.engine import measured_run
+    from perfpilot.progress import NullProgress
+
+    class Heard(NullProgress):
+        def __init__(self) -> None:
+            self.events: list[tuple] = []
+
+        def run_started(self, name, total, unit):
+            self.events.append(("start", name, total, unit))
+
+        def run_step(self, completed, info):
+            self.events.append(("step", completed, info.split()[:2]))
+
+        def run_finished(self):
+            self.events.append(("end",))
+
+    clock, heard = FakeClock(), Heard()
+    run(tiny(clock), tiny().baseline, steps=5, progress=heard, clock=clock)
+    ev = heard.events
+    assert ev[0] == ("start", tiny().name, 5, "steps") and ev[-1] == ("end",)
+    steps = [e for e in ev if e[0] == "step"]
+    assert steps and steps[-1][1] == 5 and steps[-1][2] == ["step", "5"]
+    from pathlib import Path
+
+    assert "perfpilot.render" not in Path(measured_run.__file__).read_text()
+
+
 def test_time_limit_counts_training_time():
     clock = FakeClock()
     record = run(tiny(clock), tiny().baseline, time_s=10 * STEP_S, progress=False, clock=clock)

@@ -14,7 +14,6 @@ import pytest
 
 from perfpilot.errors import UserError
 from perfpilot.execute import (
-    ExecutorTrials,
     InlineExecutor,
     ProcessExecutor,
     RemoteError,
@@ -23,9 +22,10 @@ from perfpilot.execute import (
     WorkerDied,
     WorkerOOM,
     choose_executor,
-    submit_trial,
 )
-from perfpilot.tune.stage import Outcome
+from perfpilot.trial import Outcome
+from perfpilot.tune.study import Study
+from perfpilot.tune.units import Portable
 
 # Ray workers cannot import this test module: send its functions by value (cloudpickle
 # then drops their file names, which the executors restore from what was sent).
@@ -156,9 +156,17 @@ def test_a_worker_killed_with_sigkill_fails_its_trial_only(executor):
     assert executor.submit(square, 4).result(RESULT_WAIT_S) == 16
 
 
+def run_trial(executor, fn, timeout_s=None):
+    """One trial through the tuner's runner (in memory), sent to ``executor``."""
+    study = Study(executor=executor)
+    trial = study.run("s", {"k": 1}, Portable(fn, timeout_s=timeout_s))
+    assert study.placed == {executor.kind: 1}
+    return trial
+
+
 def test_trials_get_states_from_their_fate(executor):
     def run(fn, **kw):
-        return submit_trial(executor, 0, "s", {"k": 1}, fn, **kw).result(RESULT_WAIT_S)
+        return run_trial(executor, fn, **kw)
 
     ok = run(lambda: Outcome("complete", {"samples_per_s": 12.5}))
     assert ok.state == "complete" and ok.measurements == {"samples_per_s": 12.5}
@@ -204,7 +212,7 @@ def test_process_worker_over_its_memory_limit_is_oom():
     with ProcessExecutor(1, memory_limit_bytes=150 * 2**20) as ex:
         exc = ex.submit(hog_memory, 300).exception(RESULT_WAIT_S)
         assert isinstance(exc, WorkerOOM) and isinstance(exc, MemoryError)
-        trial = submit_trial(ex, 1, "s", {}, lambda: hog_memory(300)).result(RESULT_WAIT_S)
+        trial = run_trial(ex, lambda: hog_memory(300))
         assert trial.state == "oom"
 
 
@@ -261,9 +269,9 @@ def test_executor_trials_recall_repeated_keys():
         calls.append(1)
         return Outcome("complete", {"v": 1.0})
 
-    runner = ExecutorTrials(InlineExecutor())
-    a = runner.run("s", {"k": 1}, fn)
-    b = runner.run("s", {"k": 1}, fn)
+    runner = Study(executor=InlineExecutor())
+    a = runner.run("s", {"k": 1}, Portable(fn))
+    b = runner.run("s", {"k": 1}, Portable(fn))
     assert a is b and len(calls) == 1 and len(runner.trials()) == 1
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from perfpilot.plan import Plan
-from perfpilot.record import Trial
+from perfpilot.trial import Trial
 from perfpilot.tune.final import (
     FinalCheck,
     FinalSettings,

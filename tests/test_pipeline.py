@@ -15,8 +15,10 @@ import pytest
 
 from perfpilot.errors import UserError
 from perfpilot.plan import load_plan
+from perfpilot.progress import NullProgress
+from perfpilot.trial import Outcome
 from perfpilot.tune.pipeline import tune
-from perfpilot.tune.stage import Outcome, StageResult
+from perfpilot.tune.stage import StageResult
 from perfpilot.workload import load_workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tune_tiny.py"
@@ -27,7 +29,7 @@ def spec(name: str = "workload") -> str:
     return f"{FIXTURE}:{name}"
 
 
-class Recorder:
+class Recorder(NullProgress):
     """A Progress that keeps what it was told."""
 
     def __init__(self, on_trial: Any = None) -> None:
@@ -43,7 +45,10 @@ class Recorder:
     def message(self, text: str) -> None:
         self.events.append(("message", text))
 
-    def trial(self, trial: Any, recalled: bool) -> None:
+    def phase_done(self, name: str, summary: str, elapsed_s: float) -> None:
+        self.events.append(("phase_done", (name, summary)))
+
+    def trial_finished(self, trial: Any, recalled: bool) -> None:
         self.events.append(("trial", (trial.stage, recalled)))
         if self.on_trial:
             self.on_trial(trial)
@@ -129,6 +134,7 @@ def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
     phases = [v for k, v in progress.events if k == "phase"]
     assert phases == ["baseline", "batchup", "final check"]
     assert ("best", "batch_size=64, lr=0.1") in progress.events
+    assert ("phase_done", ("batchup", "chose batch 64")) in progress.events
 
 
 def test_resume_recalls_every_finished_trial(tmp_path: Path) -> None:
@@ -230,8 +236,8 @@ def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> 
 
 
 def test_replay_clock_jumps_to_where_the_original_run_was() -> None:
-    from perfpilot.record import Trial
-    from perfpilot.tune.progress import CLOCK_KEY, ReplayClock
+    from perfpilot.trial import Trial
+    from perfpilot.tune.study import CLOCK_KEY, ReplayClock
 
     now = [100.0]
     clock = ReplayClock(lambda: now[0])
@@ -245,3 +251,32 @@ def test_replay_clock_jumps_to_where_the_original_run_was() -> None:
     clock.replayed(Trial(number=2, stage="s", plan={}, state="complete",
                          measurements={CLOCK_KEY: 10.0}))
     assert clock.elapsed() == pytest.approx(34.0)  # never backwards
+
+
+def test_without_a_terminal_progress_is_timestamped_lines_as_it_happens(tmp_path: Path) -> None:
+    import io
+    import re
+
+    from perfpilot.render.progress import LineProgress, command_progress
+
+    stream = io.StringIO()  # not a terminal: the command would choose plain lines
+    progress = command_progress(stream)
+    assert isinstance(progress, LineProgress)
+    seen: list[int] = []  # lines written by the time each trial ended: nothing is held back
+
+    class Counting(LineProgress):
+        def trial_finished(self, trial: Any, recalled: bool) -> None:
+            super().trial_finished(trial, recalled)
+            seen.append(stream.getvalue().count("\n"))
+
+    res = tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=tmp_path,
+               options=FAST, final_rounds=0, progress=Counting(stream))
+    lines = stream.getvalue().splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    text = "\n".join(lines)
+    assert "keeps: started, budget" in text and "keeps: finished in" in text
+    assert "kept the incumbent" in text and "time left" in text
+    trials = res.record["trials"]
+    for t in trials:  # each trial's result: its state and stage
+        assert re.search(rf"trial {t['number']} {t['stage']}: {t['state']}", text), text
+    assert len(seen) == len(trials) and seen == sorted(seen) and seen[0] > 0

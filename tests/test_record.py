@@ -16,7 +16,6 @@ from perfpilot.record import (
     Finding,
     RunRecord,
     StatSummary,
-    Trial,
     amdahl,
     sort_findings,
 )
@@ -182,13 +181,6 @@ def test_sort_findings_highest_speedup_first():
     b = Finding("b", "t", "e", "f", 3.0)
     c = Finding("c", "t", "e", "f", 1.5)
     assert [f.id for f in sort_findings([a, b, c])] == ["b", "c", "a"]
-
-
-def test_trial_round_trip():
-    t = Trial(number=3, stage="hardware", plan={"precision": "bf16"}, state="oom",
-              reason="CUDA out of memory", measurements={"ratio": 1.2}, started_at=1.0,
-              finished_at=2.0)
-    assert Trial.from_dict(json.loads(json.dumps(t.to_dict()))) == t
 
 
 @pytest.mark.parametrize("share, factor, expected", [

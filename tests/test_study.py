@@ -10,11 +10,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from perfpilot.errors import UserError
-from perfpilot.tune.stage import Outcome
+from perfpilot.trial import Outcome
 from perfpilot.tune.study import STUDY_FILE, Study
 
 FP = {"workload": "w", "version": 1}
@@ -63,7 +64,7 @@ def test_foreign_study_is_refused_naming_the_difference(tmp_path: Path) -> None:
 WORKER = textwrap.dedent(
     """
     import json, sys, time
-    from perfpilot.tune.stage import Outcome
+    from perfpilot.trial import Outcome
     from perfpilot.tune.study import Study
     out, log, resume = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     s = Study(out, fingerprint={"workload": "w"}, resume=resume)
@@ -130,3 +131,74 @@ def test_two_tuners_on_one_storage_do_not_corrupt_it(tmp_path: Path) -> None:
     assert all(json.loads(line) for line in lines)  # every journal line parses
     s = Study(tmp_path / "out", fingerprint={"workload": "w"}, resume=True)
     assert sorted({t.plan["i"] for t in s.trials()}) == list(range(12))
+
+
+class Seen:
+    """An observer that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def trial_started(self, stage: str, key: dict[str, Any]) -> None:
+        self.events.append(("started", key["k"]))
+
+    def trial_finished(self, trial: Any, recalled: bool) -> None:
+        self.events.append(("finished", (trial.number, recalled)))
+
+
+def test_in_memory_study_recalls_and_tells_observers_only_inside_the_block() -> None:
+    from perfpilot.trial import TrialLog
+
+    s = Study()  # no directory: the same runner, in memory
+    seen, log = Seen(), TrialLog()
+    with s.observe(seen), s.observe(log):
+        a = s.run("s", {"k": 1}, lambda: Outcome("complete", {"v": 1.0}))
+        b = s.run("s", {"k": 1}, lambda: Outcome("failed"))
+    s.run("s", {"k": 2}, lambda: Outcome("complete"))
+    assert a == b and a.state == "complete" and s.path is None and not s.resumed
+    assert seen.events == [("started", 1), ("finished", (0, False)), ("finished", (0, True))]
+    assert log.trials() == (a,)
+    assert [t.number for t in s.trials()] == [0, 1]
+    s.set_note("n", {"x": 1})
+    assert s.note("n") == {"x": 1} and s.note("other", 3) == 3
+
+
+def test_trials_are_stamped_with_the_replay_clock_and_recalls_move_it(tmp_path: Path) -> None:
+    from perfpilot.tune.study import CLOCK_KEY, ReplayClock
+
+    now = [0.0]
+
+    def slow() -> Outcome:
+        now[0] += 7.0
+        return Outcome("complete")
+
+    first = Study(tmp_path, fingerprint=FP, clock=ReplayClock(lambda: now[0]))
+    assert first.run("s", {"k": 1}, slow).measurements[CLOCK_KEY] == 7.0
+    now[0] = 100.0  # a later process: its clock starts again at 0 and jumps to the stamp
+    clock = ReplayClock(lambda: now[0])
+    again = Study(tmp_path, fingerprint=FP, resume=True, clock=clock)
+    again.run("s", {"k": 1}, slow)
+    assert clock.elapsed() == 7.0 and now[0] == 100.0
+
+
+def test_only_portable_trials_go_to_the_executor_and_placement_is_counted() -> None:
+    from perfpilot.execute import InlineExecutor
+    from perfpilot.tune.units import Portable
+
+    submitted: list[Any] = []
+
+    class Spy(InlineExecutor):
+        kind = "spy"
+
+        def submit(self, fn: Any, *args: Any, timeout_s: float | None = None, **kw: Any) -> Any:
+            submitted.append((fn, timeout_s))
+            return super().submit(fn, *args, timeout_s=timeout_s, **kw)
+
+    s = Study(executor=Spy())
+    s.run("s", {"k": 1}, Portable(_complete, timeout_s=30.0))
+    s.run("s", {"k": 2}, lambda: Outcome("complete"))  # a closure stays in this process
+    assert submitted == [(_complete, 30.0)] and s.placed == {"spy": 1, "inline": 1}
+
+
+def _complete() -> Outcome:
+    return Outcome("complete")

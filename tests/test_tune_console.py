@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from perfpilot.record import Trial
 from perfpilot.render.tune_console import LiveProgress, print_summary
+from perfpilot.trial import Trial
 
 RECORD = Path(__file__).parent / "fixtures" / "tune_record.json"
 

@@ -14,9 +14,10 @@ import pytest
 from perfpilot.engine import StepTiming
 from perfpilot.plan import Plan
 from perfpilot.tune.abtest import ABResult, Arm, decide
-from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stage import StageContext
 from perfpilot.tune.stages.candidates import DeviceInfo, ModelTraits
 from perfpilot.tune.stages.hardware import HardwareStage
+from perfpilot.tune.study import Study
 from perfpilot.workload import Workload
 
 CPU = DeviceInfo("cpu", {"fp32": None, "tf32": "CUDA only", "bf16": None, "fp16": "CUDA only"},
@@ -95,7 +96,7 @@ def run_stage(behave, *, axes=("precision",), budget_s=600.0, horizon_s=3600.0, 
     clock = clock or FakeClock()
     stage = HardwareStage(trainer_factory=factory(clock, behave, seed), clock=clock,
                           infos=lambda: [info], traits=lambda w: ModelTraits(conv, True))
-    ctx = StageContext(workload=fake_workload(), incumbent=Plan(), trials=trials or MemoryTrials(),
+    ctx = StageContext(workload=fake_workload(), incumbent=Plan(), trials=trials or Study(),
                        budget_s=budget_s, horizon_s=horizon_s,
                        options={"axes": list(axes), **(options or {})})
     return stage.run(ctx)
@@ -181,7 +182,7 @@ def test_compile_failure_is_recorded():
 
     stage = HardwareStage(trainer_factory=make, clock=clock, infos=lambda: [CPU],
                           traits=lambda w: ModelTraits(False, True))
-    ctx = StageContext(workload=fake_workload(), incumbent=Plan(), trials=MemoryTrials(),
+    ctx = StageContext(workload=fake_workload(), incumbent=Plan(), trials=Study(),
                        budget_s=600, horizon_s=600, options={"axes": ["compile"]})
     result = stage.run(ctx)
     entry = by_label(result, "compile=default")
@@ -218,7 +219,7 @@ def test_threads_candidates_and_axes_in_order():
 
 
 def test_replay_from_stored_trials_makes_the_same_decisions():
-    trials = MemoryTrials()
+    trials = Study()
     behave = lambda p: Behaviour(step_s=0.006 if p.precision == "bf16" else 0.01)  # noqa: E731
     first = run_stage(behave, trials=trials, axes=("precision", "cpu_threads"))
 

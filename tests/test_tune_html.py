@@ -198,7 +198,7 @@ def test_report_loads_in_headless_chromium_without_errors(tune_dir: Path,
 
 def test_a_tuning_killed_before_its_first_record_is_reported_from_its_study(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from perfpilot.tune.stage import Outcome
+    from perfpilot.trial import Outcome
     from perfpilot.tune.study import Study
 
     study = Study(tmp_path, fingerprint={"workload": "tiny", "budget_s": 60.0}, resume=False)

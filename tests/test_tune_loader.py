@@ -9,9 +9,10 @@ import torch
 
 from perfpilot.engine import StepTiming
 from perfpilot.plan import Plan
-from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stage import StageContext
 from perfpilot.tune.stages.candidates import DeviceInfo
 from perfpilot.tune.stages.loader import LoaderStage
+from perfpilot.tune.study import Study
 from perfpilot.workload import Workload
 
 QUICK = {"chunk_s": 0.05, "pairs": 5, "max_pairs": 5, "probe_steps": 8}
@@ -59,7 +60,7 @@ def fake_run(compute_s, data_s, cores, options=None, budget_s=600.0, incumbent=P
     stage = LoaderStage(trainer_factory=make, clock=clock, infos=lambda: [cpu(cores)])
     w = Workload(name="fake", model=lambda: None, train_data=lambda: None,
                  loss=lambda m, b: None, optimizer=lambda p, lr: None)
-    ctx = StageContext(workload=w, incumbent=incumbent, trials=MemoryTrials(), budget_s=budget_s,
+    ctx = StageContext(workload=w, incumbent=incumbent, trials=Study(), budget_s=budget_s,
                        horizon_s=600, options={**QUICK, **(options or {})})
     return stage.run(ctx)
 
@@ -123,7 +124,7 @@ def test_loader_stage_finds_workers_for_a_slow_dataset():
     stage = LoaderStage(infos=lambda: [cpu(2)])
     # 7 pairs, up to 14 if undecided: on a shared machine one disturbed chunk must not be
     # able to veto a real gain (with 5 pairs the interval is the min..max of the ratios).
-    ctx = StageContext(workload=w, incumbent=w.baseline, trials=MemoryTrials(), budget_s=60,
+    ctx = StageContext(workload=w, incumbent=w.baseline, trials=Study(), budget_s=60,
                        horizon_s=600, options={**QUICK, "pairs": 7, "max_pairs": 14,
                                                "confirm": False})
     result = stage.run(ctx)

@@ -10,9 +10,10 @@ import torch
 
 from perfpilot.plan import Plan
 from perfpilot.tune import parity as par
-from perfpilot.tune.stage import MemoryTrials, StageContext
+from perfpilot.tune.stage import StageContext
 from perfpilot.tune.stages.candidates import DeviceInfo, ModelTraits
 from perfpilot.tune.stages.hardware import HardwareStage
+from perfpilot.tune.study import Study
 from perfpilot.workload import Workload
 from perfpilot.workloads._common import TensorPairs
 
@@ -98,7 +99,7 @@ def test_stage_refuses_a_candidate_that_produces_nan():
     cpu = DeviceInfo("cpu", {"fp32": None, "tf32": "CUDA only", "bf16": None,
                              "fp16": "CUDA only"}, None, cores=2)
     stage = HardwareStage(infos=lambda: [cpu], traits=lambda wl: ModelTraits(False, True))
-    ctx = StageContext(workload=w, incumbent=w.baseline, trials=MemoryTrials(), budget_s=60,
+    ctx = StageContext(workload=w, incumbent=w.baseline, trials=Study(), budget_s=60,
                        horizon_s=600, options={"axes": ["precision"], "parity_steps": 5,
                                                "chunk_s": 0.02, "pairs": 5, "max_pairs": 5})
     result = stage.run(ctx)

@@ -37,7 +37,6 @@ RECORD_SCHEMA = "perfpilot.runrecord/2"
 RECORD_SCHEMA_1 = "perfpilot.runrecord/1"
 PHASES: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "other")
 Confidence = Literal["high", "medium", "low"]
-TrialState = Literal["running", "complete", "failed", "oom", "timeout", "nan", "pruned"]
 
 
 @dataclass(frozen=True)
@@ -247,23 +246,3 @@ def _from_schema_1(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One candidate plan tried by the tuner: why it ended is data, not a log line."""
-
-    number: int
-    stage: str
-    plan: dict[str, Any]
-    state: TrialState
-    reason: str = ""
-    measurements: dict[str, Any] = field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Trial:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})

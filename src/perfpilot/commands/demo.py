@@ -36,7 +36,8 @@ def demo_command(
     from rich.markup import escape
 
     from perfpilot.commands.tune import parse_duration
-    from perfpilot.render.tune_console import LiveProgress, print_summary
+    from perfpilot.render.progress import command_progress
+    from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
     from perfpilot.workload import load_workload
 
@@ -47,7 +48,7 @@ def demo_command(
                   f"{budget_s:.0f} s: baseline, hardware, loader, batch/LR, final check.",
                   highlight=False)
     result = tune(w, budget_s=budget_s, out_dir=out, spec="digits", restart=True,
-                  progress=LiveProgress(), options=DEMO_OPTIONS)
+                  progress=command_progress(), options=DEMO_OPTIONS)
     print_summary(result.record, out, console, wrote_plan=True)
     console.print(f"Open the report: [bold]{escape(str((out / 'report.html').resolve()))}[/]",
                   highlight=False)

@@ -58,6 +58,7 @@ def run_command(
     from perfpilot.errors import PlanError
     from perfpilot.plan import load_plan
     from perfpilot.render.console import print_run
+    from perfpilot.render.progress import command_progress
     from perfpilot.workload import check_workload, load_workload
 
     if steps is not None and time_s is not None:
@@ -73,7 +74,8 @@ def run_command(
     p = load_plan(plan, base=w.baseline) if plan is not None else w.baseline
     try:
         record = run(w, p, steps=steps, time_s=time_s, until_target=until_target,
-                     eval_every_s=eval_every, warmup_steps=warmup, seed=seed)
+                     eval_every_s=eval_every, warmup_steps=warmup, seed=seed,
+                     progress=command_progress())
     except PlanError as e:  # e.g. device cuda on a CPU-only machine: name the plan file
         if plan is None or str(e).startswith(f"{plan}:"):
             raise

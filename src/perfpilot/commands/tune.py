@@ -22,8 +22,6 @@ from perfpilot.errors import UserError
 DEFAULT_OUT = "perfpilot-out"
 DEFAULT_BUDGET = "10m"
 EXECUTORS = ("inline", "process", "ray")
-# Relative shares of the budget (the pipeline's own copy is authoritative).
-STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
 _NUM = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(rf"(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?")
 
@@ -69,7 +67,8 @@ def tune_command(
     """Tune WORKLOAD by measurement and write DIR/plan.json with the evidence (report.html)."""
     from rich.console import Console
 
-    from perfpilot.render.tune_console import LiveProgress, print_summary
+    from perfpilot.render.progress import command_progress
+    from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
     from perfpilot.workload import load_workload
 
@@ -82,7 +81,7 @@ def tune_command(
     w = load_workload(workload)
     result = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
                   executor=kind, target=target, horizon_s=horizon_s, spec=workload,
-                  progress=LiveProgress())
+                  progress=command_progress())
     print_summary(result.record, out, Console(), wrote_plan=True)
 
 
@@ -151,9 +150,10 @@ def _available(stage: str) -> bool:
 
 
 def stage_budgets(stages: Sequence[str], total_s: float, spent_s: float, index: int) -> float:
-    """Stage ``index``'s share of what is left: its weight over the weights still to run."""
-    weights = [STAGE_WEIGHTS.get(s, 1.0) for s in stages[index:]]
-    return max(0.0, total_s - spent_s) * weights[0] / sum(weights)
+    """Stage ``index``'s share of what is left (:func:`perfpilot.tune.budget.stage_share`)."""
+    from perfpilot.tune.budget import stage_share
+
+    return stage_share(stages, index, total_s - spent_s)
 
 
 def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
@@ -166,9 +166,10 @@ def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
     ``perfpilot tune`` runs :func:`perfpilot.tune.pipeline.tune`). One dict per stage with
     its ``result`` (a StageResult), ``budget_s`` and ``elapsed_s``."""
     from perfpilot.devices import discover
-    from perfpilot.tune.stage import MemoryTrials, StageContext, load_stage
+    from perfpilot.tune.stage import StageContext, load_stage
+    from perfpilot.tune.study import Study
 
-    trials = trials if trials is not None else MemoryTrials()
+    trials = trials if trials is not None else Study()
     machine = discover().to_dict()
     plan, start, out = workload.baseline, clock(), []
     for i, name in enumerate(stages):

@@ -18,9 +18,9 @@ from perfpilot.engine.timers import Clock
 from perfpilot.engine.trainer import NonFiniteError, StepTiming, Trainer
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
+from perfpilot.progress import NullProgress, Progress
 from perfpilot.record import PHASES, RunRecord, StatSummary
 from perfpilot.record_sections import EngineStats
-from perfpilot.render.console import RunProgress
 from perfpilot.workload import Workload
 
 OnStep = Callable[[Trainer, StepTiming], "bool | None"]
@@ -77,7 +77,8 @@ def _check_run_args(workload: Workload, steps: int | None, time_s: float | None,
 
 def run(workload: Workload, plan: Plan, *, steps: int | None = None,
         time_s: float | None = None, until_target: bool = False,
-        eval_every_s: float | None = None, warmup_steps: int = 2, progress: bool = True,
+        eval_every_s: float | None = None, warmup_steps: int = 2,
+        progress: Progress | bool | None = None,
         on_step: OnStep | None = None, seed: int | None = None,
         clock: Clock | None = None) -> RunRecord:
     """Train ``workload`` under ``plan`` and return the measured :class:`RunRecord`.
@@ -90,6 +91,9 @@ def run(workload: Workload, plan: Plan, *, steps: int | None = None,
     ``eval_every_s``, evaluation runs every 1 s of training, stretched so that it takes at
     most 25% of the training time.
     The first ``warmup_steps`` steps train but are left out of the step statistics.
+    ``progress`` hears of the run's start, its steps (every chunk) and its end; the engine
+    never displays anything itself (``perfpilot run`` passes the terminal's display;
+    ``None``, ``False`` or ``True`` report to nobody).
     Workloads with a metric are evaluated at the end (and every ``eval_every_s``);
     ``time_to_target_s`` is the training time at the first evaluation meeting the target.
     A NaN/inf loss or metric raises :class:`~perfpilot.engine.trainer.NonFiniteError`
@@ -107,10 +111,15 @@ def run(workload: Workload, plan: Plan, *, steps: int | None = None,
         warm = min(warmup_steps, steps - 1) if steps is not None else warmup_steps
         state = _RunState(max(warm, 0), eval_every_s, adaptive)
         by_steps = steps is not None
+        bar = progress if progress is not None and not isinstance(progress, bool) \
+            else NullProgress()
         try:
-            with RunProgress(progress, workload.name, steps if by_steps else time_s,
-                             "steps" if by_steps else "s") as bar:
+            bar.run_started(workload.name, steps if by_steps else time_s,
+                            "steps" if by_steps else "s")
+            try:
                 _loop(tr, state, steps, time_s, until_target, on_step, bar)
+            finally:
+                bar.run_finished()
             _final_eval(tr, state)
         except NonFiniteError as e:  # diverged: keep what was measured on the exception
             state.stop = f"non-finite {e.what}"
@@ -126,7 +135,7 @@ def run(workload: Workload, plan: Plan, *, steps: int | None = None,
 
 
 def _loop(tr: Trainer, state: _RunState, steps: int | None, time_s: float | None,
-          until_target: bool, on_step: OnStep | None, bar: RunProgress) -> None:
+          until_target: bool, on_step: OnStep | None, bar: Progress) -> None:
     # With a callback on the CPU, go one step at a time so it can stop the run exactly;
     # on CUDA a chunk costs one sync, so the callback may be up to a chunk late.
     exact = on_step is not None and tr.timer_name.startswith("host-clock")
@@ -157,11 +166,11 @@ def _add(state: _RunState, timing: StepTiming) -> None:
     state.losses.append([len(state.timings), state.train_t, timing.loss])
 
 
-def _show(bar: RunProgress, tr: Trainer, state: _RunState, *, by_steps: bool) -> None:
+def _show(bar: Progress, tr: Trainer, state: _RunState, *, by_steps: bool) -> None:
     info = f"step {tr.step}  loss {state.timings[-1].loss:.4g}"
     if state.metric_history:
         info += f"  {tr.workload.metric_name} {state.metric_history[-1][2]:.4g}"
-    bar.update(tr.step if by_steps else tr.train_time_s, info)
+    bar.run_step(tr.step if by_steps else tr.train_time_s, info)
 
 
 def _chunk(tr: Trainer, state: _RunState, steps: int | None, time_s: float | None) -> int:

@@ -1,4 +1,6 @@
-"""Executors: run trials (or any call) inline, in warm worker processes, or on Ray.
+"""Executors: run calls (a trial's function, or any call) inline, in warm worker processes,
+or on Ray. They run what they are given and import nothing from the tuner; the tuner's
+trial runner (:class:`perfpilot.tune.study.Study`) hands them its portable trials.
 
 See :mod:`perfpilot.execute.base` for the contract and :mod:`perfpilot.execute.choose`
 for the timing rule. Names are imported lazily (PEP 562): a worker process imports only
@@ -15,7 +17,7 @@ _LAZY: dict[str, str] = {
         "Executor", "ExecutorClosed", "ExecutorError", "InlineExecutor", "RemoteError",
         "RemoteTraceback", "TrialTimeout", "WorkerDied", "WorkerOOM", "usable_cores")},
     **{name: "perfpilot.execute.choose" for name in (
-        "ExecutorKind", "ExecutorTrials", "choose_executor", "submit_trial", "visible_gpus")},
+        "ExecutorKind", "choose_executor", "visible_gpus")},
     "ProcessExecutor": "perfpilot.execute.process",
     "RayExecutor": "perfpilot.execute.ray_executor",
 }
@@ -37,9 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from perfpilot.execute.choose import (  # noqa: F401
         ExecutorKind,
-        ExecutorTrials,
         choose_executor,
-        submit_trial,
         visible_gpus,
     )
     from perfpilot.execute.process import ProcessExecutor  # noqa: F401

@@ -9,7 +9,7 @@ cluster) and hands its result back through a :class:`concurrent.futures.Future`:
   attached as ``__cause__`` (a :class:`RemoteTraceback`), like ``ProcessPoolExecutor``
   does. Exceptions that cannot be pickled come back as :class:`RemoteError`.
 - Failures of the *place* a trial runs in get their own classes, so the tuner records the
-  right state through ``perfpilot.tune.stage.outcome_of_exception``: :class:`TrialTimeout`
+  right state through ``perfpilot.trial.outcome_of_exception``: :class:`TrialTimeout`
   (a ``TimeoutError``: state ``timeout``), :class:`WorkerOOM` (a ``MemoryError``: state
   ``oom``), :class:`WorkerDied` (state ``failed``, with the signal that killed the worker).
 - ``timeout_s`` counts from the moment the call starts running, not from submission.

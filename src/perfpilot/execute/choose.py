@@ -1,4 +1,4 @@
-"""Choosing an executor for trials (with the timing rule), and running trials through one.
+"""Choosing an executor for trials, with the timing rule.
 
 The timing rule: a trial that measures speed must not share the resource it measures.
 Two timing trials on the same CPU cores, or on the same GPU, slow each other down and
@@ -19,15 +19,10 @@ measured in steps) may share: one worker per core by default.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Literal
 
 from perfpilot.errors import UserError
 from perfpilot.execute.base import Executor, InlineExecutor, usable_cores
-from perfpilot.record import Trial
-from perfpilot.tune.stage import Outcome, execute_trial, outcome_of_exception, trial_identity
 
 ExecutorKind = Literal["inline", "process", "ray"]
 
@@ -93,49 +88,3 @@ def visible_gpus() -> int:
     except ImportError:
         return 0
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def submit_trial(executor: Executor, number: int, stage: str, key: dict[str, Any],
-                 fn: Callable[[], Outcome], *, timeout_s: float | None = None,
-                 clock: Callable[[], float] = time.time) -> Future:
-    """Run one trial on ``executor``; the future's result is always a :class:`Trial`.
-
-    The trial's own exceptions become states inside the worker (``execute_trial``);
-    failures of the worker (timeout, death, OOM) become states here, with the reason.
-    """
-    started = clock()
-    inner = executor.submit(execute_trial, number, stage, key, fn, timeout_s=timeout_s)
-    outer: Future = Future()
-
-    def done(f: Future) -> None:
-        try:
-            outer.set_result(f.result())
-        except BaseException as e:  # noqa: B036 - CancelledError included: the trial ended
-            out = outcome_of_exception(e)
-            outer.set_result(Trial(number=number, stage=stage, plan=dict(key), state=out.state,
-                                   reason=out.reason, started_at=started, finished_at=clock()))
-
-    inner.add_done_callback(done)
-    return outer
-
-
-class ExecutorTrials:
-    """A TrialRunner that runs each trial on an executor and recalls repeated keys."""
-
-    def __init__(self, executor: Executor, *, timeout_s: float | None = None) -> None:
-        self.executor = executor
-        self.timeout_s = timeout_s
-        self._done: dict[str, Trial] = {}
-        self._order: list[Trial] = []
-
-    def run(self, stage: str, key: dict[str, Any], fn: Callable[[], Outcome]) -> Trial:
-        ident = trial_identity(stage, key)
-        if ident not in self._done:
-            future = submit_trial(self.executor, len(self._order), stage, key, fn,
-                                  timeout_s=self.timeout_s)
-            self._done[ident] = future.result()
-            self._order.append(self._done[ident])
-        return self._done[ident]
-
-    def trials(self) -> list[Trial]:
-        return list(self._order)

@@ -30,8 +30,7 @@ from perfpilot.tune.units import Portable, WorkloadRef, run_unit, throughput_uni
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
-    from perfpilot.record import Trial
-    from perfpilot.tune.stage import TrialRunner
+    from perfpilot.trial import Trial, TrialRunner
 
 STAGE = "final"
 ROUNDS = 5  # measure.MIN_ROUNDS: fewer pairs cannot give a ~95% interval of a median

@@ -17,7 +17,7 @@ How it runs:
    stages judge compile costs against, and the size of the final check, whose cost is
    reserved from the budget.
 3. **Stages** in order, each from the previous stage's plan, each with a share of what is
-   left (weights :data:`STAGE_WEIGHTS`, unused time carries over). A stage that fails
+   left (:mod:`perfpilot.tune.budget`, unused time carries over). A stage that fails
    with a user-level error keeps its incumbent and the tuning goes on.
 4. **Final check** (:mod:`perfpilot.tune.final`): tuned vs baseline, interleaved, on
    throughput and time to target. ``plan.json`` gets the tuned plan unless the check
@@ -27,7 +27,7 @@ Durability: every measurement is a trial of the study (Optuna journal storage), 
 killed run resumed with ``resume=True`` recalls every finished trial instead of repeating
 it. Decisions depend only on trial results and on values fixed once and stored in the
 study (each stage's budget, the final check's size), so the resumed run takes the same
-path: the stages' and the pipeline's budget clock is a :class:`~perfpilot.tune.progress.
+path: the stages' and the pipeline's budget clock is a :class:`~perfpilot.tune.study.
 ReplayClock`, which jumps over each recalled trial to the time the original run had
 reached when it ended (stored with the trial), so budget checks replay as they first ran.
 """
@@ -43,7 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import UserError
+from perfpilot.progress import NullProgress, Progress
 from perfpilot.tune import tune_record as tr
+from perfpilot.tune.budget import stage_share
 from perfpilot.tune.final import (
     ROUNDS,
     FinalCheck,
@@ -63,15 +65,14 @@ from perfpilot.tune.preflight import (
     started_executor,
     with_target,
 )
-from perfpilot.tune.progress import NullProgress, Progress, ProgressTrials, ReplayClock
-from perfpilot.tune.units import ExecutorRunner, Portable, WorkloadRef, portable_spec, run_unit
+from perfpilot.tune.study import ReplayClock
+from perfpilot.tune.units import Portable, WorkloadRef, portable_spec, run_unit
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
     from perfpilot.tune.stage import Stage, StageResult
     from perfpilot.workload import Workload
 
-STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
 BASELINE_SHARE = 0.25  # the baseline run to the target may use this share of the budget
 BASELINE_CAP_S = 120.0
 NO_TARGET_RUN_S = 10.0  # the "before" run of a workload without a target
@@ -142,8 +143,9 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     run = _Run(w, WorkloadRef(portable_spec(spec), target, live=w), study, out, names,
                objects, budget_s, horizon_s, progress or NullProgress(), options or {},
                final_rounds, executor, replay)
-    with started_executor(executor, run.ref, run.progress) as ex:
-        run.runner = ExecutorRunner(ProgressTrials(study, run.progress, replay), ex)
+    with started_executor(executor, run.ref, run.progress) as ex, \
+            study.observe(run.progress):
+        study.executor, study.clock = ex, replay
         return run.go()
 
 
@@ -297,6 +299,7 @@ class _Run:
                                machine=self.rec["machine"], progress=self.progress.message,
                                options=self._stage_options())
             entry = self._run_stage(stage, ctx, share)
+            self.progress.phase_done(stage.name, entry["summary"], entry["elapsed_s"])
             self.rec["stages"].append(entry)
             plan = Plan.from_dict(entry["plan"])
             self.rec["tuned_plan"] = plan.to_dict()
@@ -305,8 +308,7 @@ class _Run:
         return plan
 
     def _share(self, index: int, pool_end: float) -> float:
-        weights = [STAGE_WEIGHTS.get(s.name, 1.0) for s in self.stages[index:]]
-        return max(0.0, pool_end - self.elapsed()) * weights[0] / sum(weights)
+        return stage_share([s.name for s in self.stages], index, pool_end - self.elapsed())
 
     def _stage_options(self) -> dict[str, Any]:
         opts = dict(self.options)

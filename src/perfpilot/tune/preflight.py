@@ -20,7 +20,7 @@ from perfpilot.tune.units import WorkloadRef, warm_up
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
-    from perfpilot.tune.progress import Progress
+    from perfpilot.progress import Progress
     from perfpilot.tune.stage import Stage
     from perfpilot.workload import Workload
 
@@ -69,7 +69,7 @@ def check_baseline(plan: Plan) -> None:
 def resolve_stages(stages: Sequence[str | Stage] | None,
                    clock: Callable[[], float] | None = None) -> tuple[list[str], list[Stage]]:
     """Names and instances (unknown names are errors). A stage class that takes a
-    ``clock`` gets ``clock`` (the replay clock: see :class:`~perfpilot.tune.progress.
+    ``clock`` gets ``clock`` (the replay clock: see :class:`~perfpilot.tune.study.
     ReplayClock`)."""
     import importlib.util
 

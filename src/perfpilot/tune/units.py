@@ -4,10 +4,10 @@ A stage's trial function is often a closure over live objects (two Trainers kept
 an interleaved A/B, a cache of trainers), which cannot leave the tuner's process. A
 *portable unit* is the opposite: a module-level function with plain arguments that
 rebuilds everything it needs (the workload from its spec, the model, the loader) and
-returns an :class:`~perfpilot.tune.stage.Outcome`. :class:`Portable` wraps one; the
-:class:`ExecutorRunner` sends portable trials to the chosen executor and runs every other
-trial inline, so ``--executor process|ray`` is always safe and never changes what a
-closure measures.
+returns an :class:`~perfpilot.trial.Outcome`. :class:`Portable` wraps one; the study
+(:class:`~perfpilot.tune.study.Study`) sends portable trials to the chosen executor and
+runs every other trial inline, so ``--executor process|ray`` is always safe and never
+changes what a closure measures.
 
 The pipeline's own trials are portable: the baseline run, the tuned run, the final
 check's runs to the target and its throughput A/B (each rebuilds both arms inside).
@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfpilot.tune.stage import Outcome, TrialRunner
+from perfpilot.trial import Outcome
 
 if TYPE_CHECKING:
-    from perfpilot.execute import Executor
-    from perfpilot.record import Trial
     from perfpilot.workload import Workload
 
 HISTORY_POINTS = 300  # loss-history rows kept in a record stored inside a trial
@@ -103,39 +101,6 @@ class Portable:
     @property
     def can_leave(self) -> bool:
         return all(a.portable for a in self.args if isinstance(a, WorkloadRef))
-
-
-class ExecutorRunner:
-    """A TrialRunner over ``inner`` (the durable study) that runs :class:`Portable` trials
-    on ``executor`` and the rest inline. Recall is the inner runner's: a finished trial is
-    never sent anywhere again. ``placed`` counts where trials ran (for the record)."""
-
-    def __init__(self, inner: TrialRunner, executor: Executor | None) -> None:
-        self.inner, self.executor = inner, executor
-        self.placed: dict[str, int] = {}
-
-    def run(self, stage: str, key: dict[str, Any], fn: Callable[[], Outcome]) -> Trial:
-        ex = self.executor
-        if ex is None or getattr(ex, "kind", "inline") == "inline" or not (
-                isinstance(fn, Portable) and fn.can_leave):
-            return self.inner.run(stage, key, self._counted("inline", fn))
-        remote = fn
-
-        def on_executor() -> Outcome:
-            future = ex.submit(remote.fn, *remote.args, timeout_s=remote.timeout_s)
-            return future.result()
-
-        return self.inner.run(stage, key, self._counted(ex.kind, on_executor))
-
-    def _counted(self, where: str, fn: Callable[[], Outcome]) -> Callable[[], Outcome]:
-        def call() -> Outcome:
-            self.placed[where] = self.placed.get(where, 0) + 1
-            return fn()
-
-        return call
-
-    def trials(self) -> list[Trial]:
-        return self.inner.trials()
 
 
 # ---------------------------------------------------------------- the units

@@ -6,7 +6,7 @@
    tried (the evidence says so with the measured share). Otherwise worker counts are tried
    in increasing order, each with intra-op threads lowered so that workers x threads stays
    within the usable cores (oversubscription is slower, not faster). Each is one
-   interleaved A/B trial against the incumbent (:class:`.hardware.Tournament`);
+   interleaved A/B trial against the incumbent (:class:`~perfpilot.tune.tournament.Tournament`);
    a count that is not a measured gain is not kept, and the next one is still tried (one
    worker often only moves the work; two run it in parallel). Adding workers stops once the
    kept plan's data wait is no longer the bottleneck.
@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from perfpilot.trial import Outcome, TrialLog
 from perfpilot.tune import parity as par
 from perfpilot.tune.abtest import TrainerFactory, probe
-from perfpilot.tune.stage import Outcome, StageContext, StageResult
+from perfpilot.tune.stage import StageContext, StageResult
 from perfpilot.tune.stages.candidates import (
     Candidate,
     DeviceInfo,
@@ -35,17 +36,11 @@ from perfpilot.tune.stages.candidates import (
     loader_extras,
     worker_candidates,
 )
-from perfpilot.tune.stages.hardware import (
-    Horizon,
-    Tournament,
-    options_settings,
-    recording,
-    settings_key,
-)
+from perfpilot.tune.tournament import Horizon, Tournament, options_settings, settings_key
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
-    from perfpilot.record import Trial
+    from perfpilot.trial import Trial
 
 DATA_BOUND_SHARE = 0.05  # below 5% data wait, even removing all of it gains less than 5.3%
 PROBE_STEPS = 12
@@ -67,13 +62,16 @@ class LoaderStage:
         self.infos = infos or device_infos
 
     def run(self, ctx: StageContext) -> StageResult:
+        with ctx.trials.observe(TrialLog()) as log:  # the stage's trials, run or recalled
+            return self._run(ctx, log)
+
+    def _run(self, ctx: StageContext, rec: TrialLog) -> StageResult:
         started = self.clock()
-        ctx, rec = recording(ctx)
         start, o = ctx.incumbent, ctx.options
         threshold = float(o.get("data_bound_share", DATA_BOUND_SHARE))
         pr = self._probe(ctx, int(o.get("probe_steps", PROBE_STEPS)))
         if pr.state != "complete":
-            return StageResult(self.name, start, rec.recorded(),
+            return StageResult(self.name, start, rec.trials(),
                                {"probe_trial": pr.number, "error": pr.reason},
                                f"probing the incumbent failed ({pr.state}): {pr.reason}")
         m = pr.measurements
@@ -93,7 +91,7 @@ class LoaderStage:
         }
         if o.get("confirm", True):
             evidence["final"] = t.confirm(start)
-        return StageResult(self.name, t.incumbent, rec.recorded(),
+        return StageResult(self.name, t.incumbent, rec.trials(),
                            evidence, _summary(start, t, m["data_share"], threshold))
 
     def _probe(self, ctx: StageContext, steps: int) -> Trial:

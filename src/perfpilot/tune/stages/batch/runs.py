@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from perfpilot.tune.stage import Outcome, outcome_of_exception
+from perfpilot.trial import Outcome, outcome_of_exception
 from perfpilot.tune.stages.batch.noise_scale import gradient_noise_scale
 
 if TYPE_CHECKING:

@@ -43,7 +43,7 @@ from perfpilot.tune.stages.batch.validate import Validation, decide
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
-    from perfpilot.record import Trial
+    from perfpilot.trial import Trial
     from perfpilot.workload import Workload
 
 STAGE = "batch"

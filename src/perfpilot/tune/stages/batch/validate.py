@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from perfpilot.tune.stages.batch.runs import RunConfig
 
 if TYPE_CHECKING:
-    from perfpilot.record import Trial
+    from perfpilot.trial import Trial
 
 RunFn = Callable[[RunConfig, int, int], "Trial"]  # (config, round, max_samples) -> trial
 MakeFn = Callable[[int, float], RunConfig]  # (batch, lr) -> config with its warmup
