@@ -161,3 +161,14 @@ def test_renderers_import_nothing_from_tune() -> None:
                 assert not name.startswith(("perfpilot.tune.", "perfpilot.engine",
                                             "perfpilot.probes", "perfpilot.execute")), \
                     (path.name, name)
+
+
+def test_demo_renders_the_record_tune_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from perfpilot.tune import pipeline
+
+    rec = TuneRecord.load(V1)
+    monkeypatch.setattr(pipeline, "tune", lambda *a, **kw: rec)
+    assert main(["demo", "--out", str(tmp_path), "--budget", "60s"]) == 0
+    assert "samples / s (steady steps)" in (tmp_path / "report.html").read_text()
+    assert "report.html" in capsys.readouterr().out
