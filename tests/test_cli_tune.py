@@ -164,3 +164,30 @@ def test_tune_writes_the_whole_plan_the_record_and_the_report(tmp_path, capsys):
                  "--out", str(out), "--resume"]) == 0
     again = json.loads((out / "record.json").read_text())
     assert again["trials"] == rec["trials"] and again["plan"] == rec["plan"]
+
+
+def test_a_stopped_tuning_still_gets_its_report_from_the_command(tmp_path, capsys):
+    # tune() renders nothing; the command renders the record it left, then exits 2.
+    from pathlib import Path
+
+    spec = f"{Path(__file__).parent / 'fixtures' / 'tune_tiny.py'}:nan_workload"
+    out = tmp_path / "out"
+    assert main(["tune", spec, "--only", "loader", "--budget", "40s", "--out", str(out)]) == 2
+    assert "non-finite loss" in capsys.readouterr().err
+    assert json.loads((out / "record.json").read_text())["status"] == "stopped"
+    html = (out / "report.html").read_text()
+    assert "This tuning stopped" in html and "non-finite loss" in html
+
+
+def test_a_rendering_bug_becomes_a_note_in_the_record(tmp_path, monkeypatch):
+    from perfpilot.commands.tune import write_tune_report
+    from perfpilot.render import tune_html
+    from perfpilot.tune_record import TuneRecord
+
+    def broken(rec, path):
+        raise RuntimeError("bad svg")
+
+    monkeypatch.setattr(tune_html, "write_report", broken)
+    rec = write_tune_report(TuneRecord(status="complete"), tmp_path)
+    assert "could not be rendered" in rec.notes[-1] and "bad svg" in rec.report_traceback
+    assert TuneRecord.load(tmp_path / "record.json") == rec

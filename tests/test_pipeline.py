@@ -2,7 +2,7 @@
 
 Stages are small fakes that go through ``ctx.trials`` like the real ones (the real stages
 have their own tests; ``test_cli_tune_resume.py`` runs them end to end). Baseline, final
-check and report are real.
+check are real; tune() returns the TuneRecord and renders nothing (the command does).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from perfpilot.progress import NullProgress
 from perfpilot.trial import Outcome
 from perfpilot.tune.pipeline import tune
 from perfpilot.tune.stage import StageResult
+from perfpilot.tune_record import Comparison, TuneRecord
 from perfpilot.workload import load_workload
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tune_tiny.py"
@@ -105,7 +106,7 @@ class Refuses:
         raise UserError("this stage needs a GPU")
 
 
-def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
+def test_tune_returns_the_record_writes_plan_and_record_but_no_report(tmp_path: Path) -> None:
     out = tmp_path / "out"
     progress = Recorder()
     w = load_workload(spec())
@@ -114,7 +115,8 @@ def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
     res = tune(w, stages=[BatchUp()], budget_s=300, out_dir=out, spec=spec(), options=FAST,
                final_rounds=5, progress=progress)
     rec = json.loads((out / "record.json").read_text())
-    assert rec["status"] == "complete" and rec["schema"] == "perfpilot.tunerecord/1"
+    assert isinstance(res, TuneRecord) and json.loads(res.dumps()) == rec
+    assert rec["status"] == "complete" and rec["schema"] == "perfpilot.tunerecord/2"
     assert load_plan(out / "plan.json") == res.plan
     assert rec["plan"] == res.plan.to_dict() and rec["tuned_plan"]["batch_size"] == 64
     assert rec["baseline"]["plan"]["batch_size"] == 16 and rec["tuned"]["plan"]["batch_size"] == 64
@@ -129,7 +131,10 @@ def test_tune_writes_plan_record_and_report(tmp_path: Path) -> None:
     states = [(t["number"], t["state"], t["reason"]) for t in rec["trials"]]
     assert {s for _, s, _ in states} == {"complete"} and len(states) == 1 + 1 + 1 + 10, states
     assert rec["horizon"]["source"].startswith("measured")
-    html = (out / "report.html").read_text()
+    assert not (out / "report.html").exists()  # rendering is the command's job
+    from perfpilot.render.tune_html import report_page
+
+    html = report_page(res)
     assert "<svg" in html and "Headline" in html and "batch 64" in html
     phases = [v for k, v in progress.events if k == "phase"]
     assert phases == ["baseline", "batchup", "final check"]
@@ -146,18 +151,18 @@ def test_resume_recalls_every_finished_trial(tmp_path: Path) -> None:
         tune(w, stages=[BatchUp()], **kw)
     progress, calls = Recorder(), []
     again = tune(w, stages=[BatchUp(calls)], resume=True, progress=progress, **kw)
-    assert progress.ran() == [] and len(progress.recalled()) == len(first.record["trials"])
-    assert again.plan == first.plan and again.record["final"] == first.record["final"]
-    assert again.record["resumed"] is True and calls == ["run"]
+    assert progress.ran() == [] and len(progress.recalled()) == len(first.trials)
+    assert again.plan == first.plan and again.final == first.final
+    assert again.resumed is True and calls == ["run"]
 
 
 def test_foreign_study_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=out,
                spec=spec(), options=FAST)
-    assert res.record["final"]["verdict"] == "unchanged" and res.record["tuned"] is None
-    assert res.record["decision"]["plan"] == "baseline"
-    assert res.plan.to_dict() == res.record["baseline_plan"]
+    assert res.final is not None and res.final.verdict == "unchanged" and res.tuned is None
+    assert res.decision is not None and res.decision.plan == "baseline"
+    assert res.plan == res.baseline_plan
     with pytest.raises(UserError, match="another tuning.*target"):
         tune(load_workload(spec()), stages=[Keeps()], budget_s=40, out_dir=out,
              target=0.8, resume=True, options=FAST)
@@ -171,7 +176,7 @@ def test_nan_baseline_stops_with_a_message_and_keeps_the_trial(tmp_path: Path) -
     assert "record.json" in str(e.value)
     rec = json.loads((out / "record.json").read_text())
     assert rec["status"] == "stopped" and [t["state"] for t in rec["trials"]] == ["nan"]
-    assert (out / "report.html").exists() and not (out / "plan.json").exists()
+    assert not (out / "report.html").exists() and not (out / "plan.json").exists()
 
 
 def test_crashing_workload_is_reported_not_raised(tmp_path: Path) -> None:
@@ -187,11 +192,13 @@ def test_unreachable_target_tunes_throughput_and_says_so(tmp_path: Path) -> None
     out = tmp_path / "out"
     res = tune(load_workload(spec()), stages=[BatchUp()], budget_s=40, out_dir=out,
                target=1.5, options={**FAST, "baseline_cap_s": 1.0})
-    rec = res.record
-    assert rec["status"] == "complete" and "did not reach val_accuracy >= 1.5" in rec["notes"][0]
-    assert rec["final"]["time_to_target"] == {"skipped": "the baseline did not reach the target"}
-    assert rec["final"]["primary"] == "throughput"
-    assert "tuned for throughput only" in (out / "report.html").read_text()
+    from perfpilot.render.tune_html import report_page
+
+    assert res.status == "complete" and "did not reach val_accuracy >= 1.5" in res.notes[0]
+    assert res.final is not None and res.final.primary == "throughput"
+    assert res.final.time_to_target == Comparison(
+        skipped="the baseline did not reach the target")
+    assert "tuned for throughput only" in report_page(res)
 
 
 def test_budget_too_small(tmp_path: Path) -> None:
@@ -218,11 +225,11 @@ def test_a_stage_that_refuses_keeps_the_incumbent_and_the_next_stage_runs(
         tmp_path: Path) -> None:
     res = tune(load_workload(spec()), stages=[Refuses(), Keeps()], budget_s=40,
                out_dir=tmp_path, options=FAST)
-    first, second = res.record["stages"]
-    assert first["error"] == "this stage needs a GPU" and first["trials"]
-    assert first["plan"] == res.record["baseline_plan"] and second["error"] is None
-    assert second["summary"] == "kept the incumbent"
-    assert any("refuses stopped" in n for n in res.record["notes"])
+    first, second = res.stages
+    assert first.error == "this stage needs a GPU" and first.trials
+    assert first.plan == res.baseline_plan and second.error is None
+    assert second.summary == "kept the incumbent"
+    assert any("refuses stopped" in n for n in res.notes)
 
 
 def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> None:
@@ -231,8 +238,8 @@ def test_process_executor_runs_the_portable_trials_elsewhere(tmp_path: Path) -> 
     res = tune(load_workload(spec()), stages=[Keeps()], budget_s=300, out_dir=tmp_path,
                spec=spec(), executor="process", options=FAST)
     # The baseline run leaves (a portable unit); the fake stage's closure does not.
-    assert res.record["placement"] == {"process": 1, "inline": 1}
-    assert res.record["baseline"]["time_to_target_s"] is not None
+    assert res.placement == {"process": 1, "inline": 1}
+    assert res.baseline is not None and res.baseline.time_to_target_s is not None
 
 
 def test_replay_clock_jumps_to_where_the_original_run_was() -> None:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from perfpilot.render.tune_console import LiveProgress, print_summary
 from perfpilot.trial import Trial
+from perfpilot.tune_record import TuneRecord
 
 RECORD = Path(__file__).parent / "fixtures" / "tune_record.json"
 
@@ -49,7 +50,7 @@ def test_live_progress_is_silent_off_a_terminal() -> None:
 def test_summary_names_the_result_the_changes_and_the_files() -> None:
     rec = json.loads(RECORD.read_text())
     con = console()
-    print_summary(rec, Path("out"), con, wrote_plan=True)
+    print_summary(TuneRecord.load(RECORD), Path("out"), con, wrote_plan=True)
     text = con.file.getvalue()
     ttt = rec["final"]["time_to_target"]
     assert f"{ttt['ratio']:.2f}x" in text and rec["final"]["claim"][:40] in text.replace(

@@ -22,7 +22,7 @@ import pytest
 
 from perfpilot.cli import main
 from perfpilot.render.tune_html import report_page
-from perfpilot.tune.tune_record import load_record
+from perfpilot.tune_record import TuneRecord
 
 RECORD = Path(__file__).parent / "fixtures" / "tune_record.json"
 CHROMIUM = os.environ.get("PERFPILOT_CHROMIUM", "/usr/bin/chromium")
@@ -35,7 +35,7 @@ def tune_dir(tmp_path: Path) -> Path:
 
 
 def test_page_is_self_contained_and_has_every_section(tune_dir: Path) -> None:
-    html = report_page(load_record(tune_dir / "record.json"))
+    html = report_page(TuneRecord.load(tune_dir / "record.json"))
     for anchor in ("headline", "before-after", "steps", "stage-loader", "rejected", "trials",
                    "machine"):
         assert f'id="{anchor}"' in html
@@ -59,7 +59,7 @@ def test_report_command_rerenders_and_writes_the_record_with_trials(
     assert all({"number", "state", "reason", "stage"} <= set(t) for t in copy["trials"])
     assert (tune_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert main(["report", str(tune_dir), "--json", "-"]) == 0
-    assert json.loads(capsys.readouterr().out)["schema"] == "perfpilot.tunerecord/1"
+    assert json.loads(capsys.readouterr().out)["schema"] == "perfpilot.tunerecord/2"
 
 
 def test_report_of_an_interrupted_tuning_says_so(tune_dir: Path) -> None:

@@ -35,7 +35,7 @@ def demo_command(
     from rich.console import Console
     from rich.markup import escape
 
-    from perfpilot.commands.tune import parse_duration
+    from perfpilot.commands.tune import parse_duration, reported, write_tune_report
     from perfpilot.render.progress import command_progress
     from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
@@ -47,8 +47,9 @@ def demo_command(
     console.print(f"Tuning the built-in [bold]{w.name}[/] workload ({w.description}) for "
                   f"{budget_s:.0f} s: baseline, hardware, loader, batch/LR, final check.",
                   highlight=False)
-    result = tune(w, budget_s=budget_s, out_dir=out, spec="digits", restart=True,
-                  progress=command_progress(), options=DEMO_OPTIONS)
-    print_summary(result.record, out, console, wrote_plan=True)
+    with reported(out):
+        rec = tune(w, budget_s=budget_s, out_dir=out, spec="digits", restart=True,
+                   progress=command_progress(), options=DEMO_OPTIONS)
+    print_summary(write_tune_report(rec, out), out, console, wrote_plan=True)
     console.print(f"Open the report: [bold]{escape(str((out / 'report.html').resolve()))}[/]",
                   highlight=False)

@@ -32,28 +32,29 @@ def report_command(
     from rich.console import Console
     from rich.markup import escape
 
+    from perfpilot.jsonio import write_text_atomic
     from perfpilot.render.tune_console import print_summary
     from perfpilot.render.tune_html import write_report
-    from perfpilot.tune import tune_record as tr
+    from perfpilot.tune.report_source import record_for_report
+    from perfpilot.tune_record import REPORT_FILE
 
     if directory.is_file():
         directory = directory.parent
     if not directory.is_dir():
         raise UserError(f"{directory}: no such directory (expected a `perfpilot tune --out` "
                         "directory)")
-    rec = tr.record_for_report(directory)
-    html_path = html_out or directory / tr.REPORT_FILE
+    rec = record_for_report(directory)
+    html_path = html_out or directory / REPORT_FILE
     write_report(rec, html_path)
     if json_out == "-":
-        typer.echo(tr.dumps(rec), nl=False)
+        typer.echo(rec.dumps(), nl=False)
         return
     if json_out is not None:
-        tr.atomic_write(Path(json_out), tr.dumps(rec))
+        write_text_atomic(Path(json_out), rec.dumps())
     console = Console()
-    if rec.get("status") != "complete":
-        console.print(f"[yellow]this tuning is {escape(str(rec.get('status')))}[/]"
-                      + (f": {escape(str(rec['error']))}" if rec.get("error") else ""),
-                      highlight=False)
+    if rec.status != "complete":
+        console.print(f"[yellow]this tuning is {escape(rec.status)}[/]"
+                      + (f": {escape(rec.error)}" if rec.error else ""), highlight=False)
     print_summary(rec, directory, console, report=html_path)
     if json_out is not None:
         console.print(f"wrote the record to {escape(json_out)}", highlight=False)

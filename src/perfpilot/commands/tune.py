@@ -2,9 +2,11 @@
 
 Runs baseline -> hardware -> loader -> batch/LR -> final check through
 :func:`perfpilot.tune.pipeline.tune` with a live progress display (stage, trials, best so
-far, time left; on stderr when it is a terminal), and writes ``DIR/plan.json``,
-``DIR/record.json``, ``DIR/report.html`` and the study (``DIR/study.journal``). A killed
-run continues with ``--resume`` and repeats no finished trial. See docs/tune.md.
+far, time left; on stderr when it is a terminal); the tuner writes ``DIR/plan.json``,
+``DIR/record.json`` and the study (``DIR/study.journal``) and returns the record, which
+this command renders to ``DIR/report.html`` (also when the tuning stopped or failed: from
+the record it left). A killed run continues with ``--resume`` and repeats no finished
+trial. See docs/tune.md.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from perfpilot.errors import UserError
+
+if TYPE_CHECKING:
+    from perfpilot.tune_record import TuneRecord
 
 DEFAULT_OUT = "perfpilot-out"
 DEFAULT_BUDGET = "10m"
@@ -79,10 +84,58 @@ def tune_command(
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
     kind = parse_executor(executor)
     w = load_workload(workload)
-    result = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
-                  executor=kind, target=target, horizon_s=horizon_s, spec=workload,
-                  progress=command_progress())
-    print_summary(result.record, out, Console(), wrote_plan=True)
+    with reported(out):
+        rec = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
+                   executor=kind, target=target, horizon_s=horizon_s, spec=workload,
+                   progress=command_progress())
+    print_summary(write_tune_report(rec, out), out, Console(), wrote_plan=True)
+
+
+# ---------------------------------------------------------------- the report
+
+
+def write_tune_report(rec: TuneRecord, out: Path) -> TuneRecord:
+    """Render ``out/report.html`` from ``rec``. A rendering bug must not cost the tuning:
+    it becomes a note in the record (saved again), and ``perfpilot report DIR`` renders
+    it once fixed. Returns the record as saved."""
+    import traceback
+
+    from perfpilot.render.tune_html import write_report
+    from perfpilot.tune_record import RECORD_FILE, REPORT_FILE
+
+    try:
+        write_report(rec, out / REPORT_FILE)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - said in the record and on the terminal
+        rec = rec.with_note(f"report.html could not be rendered ({e!r}, a perfpilot bug); "
+                            "`perfpilot report DIR` renders it again").replace(
+            report_traceback=traceback.format_exc())
+        rec.save(out / RECORD_FILE)
+    return rec
+
+
+class reported:
+    """Around :func:`tune`: when it raises (a stop, Ctrl-C, a bug), the report is
+    rendered from the record it left in ``out`` before the exception goes on (nothing is
+    rendered when it stopped before writing a record)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def __enter__(self) -> None:
+        self.started = time.time()
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        from perfpilot.tune_record import RECORD_FILE, TuneRecord
+
+        path = self.out / RECORD_FILE
+        if exc_type is None or not path.is_file() or path.stat().st_mtime < self.started - 1:
+            return
+        try:
+            write_tune_report(TuneRecord.load(path), self.out)
+        except Exception:  # noqa: BLE001 - the tuning's own error is the one to show
+            pass
 
 
 # ---------------------------------------------------------------- parsing

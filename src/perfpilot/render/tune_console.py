@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from perfpilot.record import Trial
+    from perfpilot.tune_record import FinalResult, TuneRecord
 
 
 class LiveProgress:
@@ -90,47 +91,48 @@ def _clock(seconds: float) -> str:
         f"{s // 60}:{s % 60:02d}"
 
 
-def print_summary(rec: dict[str, Any], out_dir: Path, console: Console | None = None, *,
+def print_summary(rec: TuneRecord, out_dir: Path, console: Console | None = None, *,
                   report: Path | None = None, wrote_plan: bool = False) -> None:
     """The headline, each stage's summary, the changes, and where the files are."""
     from rich.console import Console
     from rich.markup import escape as esc
 
     con = console or Console()
-    final = rec.get("final") or {}
-    for st in rec.get("stages") or []:
-        con.print(f"[bold]{st['name']}[/] ({format_seconds(st.get('elapsed_s') or 0.0)} of "
-                  f"{format_seconds(st.get('budget_s') or 0.0)}): {esc(st.get('summary', ''))}",
-                  highlight=False)
-    _print_final(con, final)
-    base, plan = rec.get("baseline_plan") or {}, rec.get("plan") or {}
-    changes = [f"{k} {base.get(k)} -> {plan.get(k)}" for k in plan
-               if k != "version" and base.get(k) != plan.get(k)]
+    for st in rec.stages:
+        con.print(f"[bold]{st.name}[/] ({format_seconds(st.elapsed_s)} of "
+                  f"{format_seconds(st.budget_s)}): {esc(st.summary)}", highlight=False)
+    _print_final(con, rec.final)
+    base, plan = rec.baseline_plan, rec.plan
+    changes = [f"{k} {a} -> {b}" for k, (a, b) in base.diff(plan).items()] \
+        if base is not None and plan is not None else []
     if changes:
         con.print("plan: " + esc(", ".join(changes)), highlight=False)
     else:
         con.print("plan: the baseline (no change is a measured gain)", highlight=False)
-    if (rec.get("decision") or {}).get("why") and final.get("verdict") != "unchanged":
-        con.print(f"[dim]{esc(rec['decision']['why'])}[/]", highlight=False)
-    for note in rec.get("notes") or []:
+    unchanged = rec.final is not None and rec.final.verdict == "unchanged"
+    if rec.decision is not None and rec.decision.why and not unchanged:
+        con.print(f"[dim]{esc(rec.decision.why)}[/]", highlight=False)
+    for note in rec.notes:
         con.print(f"[yellow]note:[/] {esc(note)}", highlight=False)
     report = report or out_dir / "report.html"
     files = f"{out_dir / 'plan.json'}, {out_dir / 'record.json'} and " if wrote_plan else ""
     con.print(f"wrote {esc(files)}the report [bold]{esc(str(report))}[/]", highlight=False)
 
 
-def _print_final(con: Console, final: dict[str, Any]) -> None:
-    ttt, thr = final.get("time_to_target") or {}, final.get("throughput") or {}
-    if "ratio" in ttt:
-        con.print(f"time to target: {format_seconds(ttt['baseline']['median'])} -> "
-                  f"{format_seconds(ttt['tuned']['median'])}: [bold]{ttt['ratio']:.2f}x[/] "
-                  f"(95% CI {ttt['ci_low']:.2f}-{ttt['ci_high']:.2f}, {ttt['n']} rounds, "
-                  f"{ttt['verdict']})", highlight=False)
-    if "ratio" in thr:
-        con.print(f"throughput: {thr['baseline_samples_per_s']:,.0f} -> "
-                  f"{thr['tuned_samples_per_s']:,.0f} samples/s: [bold]{thr['ratio']:.2f}x[/] "
-                  f"(95% CI {thr['ci_low']:.2f}-{thr['ci_high']:.2f}, {thr['n']} rounds, "
-                  f"{thr['verdict']})", highlight=False)
-    if final.get("claim"):
-        color = "green" if final.get("verdict") == "faster" else "yellow"
-        con.print(f"[bold {color}]{final['claim']}[/]", highlight=False)
+def _print_final(con: Console, final: FinalResult | None) -> None:
+    if final is None:
+        return
+    ttt, thr = final.time_to_target, final.throughput
+    if ttt is not None and ttt.measured and ttt.baseline and ttt.tuned:
+        con.print(f"time to target: {format_seconds(ttt.baseline.median)} -> "
+                  f"{format_seconds(ttt.tuned.median)}: [bold]{ttt.ratio:.2f}x[/] "
+                  f"(95% CI {ttt.ci_low:.2f}-{ttt.ci_high:.2f}, {ttt.n} rounds, "
+                  f"{ttt.verdict})", highlight=False)
+    if thr is not None and thr.measured:
+        con.print(f"throughput (steady steps): {thr.baseline_samples_per_s:,.0f} -> "
+                  f"{thr.tuned_samples_per_s:,.0f} samples/s: [bold]{thr.ratio:.2f}x[/] "
+                  f"(95% CI {thr.ci_low:.2f}-{thr.ci_high:.2f}, {thr.n} rounds, "
+                  f"{thr.verdict})", highlight=False)
+    if final.claim:
+        color = "green" if final.verdict == "faster" else "yellow"
+        con.print(f"[bold {color}]{final.claim}[/]", highlight=False)

@@ -1,6 +1,7 @@
 """The tune report's plots: inline SVG via :func:`perfpilot.render.html.figure_svg`.
 
-Each function takes plain values from a TuneRecord and returns an HTML fragment (an
+Each function takes parts of a :class:`~perfpilot.tune_record.TuneRecord` (run records,
+the final check's rounds) or a stage's evidence rows, and returns an HTML fragment (an
 inline ``<svg>``), or ``""`` when there is nothing to draw. Nothing is computed here
 beyond smoothing a curve for legibility (the raw curve is drawn too).
 """
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from perfpilot.record import PHASES
+from perfpilot.record import PHASES, RunRecord
 from perfpilot.render import html as h
 from perfpilot.render.console import format_seconds
+
+if TYPE_CHECKING:
+    from perfpilot.tune_record import Round
 
 BASE, TUNED = "#8a94a6", "#2f6fdd"
 GOOD, BAD, MUTED = "#2e9d5b", "#d1495b", "#b8bfcc"
@@ -45,24 +49,24 @@ def _ema(ys: Sequence[float], span: int) -> list[float]:
     return out
 
 
-def training_curves(runs: dict[str, dict[str, Any] | None], *, target: float | None,
+def training_curves(runs: dict[str, RunRecord | None], *, target: float | None,
                     metric: str | None) -> str:
     """Loss against training seconds (left) and the metric with its target (right)."""
-    runs = {k: v for k, v in runs.items() if v and v.get("loss_history")}
+    runs = {k: v for k, v in runs.items() if v is not None and v.loss_history}
     if not runs:
         return ""
-    has_metric = any((r.get("metric") or {}).get("history") for r in runs.values())
+    has_metric = any((r.metric or {}).get("history") for r in runs.values())
 
     def draw(fig: Any) -> None:
         axes = fig.subplots(1, 2 if has_metric else 1, squeeze=False)[0]
         for name, rec in runs.items():
             color = TUNED if name == "tuned" else BASE
-            rows = rec["loss_history"]
+            rows = rec.loss_history
             xs, ys = [r[1] for r in rows], [r[2] for r in rows]
             axes[0].plot(xs, ys, color=color, alpha=0.25, linewidth=0.7)
             axes[0].plot(xs, _ema(ys, max(3, len(ys) // 30)), color=color, linewidth=1.8,
                          label=name)
-            hist = (rec.get("metric") or {}).get("history") or []
+            hist = (rec.metric or {}).get("history") or []
             if has_metric and hist:
                 axes[1].plot([r[1] for r in hist], [r[2] for r in hist], color=color,
                              marker="o", markersize=3, linewidth=1.6, label=name)
@@ -79,7 +83,7 @@ def training_curves(runs: dict[str, dict[str, Any] | None], *, target: float | N
     return h.figure_svg(draw, width=8.6, height=3.0)
 
 
-def ttt_rounds(rows: Sequence[dict[str, Any]]) -> str:
+def ttt_rounds(rows: Sequence[Round]) -> str:
     """Each round's time to target, baseline and tuned side by side, joined per round."""
     if not rows:
         return ""
@@ -87,12 +91,12 @@ def ttt_rounds(rows: Sequence[dict[str, Any]]) -> str:
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
         for r in rows:
-            a, b = r["baseline_s"], r["tuned_s"]
+            a, b = r.baseline_s, r.tuned_s
             ax.plot([0, 1], [a, b], color=GOOD if b < a else BAD, alpha=0.6, linewidth=1.2)
             ax.scatter([0], [a], color=BASE, zorder=3, s=22,
-                       marker="o" if r.get("baseline_reached", True) else "^")
+                       marker="o" if r.baseline_reached else "^")
             ax.scatter([1], [b], color=TUNED, zorder=3, s=22,
-                       marker="o" if r.get("tuned_reached", True) else "^")
+                       marker="o" if r.tuned_reached else "^")
         ax.set_xticks([0, 1], ["baseline", "tuned"])
         ax.set_xlim(-0.4, 1.4)
         ax.set_ylim(bottom=0)
@@ -101,15 +105,13 @@ def ttt_rounds(rows: Sequence[dict[str, Any]]) -> str:
     return h.figure_svg(draw, width=3.6, height=3.0)
 
 
-def phase_bars(runs: dict[str, dict[str, Any] | None]) -> str:
+def phase_bars(runs: dict[str, RunRecord]) -> str:
     """Time per training sample split into step phases, one bar per plan."""
     rows = []
     for name, rec in runs.items():
-        if not rec:
-            continue
         spe = _samples_per_step(rec)
         if spe:
-            rows.append((name, {p: 1e6 * float(rec["phases_s"].get(p, 0.0)) / spe
+            rows.append((name, {p: 1e6 * float(rec.phases_s.get(p, 0.0)) / spe
                                 for p in PHASES}))
     if not rows:
         return ""
@@ -134,11 +136,11 @@ def phase_bars(runs: dict[str, dict[str, Any] | None]) -> str:
     return h.figure_svg(draw, width=8.0, height=1.2 + 0.5 * len(rows))
 
 
-def _samples_per_step(rec: dict[str, Any]) -> float | None:
-    sps, step = _num(rec.get("samples_per_s")), _num((rec.get("step_time_s") or {}).get("mean"))
+def _samples_per_step(rec: RunRecord) -> float | None:
+    sps, step = _num(rec.samples_per_s), _num(rec.step_time_s.mean)
     if sps and step:
         return sps * step
-    return _num((rec.get("plan") or {}).get("batch_size"))
+    return _num(rec.plan.get("batch_size"))
 
 
 def speedups(entries: Sequence[dict[str, Any]], *, xlabel: str = "speedup vs incumbent") -> str:

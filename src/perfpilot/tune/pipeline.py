@@ -2,9 +2,12 @@
 
 :func:`tune` is the whole of ``perfpilot tune``::
 
-    result = tune(load_workload("digits"), budget_s=600, out_dir="out")
-    result.plan            # what out/plan.json holds
-    result.record          # the TuneRecord (also out/record.json); out/report.html
+    record = tune(load_workload("digits"), budget_s=600, out_dir="out")
+    record.plan            # what out/plan.json holds
+    record                 # the TuneRecord (also out/record.json)
+
+``tune()`` measures and decides; it renders nothing: the command writes the report from
+the record it returns (:mod:`perfpilot.commands.tune`).
 
 How it runs:
 
@@ -38,13 +41,13 @@ import dataclasses
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfpilot import tune_record as tr
 from perfpilot.errors import UserError
 from perfpilot.progress import NullProgress, Progress
-from perfpilot.tune import tune_record as tr
+from perfpilot.record import RunRecord
 from perfpilot.tune.budget import stage_share
 from perfpilot.tune.final import (
     ROUNDS,
@@ -81,27 +84,6 @@ FINAL_AB_SHARE = 0.15  # the final throughput A/B shrinks (to 5 pairs) to fit in
 MIN_STAGES_S = 10.0
 
 
-@dataclass(frozen=True)
-class TuneResult:
-    """The outcome of :func:`tune`: the plan written to ``plan.json`` and the record."""
-
-    plan: Plan
-    record: dict[str, Any]
-    out_dir: Path
-
-    @property
-    def plan_path(self) -> Path:
-        return self.out_dir / tr.PLAN_FILE
-
-    @property
-    def record_path(self) -> Path:
-        return self.out_dir / tr.RECORD_FILE
-
-    @property
-    def report_path(self) -> Path:
-        return self.out_dir / tr.REPORT_FILE
-
-
 class Stop(Exception):
     """The tuning cannot go on for a reason that is the user's to fix (kept in the record)."""
 
@@ -112,9 +94,10 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
          horizon_s: float | None = None, progress: Progress | None = None,
          spec: str | None = None, options: dict[str, Any] | None = None,
          final_rounds: int | None = None, restart: bool = False,
-         clock: Callable[[], float] = time.monotonic) -> TuneResult:
-    """Tune ``workload`` within ``budget_s`` seconds; write plan.json, record.json and
-    report.html under ``out_dir`` (see the module docstring).
+         clock: Callable[[], float] = time.monotonic) -> tr.TuneRecord:
+    """Tune ``workload`` within ``budget_s`` seconds; write plan.json and record.json
+    under ``out_dir`` and return the record (see the module docstring). The record's
+    ``plan`` is what plan.json holds.
 
     ``stages``: names from :data:`~perfpilot.tune.stage.STAGE_ORDER` (default: all that are
     installed) or Stage objects. ``resume``: continue the study in ``out_dir``;
@@ -124,7 +107,8 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     ``options``: passed to every stage as ``ctx.options`` (the pipeline itself reads
     ``baseline_cap_s``, ``final_pairs`` and ``chunk_s``). ``final_rounds``: pairs of runs
     to the target in the final check (default 5). Raises :class:`UserError` for the user's
-    mistakes; when measuring had started, the record is written first.
+    mistakes; when measuring had started, the record is written first (on any exception:
+    ``out_dir/record.json`` then says what happened, for the command to report).
     """
     from perfpilot.workload import check_workload
 
@@ -164,13 +148,13 @@ class _Run:
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
-        self.rec = tr.empty_record()
-        self.rec.update(
+        self.machine = _machine()  # the stages read it as a mapping
+        self.rec = tr.TuneRecord(
             workload=_workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
-            settings={"stages": names, "executor": executor, "options": tr.sanitize(options),
-                      "horizon_s": horizon_s},
-            baseline_plan=w.baseline.to_dict(), started_at=time.time(),
-            machine=_machine(), versions=_versions())
+            settings=tr.TuneSettings(stages=tuple(names), executor=executor,
+                                     options=tr.sanitize(options), horizon_s=horizon_s),
+            baseline_plan=w.baseline, started_at=time.time(),
+            machine=tr.MachineInfo.from_dict(self.machine), versions=_versions())
 
     # -------------------------------------------------- budget
 
@@ -192,7 +176,7 @@ class _Run:
 
     # -------------------------------------------------- the pipeline
 
-    def go(self) -> TuneResult:
+    def go(self) -> tr.TuneRecord:
         self.progress.start(self.budget_s, self.left)
         try:
             self.baseline()
@@ -235,8 +219,8 @@ class _Run:
             raise Stop(_baseline_failure(w, trial))
         m = trial.measurements
         self.base_m = m
-        self.rec["baseline"] = m["record"]
-        self.rec["horizon"] = self._horizon(m, trial.number)
+        self.rec = self.rec.replace(baseline=RunRecord.from_dict(m["record"]),
+                                    horizon=self._horizon(m, trial.number))
         if has_target and not m["reached"]:
             self._drop_target(cap, m.get("metric"))
         self.settings = FinalSettings.from_dict(self.fixed("final.settings", self._size_final))
@@ -245,28 +229,28 @@ class _Run:
     def _drop_target(self, cap: float, last: Any) -> None:
         """The baseline missed the target: tune throughput only, and say so."""
         w = self.w
-        self.rec["notes"].append(
+        self.rec = self.rec.with_note(
             f"the baseline did not reach {w.metric_name} {_sign(w)} {w.target:g} in {cap:.0f} s "
             f"of training (last value {_fmt(last)}), so time to target cannot be measured: "
             "tuned for throughput only. To tune time to target, lower it with --target, give "
             f"a larger --budget (the baseline may train {BASELINE_SHARE:.0%} of it, at most "
             f"{BASELINE_CAP_S:.0f} s), or check the workload's metric and direction.")
-        self.progress.message(self.rec["notes"][-1])
+        self.progress.message(self.rec.notes[-1])
         self.w = dataclasses.replace(w, target=None)
 
-    def _horizon(self, m: dict[str, Any], number: int) -> dict[str, Any]:
+    def _horizon(self, m: dict[str, Any], number: int) -> tr.Horizon:
         if self.horizon_s is not None:
-            return {"horizon_s": self.horizon_s, "source": "given (--horizon)"}
+            return tr.Horizon(self.horizon_s, "given (--horizon)")
         if m.get("reached"):
-            return {"horizon_s": m["time_to_target_s"],
-                    "source": f"measured: the baseline reached the target in "
-                              f"{m['time_to_target_s']:.1f} s of training (trial {number})"}
-        return {"horizon_s": None, "source": "not known: each stage assumes its default"}
+            return tr.Horizon(m["time_to_target_s"],
+                              f"measured: the baseline reached the target in "
+                              f"{m['time_to_target_s']:.1f} s of training (trial {number})")
+        return tr.Horizon(None, "not known: each stage assumes its default")
 
     def _size_final(self) -> dict[str, Any]:
         rounds = 5 if self.final_rounds is None else self.final_rounds
         left = max(self.left(), 0.0)
-        s = plan_final(self.base_m, has_target=self.rec["workload"]["target"] is not None,
+        s = plan_final(self.base_m, has_target=self.rec.workload.target is not None,
                        seed=self.w.seed,
                        budget_left_s=FINAL_SHARE * self.budget_s if rounds else 0.0,
                        rounds=max(rounds, 1), chunk_s=self.options.get("chunk_s"),
@@ -285,7 +269,6 @@ class _Run:
     # -------------------------------------------------- stages
 
     def run_stages(self) -> Plan:
-        from perfpilot.plan import Plan
         from perfpilot.tune.stage import StageContext
 
         plan: Plan = self.w.baseline
@@ -295,14 +278,13 @@ class _Run:
                 i, pool_end)))
             self.progress.phase(stage.name, share)
             ctx = StageContext(workload=self.w, incumbent=plan, trials=self.runner,
-                               budget_s=share, horizon_s=self.rec["horizon"].get("horizon_s"),
-                               machine=self.rec["machine"], progress=self.progress.message,
+                               budget_s=share, horizon_s=self.rec.horizon.horizon_s,
+                               machine=self.machine, progress=self.progress.message,
                                options=self._stage_options())
             entry = self._run_stage(stage, ctx, share)
-            self.progress.phase_done(stage.name, entry["summary"], entry["elapsed_s"])
-            self.rec["stages"].append(entry)
-            plan = Plan.from_dict(entry["plan"])
-            self.rec["tuned_plan"] = plan.to_dict()
+            self.progress.phase_done(stage.name, entry.summary, entry.elapsed_s)
+            plan = entry.plan or plan
+            self.rec = self.rec.replace(stages=(*self.rec.stages, entry), tuned_plan=plan)
             self.progress.best(_changes_text(self.w.baseline, plan))
             self.save()
         return plan
@@ -312,13 +294,12 @@ class _Run:
 
     def _stage_options(self) -> dict[str, Any]:
         opts = dict(self.options)
-        opts.setdefault("horizon_source", self.rec["horizon"].get("source"))
+        opts.setdefault("horizon_source", self.rec.horizon.source)
         return opts
 
-    def _run_stage(self, stage: Stage, ctx: Any, share: float) -> dict[str, Any]:
+    def _run_stage(self, stage: Stage, ctx: Any, share: float) -> tr.StageRecord:
         before = {t.number for t in self.runner.trials()}
         t0 = self.clock()
-        entry: dict[str, Any] = {"name": stage.name, "budget_s": share}
         try:
             result: StageResult = stage.run(ctx)
         except Exception as e:  # noqa: BLE001 - keep the incumbent, keep the other stages
@@ -326,19 +307,15 @@ class _Run:
             # way the trials it finished are in the study and the next stage can still run.
             bug = not isinstance(e, UserError)
             error = f"{type(e).__name__}: {e}" if bug else str(e)
-            entry.update(plan=ctx.incumbent.to_dict(), summary=f"stopped: {error}",
-                         error=error, evidence={}, trials=sorted(
-                             {t.number for t in self.runner.trials()} - before))
-            if bug:
-                entry["traceback"] = traceback.format_exc()
             where = " (a perfpilot bug: traceback in record.json)" if bug else ""
-            self.rec["notes"].append(f"stage {stage.name} stopped{where}: {error}")
-        else:
-            entry.update(plan=result.plan.to_dict(), summary=result.summary, error=None,
-                         evidence=tr.sanitize(result.evidence),
-                         trials=[t.number for t in result.trials])
-        entry["elapsed_s"] = self.clock() - t0
-        return entry
+            self.rec = self.rec.with_note(f"stage {stage.name} stopped{where}: {error}")
+            return tr.StageRecord(
+                stage.name, f"stopped: {error}", share, self.clock() - t0, ctx.incumbent,
+                tuple(sorted({t.number for t in self.runner.trials()} - before)), error,
+                traceback.format_exc() if bug else None)
+        return tr.StageRecord(stage.name, result.summary, share, self.clock() - t0,
+                              result.plan, tuple(t.number for t in result.trials),
+                              evidence=tr.sanitize(result.evidence))
 
     # -------------------------------------------------- final check and decision
 
@@ -352,8 +329,11 @@ class _Run:
                            progress=self.progress.message)
         result = check.run(rounds=lambda thr: tuple(self.fixed(
             "final.rounds", lambda: list(self._ttt_rounds(thr)))))
-        self.rec["tuned"] = check.record_of("tuned") or self._tuned_run(tuned)
-        self.rec["baseline_check"] = check.record_of("baseline")
+        tuned_run = check.record_of("tuned") or self._tuned_run(tuned)
+        base_run = check.record_of("baseline")
+        self.rec = self.rec.replace(
+            tuned=RunRecord.from_dict(tuned_run) if tuned_run else None,
+            baseline_check=RunRecord.from_dict(base_run) if base_run else None)
         return result
 
     def _ttt_rounds(self, throughput: dict[str, Any]) -> tuple[int, str]:
@@ -373,7 +353,7 @@ class _Run:
         """An "after" record when the final check had no runs to the target: the tuned
         plan trained for at most :data:`NO_TARGET_RUN_S` (to the target, when there is
         one, so its curves compare with the baseline's; one run, not a comparison)."""
-        engine = (self.rec["baseline"] or {}).get("engine", {})
+        engine = self.base_m["record"].get("engine") or {}
         secs = max(1.0, min(NO_TARGET_RUN_S, float(engine.get("train_time_s") or 5.0)))
         to_target = self.w.target is not None
         every = self.settings.eval_every_s if to_target else None
@@ -385,45 +365,37 @@ class _Run:
             timeout_s=10 * secs + 120))
         return trial.measurements.get("record") if trial.state == "complete" else None
 
-    def decide(self, tuned: Plan, final: dict[str, Any]) -> TuneResult:
+    def decide(self, tuned: Plan, final: dict[str, Any]) -> tr.TuneRecord:
         from perfpilot.plan import save_plan
 
         keep, why = (True, final["claim"]) if final["verdict"] == "unchanged" \
             else keeps_tuned(final)
         plan = tuned if keep else self.w.baseline
-        self.rec.update(final=tr.sanitize(final), plan=plan.to_dict(),
-                        decision={"plan": "tuned" if keep and plan != self.w.baseline
-                                  else "baseline", "why": why})
+        self.rec = self.rec.replace(
+            final=tr.FinalResult.from_dict(tr.sanitize(final)), plan=plan,
+            decision=tr.Decision("tuned" if keep and plan != self.w.baseline else "baseline",
+                                 why))
         try:  # the plan first: it is the result, the rest is its evidence
             save_plan(plan, self.out / tr.PLAN_FILE)
         except OSError as e:
             raise UserError(f"cannot write {self.out / tr.PLAN_FILE}: {e.strerror}") from None
         self.finish("complete", None)
-        return TuneResult(plan=plan, record=self.rec, out_dir=self.out)
+        return self.rec
 
     # -------------------------------------------------- output
 
     def save(self) -> None:
-        self.rec["elapsed_s"] = self.elapsed()
-        self.rec["trials"] = [tr.sanitize(t.to_dict()) for t in self.runner.trials()]
-        self.rec["placement"] = dict(getattr(self.runner, "placed", None) or {})
-        tr.atomic_write(self.out / tr.RECORD_FILE, tr.dumps(self.rec))
+        """Rewrite record.json (atomically): what was measured so far survives a kill."""
+        self.rec = self.rec.replace(
+            elapsed_s=self.elapsed(), trials=tuple(self.runner.trials()),
+            placement=dict(getattr(self.runner, "placed", None) or {}))
+        self.rec.save(self.out / tr.RECORD_FILE)
 
     def finish(self, status: str, error: str | None) -> None:
-        """Write the record and the report; called once, whatever happened."""
-        from perfpilot.render.tune_html import write_report
-
-        self.rec.update(status=status, error=error, finished_at=time.time())
+        """Write the final record; called once, whatever happened. No report: the
+        command renders it from the record."""
+        self.rec = self.rec.replace(status=status, error=error, finished_at=time.time())
         self.save()
-        try:
-            write_report(self.rec, self.out / tr.REPORT_FILE)
-        except UserError:
-            raise
-        except Exception as e:  # a rendering bug must not cost the tuning: say so, go on
-            self.rec["notes"].append(f"report.html could not be rendered ({e!r}, a perfpilot "
-                                     "bug); `perfpilot report DIR` renders it again")
-            self.rec["report_traceback"] = traceback.format_exc()
-            self.save()
 
 
 # ---------------------------------------------------------------- small helpers
@@ -459,10 +431,10 @@ def _changes_text(base: Plan, plan: Plan) -> str:
     return ", ".join(f"{k}={b}" for k, (_, b) in changes.items())
 
 
-def _workload_info(w: Workload, spec: str | None) -> dict[str, Any]:
-    return {"name": w.name, "spec": spec, "description": w.description,
-            "metric": w.metric_name if w.metric is not None else None,
-            "direction": w.direction, "target": w.target}
+def _workload_info(w: Workload, spec: str | None) -> tr.WorkloadInfo:
+    return tr.WorkloadInfo(name=w.name, spec=spec, description=w.description,
+                           metric=w.metric_name if w.metric is not None else None,
+                           direction=w.direction, target=w.target)
 
 
 def _machine() -> dict[str, Any]:
@@ -471,7 +443,7 @@ def _machine() -> dict[str, Any]:
     return tr.sanitize(discover().to_dict())
 
 
-def _versions() -> dict[str, str]:
+def _versions() -> tr.Versions:
     import platform
 
     import optuna
@@ -479,5 +451,6 @@ def _versions() -> dict[str, str]:
 
     from perfpilot import __version__
 
-    return {"perfpilot": __version__, "torch": torch.__version__, "optuna": optuna.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+    return tr.Versions(perfpilot=__version__, torch=torch.__version__,
+                       optuna=optuna.__version__, python=platform.python_version(),
+                       platform=platform.platform())

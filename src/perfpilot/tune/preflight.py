@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from perfpilot.errors import UserError, WorkloadError
-from perfpilot.tune import tune_record as tr
 from perfpilot.tune.units import WorkloadRef, warm_up
+from perfpilot.tune_record import TUNE_SCHEMA, sanitize
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
@@ -105,8 +105,8 @@ def fingerprint(w: Workload, names: list[str], budget_s: float,
 
     return {"workload": w.name, "baseline": w.baseline.to_dict(), "target": w.target,
             "stages": list(names), "budget_s": float(budget_s),
-            "options": tr.sanitize(options or {}), "perfpilot": __version__,
-            "schema": tr.TUNE_SCHEMA}
+            "options": sanitize(options or {}), "perfpilot": __version__,
+            "schema": TUNE_SCHEMA}
 
 
 def open_study(out: Path, fp: dict[str, Any], *, resume: bool, restart: bool) -> Any:
