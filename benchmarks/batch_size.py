@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import Doc, cell, is_num, load_str, num, secs, table, times
 
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_size.json"
@@ -431,7 +431,7 @@ def section(ctx: Context) -> list[str]:
     doc = ctx.results.get("batch_size")
     out = header(ctx, "Batch size: perfpilot vs Lightning, Accelerate and a grid oracle",
                  "batch_size", "batch_size.py", doc)
-    if not isinstance(doc, dict) or "_error" in doc:
+    if not readable(doc):
         return out
     out += ["Time to target = samples to target (real runs, interpolated at the crossing) / "
             "samples per second at that batch; median over seeds with its 95% bootstrap "

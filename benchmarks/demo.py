@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import cell, changes_str, secs, table, times
 from _records import load_tune_record
 
@@ -77,7 +77,7 @@ def main() -> int:
 def section(ctx: Context) -> list[str]:
     doc = ctx.results.get("demo")
     out = header(ctx, "`perfpilot demo` wall time", "demo", "demo.py", doc)
-    if not isinstance(doc, dict) or "_error" in doc:
+    if not readable(doc):
         return out
     ttt, thr = doc.get("time_to_target") or {}, doc.get("throughput") or {}
     rows = [["wall time, process start to exit", secs(doc.get("wall_s"))],

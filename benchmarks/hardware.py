@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import Doc, cell, changes_str, num, secs, share, table, times
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hardware.json"
@@ -161,7 +161,7 @@ def section(ctx: Context) -> list[str]:
                          "(`hardware_loader_only.json`)")):
         doc = ctx.results.get(name)
         out += [f"### {title}", ""] + header(ctx, "", name, "hardware.py", doc)[2:]
-        if not isinstance(doc, dict) or "_error" in doc:
+        if not readable(doc):
             continue
         out += [f"Budget {secs(doc.get('budget_s_per_workload'))} per workload"
                 + (f", horizon {secs(doc['horizon_s'])}" if doc.get("horizon_s") else "")

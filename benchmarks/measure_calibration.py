@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import is_num, num, secs, share, table
 
 from perfpilot.measure import compare, compare_samples, median_ci
@@ -133,7 +133,7 @@ def section(ctx: Context) -> list[str]:
     doc = ctx.results.get("measure_calibration")
     out = header(ctx, "Statistics calibration (`perfpilot.measure`)", "measure_calibration",
                  "measure_calibration.py", doc)
-    if not isinstance(doc, dict) or "_error" in doc:
+    if not readable(doc):
         return out
     conf, t = _nominal(), doc.get("trials")
     out += [f"Synthetic samples, lognormal noise σ = {num(doc.get('sigma'))}, "

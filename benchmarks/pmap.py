@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import ci, is_num, num, secs, table, times
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pmap.json"
@@ -277,7 +277,7 @@ def _median_spread(xs: list[float], kind: str) -> str:
 def section(ctx: Context) -> list[str]:
     doc = ctx.results.get("pmap")
     out = header(ctx, "pmap vs multiprocessing.Pool, joblib and Ray", "pmap", "pmap.py", doc)
-    if not isinstance(doc, dict) or "_error" in doc:
+    if not readable(doc):
         return out
     m = doc.get("machine") or {}
     if m.get("cpu_pressure_end"):

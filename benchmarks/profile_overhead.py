@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _context import Context, Section, header
+from _context import Context, Section, header, readable
 from _fmt import num, pct, secs, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,7 +273,7 @@ def section(ctx: Context) -> list[str]:
     doc = ctx.results.get("profile_overhead")
     out = header(ctx, "", "profile_overhead", "profile_overhead.py", doc)[2:]
     out = ["### perfpilot's probes vs py-spy (`profile_overhead.py`)", "", *out]
-    if not isinstance(doc, dict) or "_error" in doc:
+    if not readable(doc):
         return out
     s = doc.get("summary") or {}
     pyspy = doc.get("pyspy")
