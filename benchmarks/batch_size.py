@@ -46,6 +46,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import Doc, cell, is_num, load_str, num, secs, table, times
+
 RESULTS = Path(__file__).resolve().parent / "results" / "batch_size.json"
 BUDGETS = {"digits": "4m", "charlm": "30m"}
 # Grid of the oracle, as powers of two around the baseline: batch B0*2**k, LR lr0*2**j.
@@ -402,6 +405,79 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({"results": results}, indent=1, default=str))
     print(f"\nruntime {time.perf_counter() - t0:.0f} s; wrote {args.out}")
     return 0
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def _batch_table(r: Doc) -> str:
+    """The arms as :func:`markdown` writes them; a simpler table when an arm lacks a
+    figure that one needs."""
+    try:
+        return markdown(r)
+    except Exception:  # noqa: BLE001 - an arm without a figure: the table below
+        pass
+    rows = []
+    for a, x in (r.get("arms") or {}).items():
+        rows.append([a, cell(x.get("batch_size")), num(x.get("lr")), num(x.get("samples")),
+                     secs(x.get("ttt_s"), x.get("ci_low"), x.get("ci_high"))
+                     if x.get("ttt_s") is not None
+                     else f"not reached (> {secs(x.get('censored_above_s'))})",
+                     secs(x.get("wall_ttt_s"))])
+    return table(["arm", "batch", "lr", "samples to target", "time to target (95% CI)",
+                  "wall"], rows)
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("batch_size")
+    out = header(ctx, "Batch size: perfpilot vs Lightning, Accelerate and a grid oracle",
+                 "batch_size", "batch_size.py", doc)
+    if not readable(doc):
+        return out
+    out += ["Time to target = samples to target (real runs, interpolated at the crossing) / "
+            "samples per second at that batch; median over seeds with its 95% bootstrap "
+            "interval. \"vs baseline\" is the baseline's time over the arm's. Verdicts pair "
+            "perfpilot with each arm seed by seed (`perfpilot.measure.compare_samples`); "
+            "the ratio is the other arm's time over perfpilot's (> 1: perfpilot faster).", ""]
+    if is_num(doc.get("runtime_s")):
+        out += [f"Benchmark run time: {secs(doc['runtime_s'])}.", ""]
+    for r in doc.get("results") or []:
+        out += [f"### {r.get('workload')}", "",
+                f"Stage budget {secs(r.get('budget_s'))}; seeds {cell(r.get('seeds'))}; "
+                f"load average {load_str(r.get('load_avg_start'), r.get('load_avg_end'))}"
+                + (f"; this workload's benchmark took {secs(r['runtime_s'])}"
+                   if is_num(r.get("runtime_s")) else "") + ".",
+                "", _batch_table(r), ""]
+        vrows = []
+        for a, v in (r.get("verdicts") or {}).items():
+            if "perfpilot_over_oracle" in v:
+                vrows.append([a, f"perfpilot's time / oracle's: "
+                              f"{times(v['perfpilot_over_oracle'])}", "", ""])
+                continue
+            ratio = times(v.get("ratio_of_medians"))
+            paired = (times(None) if v.get("ci_low") is None else
+                      f"{v.get('describe') or ''}")
+            vrows.append([a, ratio, f"{v.get('verdict') or 'not enough seeds'}"
+                          + (f": {paired}" if v.get("ci_low") is not None else ""),
+                          v.get("wall_describe") or "–"])
+        if vrows:
+            out += [table(["perfpilot vs", "ratio of medians", "paired verdict (95% CI)",
+                           "wall-clock verdict"], vrows), ""]
+        skipped = [f"- {a}: skipped ({p['skipped']})"
+                   for a, p in (r.get("peers") or {}).items() if "skipped" in p]
+        picked = [f"- {a} picked batch {p.get('picked')}, trained at {p.get('batch_size')}"
+                  + (f" (finder took {secs(p.get('tuning_s'))})" if "tuning_s" in p else "")
+                  for a, p in (r.get("peers") or {}).items() if "picked" in p]
+        pp = r.get("perfpilot") or {}
+        if pp:
+            picked.insert(0, f"- perfpilot chose batch {pp.get('batch_size')}, lr "
+                             f"{num(pp.get('lr'))}, warmup {pp.get('warmup_steps')} in "
+                             f"{secs(pp.get('tuning_s'))}: {pp.get('summary', '')}")
+        out += [*picked, *skipped, ""]
+    return out
+
+
+SECTION = Section(order=20, files=("batch_size",), render=section)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import cell, changes_str, secs, table, times
+from _records import load_tune_record
+
 TARGET_S = 180.0
 RESULT = Path(__file__).parent / "results" / "demo.json"
 
@@ -34,23 +38,6 @@ def run_demo(out: Path, budget: str | None) -> tuple[float, subprocess.Completed
     t0 = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     return time.perf_counter() - t0, proc
-
-
-def summary(out: Path) -> dict[str, Any]:
-    rec = json.loads((out / "record.json").read_text())
-    final = rec.get("final") or {}
-    pick = ("verdict", "ratio", "ci_low", "ci_high", "n")
-    base, plan = rec.get("baseline_plan") or {}, rec.get("plan") or {}
-    return {
-        "status": rec["status"], "tuning_elapsed_s": rec["elapsed_s"],
-        "budget_s": rec["budget_s"], "trials": len(rec["trials"]),
-        "verdict": final.get("verdict"), "claim": final.get("claim"),
-        "time_to_target": {k: (final.get("time_to_target") or {}).get(k) for k in pick},
-        "throughput": {k: (final.get("throughput") or {}).get(k) for k in pick},
-        "changes": {k: [base.get(k), v] for k, v in plan.items() if base.get(k) != v},
-        "stages": {s["name"]: {"budget_s": s["budget_s"], "elapsed_s": s["elapsed_s"]}
-                   for s in rec["stages"]},
-    }
 
 
 def main() -> int:
@@ -72,7 +59,7 @@ def main() -> int:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         if proc.returncode == 0:
-            result.update(summary(out))
+            result.update(load_tune_record(out / "record.json").summary)
         else:
             result["stderr_tail"] = proc.stderr[-2000:]
     RESULT.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +69,41 @@ def main() -> int:
           f"load average {load_before[0]:.1f} before; verdict {result.get('verdict')}")
     print(f"wrote {RESULT}")
     return 0 if proc.returncode == 0 else 1
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("demo")
+    out = header(ctx, "`perfpilot demo` wall time", "demo", "demo.py", doc)
+    if not readable(doc):
+        return out
+    ttt, thr = doc.get("time_to_target") or {}, doc.get("throughput") or {}
+    rows = [["wall time, process start to exit", secs(doc.get("wall_s"))],
+            ["target", f"< {secs(doc.get('target_s'))}: "
+             + ("met" if doc.get("under_target") else "not met")],
+            ["exit code", cell(doc.get("exit_code"))],
+            ["tuning budget / elapsed",
+             f"{secs(doc.get('budget_s'))} / {secs(doc.get('tuning_elapsed_s'))}"],
+            ["trials", cell(doc.get("trials"))],
+            ["final check", f"{doc.get('verdict')}: {doc.get('claim')}"],
+            ["time-to-target speedup", times(ttt.get("ratio"), ttt.get("ci_low"),
+                                              ttt.get("ci_high"))
+             + (f" ({ttt.get('verdict')}, {ttt.get('n')} rounds)" if ttt.get("n") else "")],
+            ["throughput speedup", times(thr.get("ratio"), thr.get("ci_low"),
+                                          thr.get("ci_high"))
+             + (f" ({thr.get('verdict')}, {thr.get('n')} rounds)" if thr.get("n") else "")],
+            ["plan changes", changes_str(doc.get("changes"))]]
+    for st, v in (doc.get("stages") or {}).items():
+        rows.append([f"stage {st}: elapsed / budget",
+                     f"{secs(v.get('elapsed_s'))} / {secs(v.get('budget_s'))}"])
+    if doc.get("stderr_tail"):
+        rows.append(["stderr (tail)", doc["stderr_tail"][-300:]])
+    return out + [table(["", "value"], rows), ""]
+
+
+SECTION = Section(order=60, files=("demo",), render=section)
 
 
 if __name__ == "__main__":

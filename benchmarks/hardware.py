@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import Doc, cell, changes_str, num, secs, share, table, times
+
 RESULTS = Path(__file__).resolve().parent / "results" / "hardware.json"
 
 
@@ -123,6 +126,55 @@ def _print_row(row: dict[str, Any]) -> None:
     print(f"{row['workload']:<10} {changes:<45} {v['speedup']:.2f}x "
           f"[{v['ci_low']:.2f}, {v['ci_high']:.2f}] {v['verdict']:<6} "
           f"tuned in {row['tuning_s']:.0f} s", flush=True)
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def _hardware_table(doc: Doc) -> str:
+    rows = []
+    for r in doc.get("rows") or []:
+        v = r.get("verification") or {}
+        sps = v.get("samples_per_s") or {}
+        rows.append([
+            r.get("workload"),
+            r.get("stages_run") or ",".join(s.get("stage", "?") for s in r.get("stages") or [])
+            or "–",
+            changes_str(r.get("changes")),
+            times(v.get("speedup"), v.get("ci_low"), v.get("ci_high")),
+            v.get("verdict", "–"), cell(v.get("pairs")),
+            f"{num(sps.get('baseline'))} → {num(sps.get('chosen'))}",
+            f"{share(v.get('baseline_data_share'))} → {share(v.get('chosen_data_share'))}",
+            secs(r.get("tuning_s"))])
+    return table(["workload", "stages", "changes", "speedup (95% CI)", "verdict", "pairs",
+                  "samples/s baseline → chosen", "data wait share", "tuning"], rows)
+
+
+def section(ctx: Context) -> list[str]:
+    out: list[str] = ["## Hardware and loader stages: speedup of the chosen plan", "",
+                      "Each row: the stages tuned within the budget, then the chosen plan "
+                      "against the baseline in a separate interleaved A/B (paired chunks, "
+                      "median speedup, 95% bootstrap interval; an A/A check when nothing "
+                      "changed).", ""]
+    for name, title in (("hardware", "Hardware and loader stages (`hardware.json`)"),
+                        ("hardware_loader_only", "Loader stage alone "
+                         "(`hardware_loader_only.json`)")):
+        doc = ctx.results.get(name)
+        out += [f"### {title}", ""] + header(ctx, "", name, "hardware.py", doc)[2:]
+        if not readable(doc):
+            continue
+        out += [f"Budget {secs(doc.get('budget_s_per_workload'))} per workload"
+                + (f", horizon {secs(doc['horizon_s'])}" if doc.get("horizon_s") else "")
+                + ".", "", _hardware_table(doc), ""]
+        for r in doc.get("rows") or []:
+            for s in r.get("stages") or []:
+                out.append(f"- {r.get('workload')} / {s.get('stage')}: {s.get('summary')} "
+                           f"({secs(s.get('elapsed_s'))} of {secs(s.get('budget_s'))})")
+        out.append("")
+    return out
+
+
+SECTION = Section(order=50, files=("hardware", "hardware_loader_only"), render=section)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,18 @@ Run: ``python benchmarks/measure_calibration.py [--quick]``.
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from _context import Context, Section, header, readable
+from _fmt import is_num, num, secs, share, table
 
 from perfpilot.measure import compare, compare_samples, median_ci
 
@@ -99,6 +105,75 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "measure_calibration.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def _nominal() -> float | None:
+    try:
+        from perfpilot.measure import compare_samples
+
+        return float(inspect.signature(compare_samples).parameters["confidence"].default)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _wilson(p: Any, n: Any, conf: float | None) -> str:
+    if not (is_num(p) and is_num(n) and n > 0 and conf):
+        return ""
+    z = statistics.NormalDist().inv_cdf(1 - (1 - conf) / 2)
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return f" [{share(c - h)}, {share(c + h)}]"
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("measure_calibration")
+    out = header(ctx, "Statistics calibration (`perfpilot.measure`)", "measure_calibration",
+                 "measure_calibration.py", doc)
+    if not readable(doc):
+        return out
+    conf, t = _nominal(), doc.get("trials")
+    out += [f"Synthetic samples, lognormal noise σ = {num(doc.get('sigma'))}, "
+            f"{num(doc.get('n_boot'))} bootstrap resamples, {num(t)} trials per cell "
+            f"(fewer for the adaptive and power cells); {secs(doc.get('seconds'))} to run. "
+            "Brackets: Wilson 95% interval of the rate over the trials.", ""]
+    fp = doc.get("false_positive_fixed") or {}
+    cov = doc.get("coverage_median_ci") or {}
+    nominal_fp = share(1 - conf) if conf else "–"
+    if fp:
+        out += [table(["rounds", "false \"faster\"/\"slower\" on identical A, B",
+                       "nominal"], [[n, share(p) + _wilson(p, t, conf), nominal_fp]
+                                    for n, p in fp.items()]), ""]
+    afp = doc.get("false_positive_adaptive_5_to_40")
+    if isinstance(afp, list) and len(afp) >= 2 and all(is_num(x) for x in afp[:2]):
+        out += [f"Adaptive mode (5 to 40 rounds), identical A and B: "
+                f"{share(afp[0] + afp[1])} false verdicts ({share(afp[0])} \"faster\", "
+                f"{share(afp[1])} \"slower\"); nominal {nominal_fp}.", ""]
+    if cov:
+        out += [table(["samples", "coverage of the median's interval", "nominal"],
+                      [[n, share(p) + _wilson(p, t, conf), share(conf)]
+                       for n, p in cov.items()]), ""]
+    pw = doc.get("power_fixed_n10") or {}
+    pa = doc.get("power_adaptive_5_to_40") or {}
+    if pw or pa:
+        rows = []
+        for e in dict.fromkeys([*pw, *pa]):
+            a = pa.get(e) or [None, None, None]
+            rows.append([f"{e}x", share(pw.get(e)), share(a[0]), share(a[1]), num(a[2])])
+        out += [table(["true speedup", "called faster, 10 rounds",
+                       "called faster, adaptive", "called slower, adaptive",
+                       "mean rounds, adaptive"], rows), ""]
+    dr = doc.get("drift_detects_5pct") or {}
+    if dr:
+        out += ["A machine slowing down 3x during the run, B 5% faster: detected "
+                + ", ".join(f"{share(v)} of the time {k}" for k, v in dr.items()) + ".", ""]
+    return out
+
+
+SECTION = Section(order=70, files=("measure_calibration",), render=section)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import ci, is_num, num, secs, table, times
+
 RESULTS = Path(__file__).resolve().parent / "results" / "pmap.json"
 
 
@@ -242,6 +245,90 @@ def report(res: dict[str, Any]) -> None:
               f"{ray['serial']['median_s']:.3f} s = {ray['pmap_ray']['speedup_vs_serial']:.2f}x")
     elif ray:
         print(f"\nRay: {ray['skipped']}")
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def _paired(base: list[float], other: list[float]) -> dict[str, Any] | None:
+    """Speedup over serial with its 95% interval from interleaved rounds."""
+    from perfpilot.measure import MIN_ROUNDS, compare_samples
+
+    if len(base) != len(other) or len(base) < MIN_ROUNDS or min(base + other) <= 0:
+        return None
+    c = compare_samples(base, other, paired=True)
+    return {"mid": c.ratio, "lo": c.ci_low, "hi": c.ci_high}
+
+
+def _median_spread(xs: list[float], kind: str) -> str:
+    """Median with a 95% bootstrap interval, or the range when too few rounds."""
+    from perfpilot.measure import MIN_ROUNDS, median_ci
+
+    f = {"s": secs, "x": times}.get(kind, lambda m, lo=None, hi=None: num(m) + ci(lo, hi))
+    if not xs:
+        return "–"
+    med = statistics.median(xs)
+    if len(xs) >= MIN_ROUNDS:
+        lo, hi = median_ci(xs)
+        return f(med, lo, hi)
+    return f(med) + f" (range {num(min(xs))}–{num(max(xs))}, {len(xs)} rounds)"
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("pmap")
+    out = header(ctx, "pmap vs multiprocessing.Pool, joblib and Ray", "pmap", "pmap.py", doc)
+    if not readable(doc):
+        return out
+    m = doc.get("machine") or {}
+    if m.get("cpu_pressure_end"):
+        out += [f"CPU pressure at the end: `{m['cpu_pressure_end']}`.", ""]
+    ws = doc.get("worker_start") or {}
+    if ws:
+        out += [f"Worker start (all workers answering): "
+                f"{_median_spread(ws.get('times_s') or [], 's')}.", ""]
+    out += ["Medians over interleaved rounds; speedups are medians of per-round ratios to "
+            "serial with their 95% bootstrap interval (a range when fewer rounds than an "
+            "interval needs).", ""]
+    for key, title in (("cpu_bound", "CPU-bound calls"), ("tiny", "Tiny calls")):
+        sec = doc.get(key) or {}
+        if not sec:
+            continue
+        serial = (sec.get("serial") or {}).get("times_s") or []
+        n = sec.get("n")
+        rows = []
+        for name, v in sec.items():
+            if not isinstance(v, dict) or "median_s" not in v:
+                continue
+            ts = v.get("times_s") or []
+            sp = _paired(serial, ts) if name != "serial" else None
+            speed = (times(sp["mid"], sp["lo"], sp["hi"]) if sp
+                     else _median_spread([b / t for b, t in zip(serial, ts, strict=False)
+                                          if t > 0], "x") if name != "serial" else "1x")
+            over = "–"
+            if name != "serial" and is_num(n) and len(ts) == len(serial):
+                over = _median_spread([(t - b) / n * 1e6 for b, t in zip(serial, ts,
+                                                                         strict=True)], "")
+            rows.append([name, secs(v.get("median_s")), speed, over])
+        out += [f"### {title}: {num(n)} x {sec.get('per_call', '')}", "",
+                table(["variant", "median wall", "speedup vs serial",
+                       "overhead per task (µs)"], rows), ""]
+    ray = doc.get("ray")
+    if isinstance(ray, dict):
+        if "skipped" in ray:
+            out += [f"Ray: skipped ({ray['skipped']}).", ""]
+        else:
+            serial = (ray.get("serial") or {}).get("times_s") or []
+            pr = ray.get("pmap_ray") or {}
+            sp = _paired(serial, pr.get("times_s") or [])
+            out += [f"Ray {ray.get('ray_version')} (local; start {secs(ray.get('ray_start_s'))}):"
+                    f" `pmap(backend=\"ray\")` {secs(pr.get('median_s'))} vs serial "
+                    f"{secs((ray.get('serial') or {}).get('median_s'))}, speedup "
+                    + (times(sp["mid"], sp["lo"], sp["hi"]) if sp
+                       else times(pr.get("speedup_vs_serial"))) + ".", ""]
+    return out
+
+
+SECTION = Section(order=40, files=("pmap",), render=section)
 
 
 if __name__ == "__main__":

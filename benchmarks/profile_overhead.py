@@ -47,6 +47,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import num, pct, secs, table
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "bottlenecks"
 RESULTS = ROOT / "benchmarks" / "results" / "profile_overhead.json"
@@ -260,6 +263,59 @@ def main() -> None:
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("profile_overhead")
+    out = header(ctx, "", "profile_overhead", "profile_overhead.py", doc)[2:]
+    out = ["### perfpilot's probes vs py-spy (`profile_overhead.py`)", "", *out]
+    if not readable(doc):
+        return out
+    s = doc.get("summary") or {}
+    pyspy = doc.get("pyspy")
+    out += [f"Sampling at {doc.get('rate_hz', '–')} Hz, {doc.get('rounds', '–')} interleaved "
+            "rounds per example; overhead = profiled / plain − 1, median of per-round ratios "
+            "with its 95% bootstrap interval. py-spy: "
+            f"{'measured in the same rounds' if pyspy == 'used' else pyspy}.", ""]
+    summary = [["perfpilot, wall", pct(s.get("median_overhead"))],
+               ["perfpilot, CPU time", pct(s.get("median_cpu_overhead"))],
+               ["perfpilot, wall, per second after startup",
+                pct(s.get("median_overhead_after_startup"))],
+               ["parent's analysis and reports after the run",
+                secs(s.get("median_analysis_s"))]]
+    if "median_pyspy_overhead" in s:
+        summary += [["py-spy, wall", pct(s.get("median_pyspy_overhead"))],
+                    ["py-spy, CPU time", pct(s.get("median_pyspy_cpu_overhead"))]]
+    lr = s.get("long_run")
+    if isinstance(lr, dict):
+        lo, hi = (lr.get("ci") or [None, None])[:2]
+        clo, chi = (lr.get("cpu_ci") or [None, None])[:2]
+        summary += [[f"longer run `{lr.get('example')}` ({secs(lr.get('plain_s'))} plain), "
+                     "wall", pct(lr.get("overhead"), lo, hi)],
+                    ["longer run, CPU time", pct(lr.get("cpu_overhead"), clo, chi)]]
+    out += [table(["median over examples", "overhead"], summary), ""]
+    ex = doc.get("examples") or {}
+    arms = [a for a in ("perfpilot", "py-spy") if any(a in r for r in ex.values())]
+    hdr = ["example", "plain s"]
+    for a in arms:
+        hdr += [f"{a} wall", f"{a} CPU"]
+    rows = []
+    for name, r in ex.items():
+        line = [name, num(r.get("plain_median_s"))]
+        for a in arms:
+            x = r.get(a) or {}
+            line += [pct(x.get("overhead"), x.get("ci_low"), x.get("ci_high")),
+                     pct(x.get("cpu_overhead"), x.get("cpu_ci_low"), x.get("cpu_ci_high"))]
+        rows.append(line)
+    if rows:
+        out += [table(hdr, rows), ""]
+    return out
+
+
+SECTION = Section(order=11, files=("profile_overhead",), render=section)
 
 
 if __name__ == "__main__":

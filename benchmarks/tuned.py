@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import summary  # noqa: E402  (the same reading of record.json as the demo's)
+from _context import Context, Section, header  # noqa: E402
+from _fmt import cell, generic_table, label, load_str, records, scalars  # noqa: E402
+from _records import load_tune_record  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tuned.json"
 # Enough for the stages plus the final check's 5 paired rounds to the target (charlm's
@@ -52,19 +54,8 @@ def tune(name: str, budget: str, out: Path) -> dict[str, Any]:
                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if proc.returncode != 0 or not (out / "record.json").is_file():
         return {**res, "stderr_tail": proc.stderr[-2000:]}
-    res.update(summary(out))
-    rec = json.loads((out / "record.json").read_text())
-    ttt = (rec.get("final") or {}).get("time_to_target") or {}
-    if ttt.get("skipped"):
-        res["time_to_target_skipped"] = ttt["skipped"]
-    for arm in ("baseline", "tuned"):  # medians of the paired runs, in seconds
-        if isinstance(ttt.get(arm), dict):
-            res[f"{arm}_ttt_s"] = {k: ttt[arm].get(k) for k in ("median", "ci_low", "ci_high")}
-    thr = (rec.get("final") or {}).get("throughput") or {}
-    for k in ("baseline_samples_per_s", "tuned_samples_per_s"):
-        if k in thr:
-            res[k] = thr[k]
-    return res
+    figures = load_tune_record(out / "record.json")
+    return {**res, **figures.summary, **figures.final_check}
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -127,6 +118,75 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     print(f"wrote {args.out}")
     return 0 if all(r.get("exit_code") == 0 for r in results) else 1
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+TUNED_COLUMNS: list[tuple[str, tuple[str, ...], str]] = [
+    ("workload", ("workload", "name"), ""),
+    ("budget", ("budget_s", "budget"), "s"),
+    ("baseline time to target", ("baseline", "baseline_time_to_target_s",
+                                 "baseline_ttt_s"), "s"),
+    ("tuned time to target", ("tuned", "tuned_time_to_target_s", "tuned_ttt_s"), "s"),
+    ("speedup, time to target", ("speedup", "time_to_target_speedup", "ttt_speedup",
+                                 "time_to_target"), "x"),
+    ("speedup, throughput", ("throughput_speedup", "throughput"), "x"),
+    ("verdict", ("verdict",), ""),
+    ("plan changes", ("changes", "plan_changes"), "changes"),
+]
+
+
+TUNED_DETAILS = (("status", ""), ("exit_code", ""), ("wall_s", "s"),
+                 ("tuning_elapsed_s", "s"), ("trials", ""),
+                 ("baseline_samples_per_s", ""), ("tuned_samples_per_s", ""),
+                 ("claim", ""), ("command", "cmd"))
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("tuned")
+    out = header(ctx, "Tuned vs baseline, time to target per workload", "tuned", "tuned.py",
+                 doc)
+    if doc is None or (isinstance(doc, dict) and "_error" in doc):
+        return out
+    out += ["Each workload: `perfpilot tune` with the budget shown, then its final check: "
+            "the baseline against the tuned plan in paired, interleaved runs to the "
+            "workload's target (median seconds with 95% intervals; speedup = baseline / "
+            "tuned, median of paired ratios with its 95% interval) and an interleaved "
+            "throughput A/B.", ""]
+    rows = records(doc, ("workloads", "rows", "results"), "workload")
+    if not rows:
+        out += ["(no per-workload rows found in tuned.json)", ""]
+    else:
+        known = {k for _, keys, _ in TUNED_COLUMNS for k in keys} | {
+            k for k, _ in TUNED_DETAILS}
+        skip = {"plan", "baseline_plan", "stages", "stderr_tail", "load_avg_start",
+                "load_avg_end", "loadavg_start", "loadavg_end", "measured_at"}
+        out += [generic_table(rows, TUNED_COLUMNS, skip=known | skip, always=tuple(
+            h for h, _, _ in TUNED_COLUMNS[:5])), ""]
+        for r in rows:
+            name = r.get("workload") or r.get("name") or "?"
+            bits = []
+            for k, kind in TUNED_DETAILS:
+                if r.get(k) is None:
+                    continue
+                v = f"`{r[k]}`" if kind == "cmd" else cell(r[k], k)
+                bits.append(f"{label(k)} {v}")
+            bits.append("load average " + load_str(
+                r.get("load_avg_start", r.get("loadavg_start")),
+                r.get("load_avg_end", r.get("loadavg_end"))))
+            if r.get("measured_at"):
+                bits.append(f"measured {r['measured_at']}")
+            if r.get("stderr_tail"):
+                bits.append(f"stderr: {str(r['stderr_tail'])[-200:]!r}")
+            out.append(f"- {name}: " + "; ".join(bits))
+        out.append("")
+    if isinstance(doc, dict):
+        out += [*scalars(doc, ("benchmark",)), ""]
+    return out
+
+
+SECTION = Section(order=30, files=("tuned",), render=section)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section
+from _page import other_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "workloads.json"
 NAMES = ("digits", "charlm", "augmented")
 
@@ -36,14 +39,15 @@ def run_once(name: str, out: Path, cap_s: int) -> dict[str, Any]:
     proc = subprocess.run(args, capture_output=True, text=True, timeout=cap_s * 3 + 300)
     if proc.returncode != 0:
         return {"exit_code": proc.returncode, "stderr_tail": proc.stderr[-1500:]}
-    r = json.loads(out.read_text())
-    phases = r["phases_s"]
-    step = sum(phases.values()) or 1.0
-    return {"exit_code": 0, "samples_per_s": r["samples_per_s"], "steps": r["steps"],
-            "step_time_s": r["step_time_s"],
-            "phase_share": {k: v / step for k, v in phases.items()},
-            "peak_memory_bytes": r["peak_memory_bytes"], "metric": r.get("metric"),
-            "time_to_target_s": r.get("time_to_target_s")}
+    from perfpilot.record import RunRecord
+
+    r = RunRecord.load(out)
+    step = sum(r.phases_s.values()) or 1.0
+    return {"exit_code": 0, "samples_per_s": r.samples_per_s, "steps": r.steps,
+            "step_time_s": r.step_time_s.to_dict(),
+            "phase_share": {k: v / step for k, v in r.phases_s.items()},
+            "peak_memory_bytes": r.peak_memory_bytes, "metric": r.metric,
+            "time_to_target_s": r.time_to_target_s}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
                                     "results": results}, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0 if all(r["time_to_target_s"] is not None for r in results) else 1
+
+
+# ---------------------------------------------------------------- docs/benchmarks.md
+
+
+def section(ctx: Context) -> list[str]:
+    """The generic table of :func:`_page.other_results` (the page has no section of its
+    own for these figures yet); nothing while the file is missing."""
+    return other_results(ctx, "workloads") if "workloads" in ctx.results else []
+
+
+SECTION = Section(order=80, files=("workloads",), render=section)
 
 
 if __name__ == "__main__":

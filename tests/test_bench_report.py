@@ -442,3 +442,50 @@ def test_deadline_stops_a_step_and_skips_the_rest(run_all: ModuleType, tmp_path:
     steps = json.loads(record.read_text())["steps"]
     assert steps["slow"]["status"].startswith("timed out") and steps["slow"]["wall_s"] < 30
     assert steps["after"]["status"] == "skipped: deadline"
+
+
+# ---------------------------------------------------------------- section owners, records
+
+
+def test_every_owner_defines_its_section(report: ModuleType) -> None:
+    """Each benchmark script in ``OWNERS`` has a SECTION; together they claim every
+    results file the page renders by name, in page order."""
+    owned = report.sections()
+    assert [s.order for s in owned] == sorted(s.order for s in owned)
+    files = [f for s in owned for f in s.files]
+    assert len(files) == len(set(files))
+    assert set(files) >= set(ALL) - {"run_all"}
+    assert "workloads" in files
+
+
+def test_no_benchmark_file_over_500_lines() -> None:
+    for path in [*BENCH.glob("*.py"), BENCH / "run_all"]:
+        assert len(path.read_text().splitlines()) <= 500, path.name
+
+
+def test_load_tune_record_reads_the_figures(tmp_path: Path) -> None:
+    from perfpilot.errors import UserError
+    from perfpilot.tune.tune_record import empty_record
+
+    records = _load("bench_records_under_test", BENCH / "_records.py")
+    rec = {**empty_record(), "status": "complete", "elapsed_s": 80.5, "budget_s": 100.0,
+           "trials": [{}, {}, {}], "baseline_plan": {"batch_size": 32, "lr": 0.1},
+           "plan": {"batch_size": 64, "lr": 0.1},
+           "stages": [{"name": "hardware", "budget_s": 27.0, "elapsed_s": 21.0}],
+           "final": {"verdict": "faster", "claim": "c",
+                     "time_to_target": {"verdict": "faster", "ratio": 2.0, "n": 5,
+                                        "baseline": {"median": 12.5, "ci_low": 11.0,
+                                                     "ci_high": 13.0, "x": 1}},
+                     "throughput": {"ratio": 1.5, "baseline_samples_per_s": 410.0}}}
+    (tmp_path / "record.json").write_text(json.dumps(rec))
+    got = records.load_tune_record(tmp_path / "record.json")
+    assert got.summary["trials"] == 3 and got.summary["changes"] == {"batch_size": [32, 64]}
+    assert got.summary["stages"] == {"hardware": {"budget_s": 27.0, "elapsed_s": 21.0}}
+    assert got.summary["time_to_target"]["ratio"] == 2.0
+    assert got.summary["throughput"]["verdict"] is None
+    assert got.final_check == {"baseline_ttt_s": {"median": 12.5, "ci_low": 11.0,
+                                                  "ci_high": 13.0},
+                               "baseline_samples_per_s": 410.0}
+    (tmp_path / "record.json").write_text(json.dumps({"schema": "other"}))
+    with pytest.raises(UserError, match="record.json"):
+        records.load_tune_record(tmp_path / "record.json")
