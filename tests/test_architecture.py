@@ -23,15 +23,15 @@ MAX_LINES = 500
 # Longest dotted prefix wins; "perfpilot" alone is the package's own __init__.
 LAYERS: dict[str, int] = {
     "perfpilot.errors": 0, "perfpilot.jsonio": 0,
-    "perfpilot.plan": 1, "perfpilot.record": 1, "perfpilot.trial": 1,
-    "perfpilot.tune_record": 1, "perfpilot.progress": 1,
+    "perfpilot.plan": 1, "perfpilot.record": 1, "perfpilot.record_sections": 1,
+    "perfpilot.trial": 1, "perfpilot.tune_record": 1, "perfpilot.progress": 1,
     "perfpilot.host": 2, "perfpilot.devices": 2, "perfpilot.measure": 2,
     "perfpilot.workload": 2, "perfpilot.workloads": 2, "perfpilot.apply_plan": 2,
     "perfpilot.engine": 3, "perfpilot.probes": 3, "perfpilot.execute": 3,
     "perfpilot.diagnose": 4, "perfpilot.lint": 4,
     "perfpilot.parallel": 5, "perfpilot.tune": 5, "perfpilot.integrations": 5,
     "perfpilot.render": 6,
-    "perfpilot.commands": 7, "perfpilot.cli": 7, "perfpilot": 7,
+    "perfpilot.commands": 7, "perfpilot.cli": 7, "perfpilot.__main__": 7, "perfpilot": 7,
 }
 LAYER_NAMES = {0: "foundation", 1: "contracts", 2: "platform", 3: "runtime", 4: "analysis",
                5: "services", 6: "render", 7: "top"}
