@@ -180,3 +180,49 @@ def test_binary_plan_file_error_names_the_file(tmp_path):
 def test_plan_is_frozen():
     with pytest.raises(AttributeError):
         Plan().batch_size = 3  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- checking a file early
+
+
+def test_check_plan_file_names_the_file_and_the_key(tmp_path):
+    from perfpilot.plan import check_plan_file
+
+    cases = {"misspelt.json": ({"batch_sise": 64}, "unknown plan key 'batch_sise'"),
+             "bad.json": ({"lr": -1}, "plan key 'lr'"),
+             "version.json": ({"version": 9}, "plan key 'version'"),
+             "list.json": ([1], "must be a JSON object")}
+    for name, (data, words) in cases.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(data))
+        with pytest.raises(PlanError, match=words) as info:
+            check_plan_file(path)
+        assert str(info.value).startswith(f"{path}: ")
+    with pytest.raises(PlanError, match="plan file not found"):
+        check_plan_file(tmp_path / "missing.json")
+
+
+def test_check_plan_file_leaves_rules_between_keys_to_the_base(tmp_path):
+    """prefetch_factor needs num_workers > 0, which may come from the workload's baseline."""
+    from perfpilot.plan import check_plan_file
+
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps({"prefetch_factor": 4}))
+    check_plan_file(path)
+    assert load_plan(path, base=Plan(num_workers=2)).prefetch_factor == 4
+    with pytest.raises(PlanError, match="needs num_workers > 0"):
+        load_plan(path)
+
+
+@pytest.mark.parametrize("key, value, others", BAD_VALUES,
+                         ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_check_value_agrees_with_validation(key, value, others):
+    """Each value the Plan refuses on its own is refused by check_value too; the two
+    refused only because of another key (num_workers 0) pass it."""
+    from perfpilot.plan import check_value
+
+    if (key, repr(value)) in (("prefetch_factor", "2"), ("persistent_workers", "True")):
+        check_value(key, value)
+        return
+    with pytest.raises(PlanError, match=f"'{key}'"):
+        check_value(key, value)

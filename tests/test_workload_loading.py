@@ -151,3 +151,47 @@ def test_the_example_in_the_docs_loads_checks_and_trains(tmp_path: Path) -> None
         trainer.train_steps(20)
         after = trainer.evaluate()
     assert before is not None and after is not None and after > before
+
+
+# ---------------------------------------------------------------- checking a spec early
+
+EARLY = ("missing-file", "unknown-builtin")  # the CASES check_spec catches without importing
+
+
+@pytest.mark.parametrize("case", EARLY)
+def test_check_spec_says_what_load_workload_says(case: str) -> None:
+    from perfpilot.workload import check_spec
+
+    spec, words = CASES[case]
+    with pytest.raises(WorkloadError) as early:
+        check_spec(spec)
+    with pytest.raises(WorkloadError) as late:
+        load_workload(spec)
+    assert str(early.value) == str(late.value)
+    assert all(word in str(early.value) for word in words)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nosuch", "expected 'file.py:factory'"), (":factory", "expected"), ("file.py:", "expected"),
+    ("no_such_top_level_package.mod:workload",
+     "no module named 'no_such_top_level_package.mod'"),
+])
+def test_check_spec_refuses_malformed_specs(spec: str, message: str) -> None:
+    from perfpilot.workload import check_spec
+
+    with pytest.raises(WorkloadError, match=message):
+        check_spec(spec)
+
+
+def test_check_spec_returns_where_and_attribute_importing_nothing() -> None:
+    from perfpilot.workload import check_spec
+
+    code = ("import sys; from perfpilot.workload import check_spec; "
+            "print(check_spec('digits'), check_spec('tests/fixtures/workloads/bad.py:valid'), "
+            "'torch' in sys.modules, 'perfpilot.workloads.digits' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).parents[1])
+    assert proc.stdout.split() == ["('perfpilot.workloads.digits',", "'workload')",
+                                   "('tests/fixtures/workloads/bad.py',", "'valid')",
+                                   "False", "False"], proc.stderr
+    assert check_spec(f"{BAD}:valid") == (str(BAD), "valid")

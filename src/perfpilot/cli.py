@@ -8,10 +8,13 @@ line on stderr and exit code 2 (no traceback for the user's mistakes).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from perfpilot.errors import UserError
 
@@ -26,8 +29,46 @@ COMMAND_MODULES: tuple[str, ...] = (
     "devices",
 )
 
+_BRACED = re.compile(r"^\{(?P<name>.*)\}(?P<more>\.\.\.)?$")
+
+
+class _PlainHelp:
+    """``--help`` without typer's decorations: no ``<bool>`` after a flag (it takes no
+    value) and no braces around a required argument in the usage line (``WORKLOAD``, not
+    ``{WORKLOAD}``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:  # typer shows an option's metavar in place of its type
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [_plain(piece) for piece in super().collect_usage_pieces(ctx)]  # type: ignore[misc]
+
+
+def _plain(piece: str) -> str:
+    """``{NAME}`` -> ``NAME``, ``{NAME}...`` -> ``NAME...``; ``[A...]...`` -> ``[A...]``."""
+    m = _BRACED.match(piece)
+    if m:
+        piece = m["name"] + (m["more"] or "")
+    if piece.endswith("......") or piece.endswith("...]..."):
+        piece = piece[:-3]
+    return piece
+
+
+class PlainHelpCommand(_PlainHelp, TyperCommand):
+    """Every perfpilot command (set in :func:`_register_all`)."""
+
+
+class PlainHelpGroup(_PlainHelp, TyperGroup):
+    """The ``perfpilot`` group itself."""
+
+
 app = typer.Typer(
     name="perfpilot",
+    cls=PlainHelpGroup,
     help="Make PyTorch training fast, automatically and with evidence.",
     no_args_is_help=True,
     add_completion=False,
@@ -56,6 +97,9 @@ def _register_all() -> None:
                 continue  # command not built yet
             raise
         module.register(app)
+    for info in app.registered_commands:
+        if info.cls in (None, TyperCommand):  # typer's default: no class of the command's own
+            info.cls = PlainHelpCommand
 
 
 _register_all()

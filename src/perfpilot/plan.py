@@ -6,7 +6,7 @@ file may be partial: missing keys are taken from a base plan (usually the worklo
 baseline), so ``{"batch_size": 128}`` is a valid plan file.
 
 Runtime application of a plan (device placement, autocast, compile, loader kwargs...)
-lives in :mod:`perfpilot.apply`; whether a device can do a plan lives in
+lives in :mod:`perfpilot.apply_plan`; whether a device can do a plan lives in
 :mod:`perfpilot.devices`. This module is pure data.
 """
 
@@ -80,16 +80,7 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Plan | None = None) -> Plan:
         """Build a plan from its JSON form; missing keys come from ``base`` (or defaults)."""
-        if not isinstance(data, dict):
-            raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
-        data = dict(data)
-        version = data.pop("version", PLAN_VERSION)
-        if type(version) is not int or version != PLAN_VERSION:  # True == 1, but not a version
-            raise PlanError(
-                f"plan key 'version': {version!r} is not supported (this perfpilot reads "
-                f"version {PLAN_VERSION})"
-            )
-        _reject_unknown(data)
+        data = _knobs_of(data)
         return dataclasses.replace(base or cls(), **data)
 
 
@@ -119,6 +110,32 @@ def knob_names() -> tuple[str, ...]:
 def load_plan(path: str | Path, base: Plan | None = None) -> Plan:
     """Read a plan file; errors name the file and the key."""
     p = Path(path)
+    data = _read_json(p)
+    try:
+        return Plan.from_dict(data, base=base)
+    except PlanError as e:
+        raise PlanError(f"{p}: {e}") from None
+
+
+def check_plan_file(path: str | Path) -> None:
+    """Check a plan file as far as it can be checked without its base plan: readable JSON,
+    a supported version, known keys, each value valid on its own. Errors name the file
+    and the key, as :func:`load_plan`'s do.
+
+    Cheap and torch-free, so the CLI calls it before importing torch or the workload;
+    rules between keys (``prefetch_factor`` needs ``num_workers > 0``) wait for
+    :func:`load_plan`, since the missing keys come from the workload's baseline.
+    """
+    p = Path(path)
+    data = _read_json(p)
+    try:
+        for key, value in _knobs_of(data).items():
+            check_value(key, value)
+    except PlanError as e:
+        raise PlanError(f"{p}: {e}") from None
+
+
+def _read_json(p: Path) -> Any:
     try:
         text = p.read_text()
     except FileNotFoundError:
@@ -128,13 +145,25 @@ def load_plan(path: str | Path, base: Plan | None = None) -> Plan:
     except UnicodeDecodeError:
         raise PlanError(f"{p}: not a text file (plans are UTF-8 JSON)") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise PlanError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    try:
-        return Plan.from_dict(data, base=base)
-    except PlanError as e:
-        raise PlanError(f"{p}: {e}") from None
+
+
+def _knobs_of(data: Any) -> dict[str, Any]:
+    """The knobs of a plan's JSON form (``version`` checked and dropped; unknown keys are
+    errors)."""
+    if not isinstance(data, dict):
+        raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
+    data = dict(data)
+    version = data.pop("version", PLAN_VERSION)
+    if type(version) is not int or version != PLAN_VERSION:  # True == 1, but not a version
+        raise PlanError(
+            f"plan key 'version': {version!r} is not supported (this perfpilot reads "
+            f"version {PLAN_VERSION})"
+        )
+    _reject_unknown(data)
+    return data
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
@@ -168,26 +197,41 @@ def _check_bool(key: str, value: Any) -> None:
         raise _bad(key, value, "is not true or false")
 
 
+_BOOL_KNOBS = ("channels_last", "pin_memory", "persistent_workers", "cudnn_benchmark")
+# int knob -> its minimum; the optional ones may also be None ("PyTorch's default")
+_INT_MINIMUM = {"batch_size": 1, "warmup_steps": 0, "grad_accum": 1, "num_workers": 0,
+                "prefetch_factor": 1, "cpu_threads": 1, "interop_threads": 1}
+_OPTIONAL_INTS = ("prefetch_factor", "cpu_threads", "interop_threads")
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise :class:`PlanError` naming ``key`` if ``value`` is not valid for it on its own
+    (rules between keys are :func:`validate`'s)."""
+    if key == "device":
+        if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+            raise _bad("device", value, "is not one of cpu, cuda, cuda:N, mps, xla")
+    elif key == "precision":
+        if value not in PRECISIONS:
+            raise _bad("precision", value, f"is not one of {', '.join(PRECISIONS)}")
+    elif key == "compile":
+        if value not in COMPILE_MODES:
+            raise _bad("compile", value, f"is not one of {', '.join(COMPILE_MODES)}")
+    elif key in _BOOL_KNOBS:
+        _check_bool(key, value)
+    elif key in _INT_MINIMUM:
+        _check_int(key, value, _INT_MINIMUM[key], optional=key in _OPTIONAL_INTS)
+    elif key == "lr":
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or value <= 0):
+            raise _bad("lr", value, "must be a finite number > 0")
+    else:
+        _reject_unknown({key: value})
+
+
 def validate(plan: Plan) -> None:
     """Raise :class:`PlanError` naming the first bad key. Device support is not checked here."""
-    if not isinstance(plan.device, str) or not _DEVICE_RE.fullmatch(plan.device):
-        raise _bad("device", plan.device, "is not one of cpu, cuda, cuda:N, mps, xla")
-    if plan.precision not in PRECISIONS:
-        raise _bad("precision", plan.precision, f"is not one of {', '.join(PRECISIONS)}")
-    if plan.compile not in COMPILE_MODES:
-        raise _bad("compile", plan.compile, f"is not one of {', '.join(COMPILE_MODES)}")
-    for key in ("channels_last", "pin_memory", "persistent_workers", "cudnn_benchmark"):
-        _check_bool(key, getattr(plan, key))
-    _check_int("batch_size", plan.batch_size, 1)
-    _check_int("warmup_steps", plan.warmup_steps, 0)
-    _check_int("grad_accum", plan.grad_accum, 1)
-    _check_int("num_workers", plan.num_workers, 0)
-    _check_int("prefetch_factor", plan.prefetch_factor, 1, optional=True)
-    _check_int("cpu_threads", plan.cpu_threads, 1, optional=True)
-    _check_int("interop_threads", plan.interop_threads, 1, optional=True)
-    lr = plan.lr
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise _bad("lr", lr, "must be a finite number > 0")
+    for key in knob_names():
+        check_value(key, getattr(plan, key))
     if plan.num_workers == 0 and plan.prefetch_factor is not None:
         raise _bad("prefetch_factor", plan.prefetch_factor, "needs num_workers > 0")
     if plan.num_workers == 0 and plan.persistent_workers:

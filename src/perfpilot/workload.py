@@ -82,15 +82,31 @@ class Workload:
         return value >= self.target if self.direction == "max" else value <= self.target
 
 
-def load_workload(spec: str) -> Workload:
-    """Resolve a spec to a Workload. Raises :class:`WorkloadError` with one clear line."""
+def check_spec(spec: str) -> tuple[str, str]:
+    """The ``(file or module, attribute)`` a spec names, checked as far as that is possible
+    without importing anything: its form, a built-in name, the file existing, the
+    top-level package being installed. Raises :class:`WorkloadError` with one clear line.
+
+    Torch-free, so the CLI calls it before it imports torch or the workload.
+    """
     target = BUILTINS.get(spec, spec)
-    if ":" not in target:
+    where, _, attr = target.rpartition(":")
+    if not where or not attr:
         raise WorkloadError(
             f"workload {spec!r}: expected 'file.py:factory', 'package.module:factory' or a "
             f"built-in name ({', '.join(BUILTINS)})"
         )
-    where, attr = target.rsplit(":", 1)
+    if where.endswith(".py"):
+        if not Path(where).is_file():
+            raise WorkloadError(f"workload file not found: {where}")
+    elif not _installed(where.split(".")[0]):
+        raise WorkloadError(f"workload {spec!r}: no module named {where!r}")
+    return where, attr
+
+
+def load_workload(spec: str) -> Workload:
+    """Resolve a spec to a Workload. Raises :class:`WorkloadError` with one clear line."""
+    where, attr = check_spec(spec)
     module = _import_file(where) if where.endswith(".py") else _import_module(where, spec)
     if not hasattr(module, attr):
         raise WorkloadError(f"workload {spec!r}: {where} has no attribute {attr!r}")
@@ -112,6 +128,15 @@ def load_workload(spec: str) -> Workload:
             "perfpilot.Workload"
         )
     return obj
+
+
+def _installed(top_level: str) -> bool:
+    """Whether a top-level module can be found (``find_spec`` of a top-level name imports
+    nothing)."""
+    try:
+        return importlib.util.find_spec(top_level) is not None
+    except (ImportError, ValueError):  # "" or a relative name
+        return False
 
 
 def _import_file(path_str: str) -> Any:

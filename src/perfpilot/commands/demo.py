@@ -39,9 +39,11 @@ def demo_command(
     from perfpilot.render.progress import command_progress
     from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
+    from perfpilot.tune.preflight import check_budget
     from perfpilot.workload import load_workload
 
     budget_s = parse_duration(budget, "--budget")
+    check_budget(budget_s)  # before load_workload imports torch
     w = load_workload("digits")
     console = Console()
     console.print(f"Tuning the built-in [bold]{w.name}[/] workload ({w.description}) for "

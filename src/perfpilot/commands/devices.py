@@ -37,7 +37,10 @@ def devices_command(
     from rich.console import Console
 
     from perfpilot import devices
+    from perfpilot.plan import load_plan
 
+    if check is not None:
+        load_plan(check)  # a broken plan file fails before discover() imports torch
     machine = devices.discover()
     if as_json:
         typer.echo(json.dumps(machine.to_dict(), indent=2))

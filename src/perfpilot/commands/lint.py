@@ -29,21 +29,27 @@ JSON_SCHEMA = "perfpilot.lint/1"
 def register(app: typer.Typer) -> None:
     @app.command()
     def lint(
-        paths: list[Path] = typer.Argument(..., help="Python files or directories to lint."),
+        paths: list[Path] = typer.Argument(
+            ..., metavar="PATH...", help="Python files or directories to lint."),
         profile: Path | None = typer.Option(
-            None, "--profile", help="A run record (JSON) with stack samples: rank findings "
-                                    "by the measured time of their line and loop."),
+            None, "--profile", metavar="FILE",
+            help="A run record (JSON) with stack samples: rank findings by the measured time "
+                 "of their line and loop."),
         json_out: str | None = typer.Option(
-            None, "--json", help="Also write the findings as JSON to this file ('-': print "
-                                 "JSON to stdout instead of the terminal report)."),
+            None, "--json", metavar="FILE",
+            help="Also write the findings as JSON to this file ('-': print JSON to stdout "
+                 "instead of the terminal report)."),
         fail_on: str | None = typer.Option(
-            None, "--fail-on", help="Comma-separated rule ids or prefixes, or 'any': exit 1 "
-                                    "if such a finding is reported (demoted ones excepted)."),
+            None, "--fail-on", metavar="RULES",
+            help="Comma-separated rule ids or prefixes, or 'any': exit 1 if such a finding is "
+                 "reported (demoted ones excepted)."),
         select: str | None = typer.Option(
-            None, "--select", help="Only these rule ids or prefixes (comma-separated), "
-                                   "e.g. 'inefficient-membership,ruff:PERF'."),
+            None, "--select", metavar="RULES",
+            help="Only these rule ids or prefixes (comma-separated), e.g. "
+                 "'inefficient-membership,ruff:PERF'."),
         ignore: str | None = typer.Option(
-            None, "--ignore", help="Skip these rule ids or prefixes (comma-separated)."),
+            None, "--ignore", metavar="RULES",
+            help="Skip these rule ids or prefixes (comma-separated)."),
         no_ruff: bool = typer.Option(False, "--no-ruff", help="Do not run ruff's rules."),
         verbose: bool = typer.Option(
             False, "--verbose", "-v", help="Show each finding's evidence and fix."),

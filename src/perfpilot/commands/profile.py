@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from perfpilot.errors import UserError
 from perfpilot.probes.bootstrap import WORKLOAD_DEFAULT_S
 
 if TYPE_CHECKING:
@@ -68,12 +67,16 @@ def profile_command(
     quiet: bool = typer.Option(False, "--quiet", help="Print no summary."),
 ) -> None:
     """Profile a training run and name its bottleneck: evidence, fix, estimated gain."""
+    from perfpilot.plan import check_plan_file
     from perfpilot.probes.launch import parse_target, run_profiled
+    from perfpilot.workload import check_spec
 
     words = list(target or [])
-    if plan is not None and not plan.is_file():
-        raise UserError(f"plan file not found: {plan}")
+    if plan is not None:
+        check_plan_file(plan)
     tgt = parse_target(words, str(plan) if plan else None)
+    if tgt.workload is not None:  # here, not in the child: one line, no profile of a failure
+        check_spec(tgt.workload)
     config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration,
               "window": ops}
     result = run_profiled(tgt, config)

@@ -54,13 +54,10 @@ def run_command(
         None, "--seed", metavar="N", help="Random seed (default: the workload's)."),
 ) -> None:
     """Train WORKLOAD and report the step phase breakdown, throughput and memory."""
-    from perfpilot.engine import NonFiniteError, run
-    from perfpilot.errors import PlanError
-    from perfpilot.plan import load_plan
-    from perfpilot.render.console import print_run
-    from perfpilot.render.progress import command_progress
-    from perfpilot.workload import check_workload, load_workload
+    from perfpilot.plan import check_plan_file
+    from perfpilot.workload import check_spec
 
+    # Every input is checked before torch is imported: a mistake costs no start-up.
     if steps is not None and time_s is not None:
         raise UserError("--steps and --time cannot be used together; give one of them")
     if time_s is not None and not time_s > 0:
@@ -69,6 +66,17 @@ def run_command(
         steps = DEFAULT_STEPS
     if json_out is not None:
         check_writable(json_out)
+    if plan is not None:
+        check_plan_file(plan)
+    check_spec(workload)
+
+    from perfpilot.engine import NonFiniteError, run
+    from perfpilot.errors import PlanError
+    from perfpilot.plan import load_plan
+    from perfpilot.render.console import print_run
+    from perfpilot.render.progress import command_progress
+    from perfpilot.workload import check_workload, load_workload
+
     w = load_workload(workload)
     check_workload(w)
     p = load_plan(plan, base=w.baseline) if plan is not None else w.baseline

@@ -75,12 +75,15 @@ def tune_command(
     from perfpilot.render.progress import command_progress
     from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
+    from perfpilot.tune.preflight import check_budget
     from perfpilot.workload import load_workload
 
-    # Options are parsed here and the rest checked by tune() before it creates --out: a
-    # mistake leaves nothing behind.
+    # Options are parsed here, before torch is imported (none of the modules above imports
+    # it), and the rest checked by tune() before it creates --out: a mistake leaves nothing
+    # behind.
     stages = parse_stages(only)
     budget_s = parse_duration(budget, "--budget")
+    check_budget(budget_s)
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
     kind = parse_executor(executor)
     w = load_workload(workload)

@@ -11,8 +11,9 @@ kineto events are aggregated directly (about 1 us per event; the
 total time per device. On CUDA the window also yields kernel time, memcpy kinds
 ("Pageable -> Device"...) and the GEMM kernels used, for the tensor-core rule.
 
-Kineto prints ``profiler_start``/``profiler_stop`` lines on stderr (fd 2); they are
-filtered out so the user's stderr passes through unchanged.
+Kineto prints ``profiler_start``/``profiler_stop`` lines on stderr (fd 2), and a CUDA build
+on a machine without a driver ``gpuGetDeviceCount failed with code 35``; they are filtered
+out so the user's stderr passes through unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +29,12 @@ from perfpilot.probes.steps import StepTracker
 
 TOP_OPS = 25
 _RANK = {"optimizer": 0, "data": 1, "forward": 2}
-_KINETO_NOISE = re.compile(rb"^USDT:.*profiler_(start|stop)\s*$")
+# Kineto's start/stop markers, and the line a CUDA build of torch prints when the profiler
+# starts on a machine without a usable NVIDIA driver (code 35, cudaErrorInsufficientDriver;
+# harmless: the window goes on CPU-only). Either logger's prefix ("E1205 ...] ",
+# "ERROR:2026-... DeviceProperties.cpp:47] ") may precede it.
+_KINETO_NOISE = re.compile(rb"^(?:USDT:.*profiler_(?:start|stop)"
+                           rb"|(?:.*\] )?gpuGetDeviceCount failed with code \d+)\s*$")
 _GEMM = re.compile(r"gemm|matmul|cutlass|xmma|wgmma|sm\d+_.*mma|ampere_|hopper_|volta_|turing_",
                    re.I)
 _TENSOR_CORE = re.compile(r"tf32|bf16|fp16|f16|h884|h1688|s1688|s16816|hmma|mma|xmma|wgmma|"
