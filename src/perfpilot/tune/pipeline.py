@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfpilot import interrupt
 from perfpilot.errors import UserError
 from perfpilot.tune import tune_record as tr
 from perfpilot.tune.final import (
@@ -204,8 +205,9 @@ class _Run:
         except UserError as e:
             self.finish("stopped", str(e))
             raise
-        except KeyboardInterrupt:
-            self.finish("interrupted", "interrupted (Ctrl-C); resume with --resume")
+        except KeyboardInterrupt as e:
+            why = interrupt.signal_name(interrupt.signum_of(e))
+            self.finish("interrupted", f"interrupted ({why}); resume with --resume")
             raise
         except Exception as e:
             self.finish("failed", f"{type(e).__name__}: {e}")
