@@ -291,3 +291,43 @@ def _fired(t: Tune, timeout: float = 120.0) -> float:
         assert time.time() < deadline, "the fault never fired"
         time.sleep(0.02)
     return time.time()
+
+
+# ------------------------------------------------------------ the stop flag, in process
+
+
+def test_a_trial_that_swallows_the_interrupt_is_not_recorded() -> None:
+    from perfpilot import interrupt
+    from perfpilot.tune.stage import MemoryTrials, Outcome
+
+    def swallows() -> Outcome:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            raise RuntimeError("DataLoader worker (pid(s) 1) exited unexpectedly") from None
+        return Outcome("complete")
+
+    trials, ran = MemoryTrials(), []
+    with interrupt.handling():
+        with pytest.raises(interrupt.Interrupted) as e:
+            trials.run("loader", {"n": 1}, swallows)
+        assert e.value.signum == signal.SIGINT and e.value.exit_code == 130
+        with pytest.raises(interrupt.Interrupted):  # no trial starts after a stop
+            trials.run("loader", {"n": 2}, lambda: ran.append(1) or Outcome("complete"))
+    assert trials.trials() == [] and ran == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    interrupt.check()  # the flag ends with handling()
+
+
+def test_later_signals_do_not_interrupt_the_clean_up() -> None:
+    from perfpilot import interrupt
+
+    with interrupt.handling():
+        with pytest.raises(interrupt.Interrupted) as e:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        assert e.value.exit_code == 143
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal while writing the record
+        time.sleep(0.05)
+        assert interrupt.requested() == signal.SIGTERM
