@@ -22,7 +22,7 @@ MAX_LINES = 500
 
 # Longest dotted prefix wins; "perfpilot" alone is the package's own __init__.
 LAYERS: dict[str, int] = {
-    "perfpilot.errors": 0, "perfpilot.jsonio": 0,
+    "perfpilot.errors": 0, "perfpilot.jsonio": 0, "perfpilot.interrupt": 0,
     "perfpilot.plan": 1, "perfpilot.record": 1, "perfpilot.record_sections": 1,
     "perfpilot.trial": 1, "perfpilot.tune_record": 1, "perfpilot.progress": 1,
     "perfpilot.host": 2, "perfpilot.devices": 2, "perfpilot.measure": 2,

@@ -464,8 +464,9 @@ def test_no_benchmark_file_over_500_lines() -> None:
 
 
 def test_load_tune_record_reads_the_figures(tmp_path: Path) -> None:
-    from perfpilot.errors import UserError
     from perfpilot.tune.tune_record import empty_record
+
+    from perfpilot.errors import UserError
 
     records = _load("bench_records_under_test", BENCH / "_records.py")
     rec = {**empty_record(), "status": "complete", "elapsed_s": 80.5, "budget_s": 100.0,

@@ -28,6 +28,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from perfpilot import interrupt
+
 TrialState = Literal["running", "complete", "failed", "oom", "timeout", "nan", "pruned"]
 
 
@@ -119,14 +121,23 @@ def outcome_of_exception(exc: BaseException) -> Outcome:
 
 def execute_trial(number: int, stage: str, key: dict[str, Any], fn: TrialFn,
                   clock: Callable[[], float] = time.time) -> Trial:
-    """Run ``fn`` and wrap its outcome (or exception) in a Trial with timestamps."""
+    """Run ``fn`` and wrap its outcome (or exception) in a Trial with timestamps.
+
+    After a stop was requested (Ctrl-C, SIGTERM: :mod:`perfpilot.interrupt`) no trial
+    starts, and whatever the running one returned or raised is not its result: the
+    interrupt may have been swallowed or turned into another error inside it (e.g. a
+    DataLoader "worker exited unexpectedly"), so :class:`~perfpilot.interrupt.Interrupted`
+    is raised instead."""
+    interrupt.check()
     started = clock()
     try:
         out = fn()
     except KeyboardInterrupt:
         raise
     except Exception as e:  # a failing candidate is data, not a crash of the tuner
+        interrupt.check()
         out = outcome_of_exception(e)
+    interrupt.check()
     _check_finite(out)
     return Trial(number=number, stage=stage, plan=dict(key), state=out.state, reason=out.reason,
                  measurements=out.measurements, started_at=started, finished_at=clock())

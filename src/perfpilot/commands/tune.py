@@ -11,9 +11,12 @@ trial. See docs/tune.md.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shlex
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +89,16 @@ def tune_command(
     check_budget(budget_s)
     horizon_s = parse_duration(horizon, "--horizon") if horizon is not None else None
     kind = parse_executor(executor)
-    w = load_workload(workload)
-    with reported(out):
-        rec = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
-                   executor=kind, target=target, horizon_s=horizon_s, spec=workload,
-                   progress=command_progress())
-    print_summary(write_tune_report(rec, out), out, Console(), wrote_plan=True)
+    again = resume_command(workload, only=only, budget=budget, out=out, executor=executor,
+                           target=target, horizon=horizon)
+    with stop_on_signals(out, again):
+        w = load_workload(workload)
+        with reported(out):
+            rec = tune(w, stages=stages, budget_s=budget_s, out_dir=out, resume=resume,
+                       executor=kind, target=target, horizon_s=horizon_s, spec=workload,
+                       progress=command_progress())
+        rec = write_tune_report(rec, out)
+    print_summary(rec, out, Console(), wrote_plan=True)
 
 
 # ---------------------------------------------------------------- the report
@@ -139,6 +146,46 @@ class reported:
             write_tune_report(TuneRecord.load(path), self.out)
         except Exception:  # noqa: BLE001 - the tuning's own error is the one to show
             pass
+
+
+# ---------------------------------------------------------------- Ctrl-C and SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_signals(out: Path, again: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM stop the tuning cleanly (see :mod:`perfpilot.interrupt`): the
+    record says "interrupted", stderr says how to resume (a terminal or not), and the exit
+    code is 128 + the signal (130 for SIGINT, 143 for SIGTERM)."""
+    from perfpilot import interrupt
+
+    try:
+        with interrupt.handling():
+            yield
+    except KeyboardInterrupt as e:
+        signum = interrupt.signum_of(e)
+        if (out / "study.journal").exists():
+            hint = (f"the finished trials are kept in {out}; continue with:\n  {again}")
+        else:
+            hint = "nothing was measured yet"
+        print(f"perfpilot tune: interrupted ({interrupt.signal_name(signum)}); {hint}",
+              file=sys.stderr, flush=True)
+        raise typer.Exit(interrupt.exit_code(signum)) from None
+
+
+def resume_command(workload: str, *, only: str | None, budget: str, out: Path,
+                   executor: str, target: float | None, horizon: str | None) -> str:
+    """The command line that continues this tuning (the same options, plus --resume)."""
+    args = ["perfpilot", "tune", workload]
+    if only is not None:
+        args += ["--only", only]
+    args += ["--budget", budget]
+    if executor != "inline":
+        args += ["--executor", executor]
+    if target is not None:
+        args += ["--target", str(target)]
+    if horizon is not None:
+        args += ["--horizon", horizon]
+    return shlex.join([*args, "--resume", "--out", str(out)])
 
 
 # ---------------------------------------------------------------- parsing

@@ -92,9 +92,8 @@ def _script(words: list[str], interp: str, plan: str | None) -> Target:
 
 
 def _src_root() -> str:
-    import perfpilot
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(perfpilot.__file__)))
+    """The folder that holds the ``perfpilot`` package (this file is perfpilot/probes/)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _usable_cores() -> int | None:

@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perfpilot import interrupt
 from perfpilot import tune_record as tr
 from perfpilot.errors import UserError
 from perfpilot.progress import NullProgress, Progress
@@ -190,8 +191,9 @@ class _Run:
         except UserError as e:
             self.finish("stopped", str(e))
             raise
-        except KeyboardInterrupt:
-            self.finish("interrupted", "interrupted (Ctrl-C); resume with --resume")
+        except KeyboardInterrupt as e:
+            why = interrupt.signal_name(interrupt.signum_of(e))
+            self.finish("interrupted", f"interrupted ({why}); resume with --resume")
             raise
         except Exception as e:
             self.finish("failed", f"{type(e).__name__}: {e}")

@@ -1,0 +1,105 @@
+"""Ctrl-C and SIGTERM stop a tuning, whatever code was running when they arrived.
+
+Python turns SIGINT into a ``KeyboardInterrupt`` raised wherever the main thread happens to
+be. Inside a trial that place is often someone else's code, and the exception can be lost
+there: raised in a ``__del__`` (a DataLoader iterator shutting its workers down), where
+Python prints "Exception ignored" and goes on; replaced by another exception raised in a
+``finally`` on the way out (the DataLoader's "worker exited unexpectedly" when Ctrl-C
+reached its workers too); or caught by the user's own training code. The trial then ends
+as an ordinary failure and the tuner goes on to the next one. SIGTERM, by default, kills
+the process at once, leaving the record saying "running".
+
+:func:`handling` (installed by the command for the length of a tuning) makes the *first*
+SIGINT or SIGTERM a fact that cannot be lost: it sets a flag and raises
+:class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread. Every trial boundary
+calls :func:`check`, which raises :class:`Interrupted` again while the flag is set, so a
+trial that "failed" or even "completed" after the signal is never recorded as its result
+and the next trial never starts. Later signals do not interrupt the clean-up (writing the
+record and the report takes a moment); a third one ends the process at once.
+
+Exit codes follow the shell's convention for a process stopped by a signal, 128 + its
+number: 130 for SIGINT, 143 for SIGTERM (:func:`exit_code`). The module costs nothing
+outside :func:`handling`: :func:`check` reads one module variable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+FORCE_AFTER = 3  # the third signal ends the process without clean-up
+
+_received: list[int] = []  # signal numbers received while handling() is active
+
+
+class Interrupted(KeyboardInterrupt):
+    """The tuning was asked to stop by ``signum`` (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.signum)
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def exit_code(signum: int) -> int:
+    """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + int(signum)
+
+
+def requested() -> int | None:
+    """The first signal received while :func:`handling` is active, or ``None``."""
+    return _received[0] if _received else None
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a stop was requested (call at every trial boundary)."""
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def signum_of(exc: BaseException) -> int:
+    """The signal behind an interrupt: its own, the flag's, else SIGINT (a plain Ctrl-C)."""
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    return requested() or signal.SIGINT
+
+
+def _handler(signum: int, frame: Any) -> None:
+    _received.append(signum)
+    if len(_received) == 1:
+        raise Interrupted(signum)
+    if len(_received) >= FORCE_AFTER:
+        os._exit(exit_code(_received[0]))
+    # A second signal while stopping: the clean-up is already under way; let it finish.
+
+
+@contextmanager
+def handling(signals: tuple[signal.Signals, ...] = SIGNALS) -> Iterator[None]:
+    """Install the stop handler for ``signals`` (main thread only; elsewhere a no-op) and
+    restore the previous handlers on exit. The flag is cleared on entry and exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    old = {s: signal.signal(s, _handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        _received.clear()
