@@ -283,7 +283,7 @@ def test_without_a_terminal_progress_is_timestamped_lines_as_it_happens(tmp_path
     text = "\n".join(lines)
     assert "keeps: started, budget" in text and "keeps: finished in" in text
     assert "kept the incumbent" in text and "time left" in text
-    trials = res.record["trials"]
+    trials = res.trials
     for t in trials:  # each trial's result: its state and stage
-        assert re.search(rf"trial {t['number']} {t['stage']}: {t['state']}", text), text
+        assert re.search(rf"trial {t.number} {t.stage}: {t.state}", text), text
     assert len(seen) == len(trials) and seen == sorted(seen) and seen[0] > 0

@@ -298,7 +298,8 @@ def _fired(t: Tune, timeout: float = 120.0) -> float:
 
 def test_a_trial_that_swallows_the_interrupt_is_not_recorded() -> None:
     from perfpilot import interrupt
-    from perfpilot.tune.stage import MemoryTrials, Outcome
+    from perfpilot.trial import Outcome
+    from perfpilot.tune.study import Study
 
     def swallows() -> Outcome:
         try:
@@ -308,7 +309,7 @@ def test_a_trial_that_swallows_the_interrupt_is_not_recorded() -> None:
             raise RuntimeError("DataLoader worker (pid(s) 1) exited unexpectedly") from None
         return Outcome("complete")
 
-    trials, ran = MemoryTrials(), []
+    trials, ran = Study(), []
     with interrupt.handling():
         with pytest.raises(interrupt.Interrupted) as e:
             trials.run("loader", {"n": 1}, swallows)

@@ -16,8 +16,9 @@ import pytest
 from perfpilot.cli import main
 from perfpilot.errors import UserError
 from perfpilot.plan import Plan
-from perfpilot.record import RunRecord, Trial
+from perfpilot.record import RunRecord
 from perfpilot.render.tune_html import report_page
+from perfpilot.trial import Trial
 from perfpilot.tune_record import (
     TUNE_SCHEMA,
     Comparison,

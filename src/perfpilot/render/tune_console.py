@@ -17,7 +17,7 @@ from perfpilot.render.console import format_seconds
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from perfpilot.record import Trial
+    from perfpilot.trial import Trial
     from perfpilot.tune_record import FinalResult, TuneRecord
 
 
