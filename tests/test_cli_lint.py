@@ -44,7 +44,7 @@ def test_ruff_findings_join_the_list_and_overlaps_merge(tmp_path):
     ids = [f.id for f in report.findings]
     assert "ruff:PERF401" in ids and "ruff:FURB192" not in ids
     sort = next(f for f in report.findings if f.id == "sort-for-min-max")
-    assert sort.extra["also"] == ["ruff:FURB192"]
+    assert sort.lint.also == ("ruff:FURB192",)
     perf = next(f for f in report.findings if f.id == "ruff:PERF401")
     assert perf.extra["source"] == "ruff" and perf.extra["loop"] == {"line": 3, "end_line": 4}
     assert report.ruff and not report.notes

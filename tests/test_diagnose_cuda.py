@@ -45,7 +45,7 @@ def test_pageable_memcpy_from_copy_bytes_and_window_time():
     f = only(pageable_memcpy(facts_of(record(cuda=cuda(h2d=h2d), hot_ops=ops))),
              "pageable-memcpy")
     assert f.time_share == pytest.approx(0.25)
-    assert "pin_memory=True" in f.fix and f.extra["plan_change"] == {"pin_memory": True}
+    assert "pin_memory=True" in f.fix and f.plan_change == {"pin_memory": True}
     h2d["pageable_bytes"] = 10 * 2**20  # mostly pinned already
     assert pageable_memcpy(facts_of(record(cuda=cuda(h2d=h2d), hot_ops=ops))) == []
 
@@ -56,7 +56,7 @@ def test_fp32_on_tensor_cores_uses_the_measured_tf32_factor():
     rec = record(cuda=cuda(), hot_ops=ops, calibration=cal)
     f = only(fp32_on_tensor_cores(facts_of(rec)), "fp32-on-tensor-cores")
     assert f.estimated_speedup == pytest.approx(amdahl(0.6, 3.0), rel=1e-3)
-    assert f.extra["plan_change"] == {"precision": "tf32"}
+    assert f.plan_change == {"precision": "tf32"}
     old_gpu = record(cuda=cuda(capability=[7, 0]), hot_ops=ops, calibration=cal)
     assert fp32_on_tensor_cores(facts_of(old_gpu)) == []
     tf32_on = record(cuda=cuda(allow_tf32_matmul=True), hot_ops=ops, calibration=cal)
@@ -76,7 +76,7 @@ def test_memory_headroom_when_the_step_is_not_host_bound():
     mem = {"max_allocated_bytes": 2 * GiB, "total_bytes": 80 * GiB}
     rec = record(cuda=cuda(memory=mem, utilization={"samples": 10, "mean": 40.0}))
     f = only(memory_headroom(facts_of(rec)), "memory-headroom")
-    assert f.extra["plan_change"] == {"batch_size": 128}
+    assert f.plan_change == {"batch_size": 128}
     assert f.estimated_speedup == pytest.approx(amdahl(0.6, 4), rel=1e-3)
     host_bound = record({"other": 0.05}, cuda=cuda(memory=mem,
                                                     utilization={"samples": 10, "mean": 40.0}))

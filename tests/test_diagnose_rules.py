@@ -64,7 +64,7 @@ def test_dataloader_bound_suggests_workers_with_amdahl_gain():
     share = 0.06 / 0.081
     assert f.time_share == pytest.approx(share)
     assert f.estimated_speedup == pytest.approx(amdahl(share, 4), rel=1e-3)
-    assert f.extra["plan_change"] == {"num_workers": 4, "persistent_workers": True}
+    assert f.plan_change == {"num_workers": 4, "persistent_workers": True}
     assert "num_workers=4" in f.fix and f.location == {"file": SCRIPT, "line": 20,
                                                         "function": "main"}
     assert "74%" in f.evidence
@@ -88,7 +88,7 @@ def test_persistent_workers_when_worker_startup_dominates():
     rec = changed(rec, loaders=[{**rec.loaders[0], "num_workers": 2,
                                  "persistent_workers": False, "iter_s": 1.5}])
     f = only(dataloader_bound(facts_of(rec)), "dataloader-bound")
-    assert f.extra["plan_change"] == {"persistent_workers": True}
+    assert f.plan_change == {"persistent_workers": True}
 
 
 def test_small_batch_counts_fixed_costs_only():
@@ -99,7 +99,7 @@ def test_small_batch_counts_fixed_costs_only():
     fixed = (0.002 + min(100 * 1e-5, 0.004)) / 0.006
     assert f.extra["fixed_fraction"] == pytest.approx(fixed)
     assert f.estimated_speedup == pytest.approx(amdahl(fixed, 8), rel=1e-3)
-    assert f.extra["plan_change"] == {"batch_size": 32}
+    assert f.plan_change == {"batch_size": 32}
 
 
 def test_small_batch_silent_for_large_batches_and_inference():
@@ -125,7 +125,7 @@ def test_python_hotspot_groups_lines_by_function():
     assert f.time_share == pytest.approx(0.48)
     assert f.estimated_speedup == pytest.approx(amdahl(0.48, 10), rel=1e-3)
     assert f.location["line"] == 10 and "stats()" in f.evidence
-    assert f.extra["lines"] == [10, 11]
+    assert f.lines == (10, 11)
 
 
 def test_python_hotspot_ignores_native_time():
@@ -162,7 +162,7 @@ def test_thread_oversubscription_needs_a_measured_slowdown():
     share = 0.021 / 0.021
     assert f.estimated_speedup == pytest.approx(amdahl(share, 1.8), rel=1e-3)
     assert f.location["line"] == 5 and "torch.set_num_threads(4)" in f.fix
-    assert f.extra["plan_change"] == {"cpu_threads": 4}
+    assert f.plan_change == {"cpu_threads": 4}
     cal_unsure = {**cal, "ci_low": 0.9}
     rec = changed(rec, calibration={"threads": cal_unsure})
     assert thread_oversubscription(facts_of(rec)) == []

@@ -127,12 +127,12 @@ def test_ranked_by_measured_time_and_cold_code_demoted(code_file):
     assert join.extra["loop"] == {"line": 12, "end_line": 14}
     assert "Measured (100 stack samples)" in member.evidence
     sort = next(f for f in found if f.id == "sort-for-min-max")
-    assert not sort.extra["demoted"] and sort.time_share == pytest.approx(0.01)
+    assert not sort.demoted and sort.time_share == pytest.approx(0.01)
     rec2 = record([stack(code_file, 12, 13, count=100)])
-    cold = [f for f in lint_paths([code_file], record=rec2) if f.extra["demoted"]]
+    cold = [f for f in lint_paths([code_file], record=rec2) if f.demoted]
     assert {f.id for f in cold} >= {"inefficient-membership", "sort-for-min-max"}
     assert all(f.estimated_speedup == pytest.approx(1.0) for f in cold)
-    assert lint_paths([code_file], record=rec2)[-1].extra["demoted"]
+    assert lint_paths([code_file], record=rec2)[-1].demoted
 
 
 def test_without_profile_static_order_nested_first(code_file):
@@ -201,5 +201,5 @@ def test_profile_ranks_the_planted_quadratic_membership_first():
             ("inefficient-membership", "tokens.py", planted)
         assert top.time_share > 0.5 and top.estimated_speedup > 1.5
     everything = lint_paths([EXAMPLES], record=rec)
-    cold = {(Path(f.location["file"]).name, f.id) for f in everything if f.extra["demoted"]}
+    cold = {(Path(f.location["file"]).name, f.id) for f in everything if f.demoted}
     assert ("tokens.py", "sort-for-min-max") in cold and ("graph.py", "queue-pop-front") in cold

@@ -240,7 +240,7 @@ def test_verify_sets_the_measured_result_on_the_verified_findings(monkeypatch):
     from perfpilot.record_sections import Verification
 
     fixable = Finding("dataloader-bound", "t", "e", "f", 2.0,
-                      extra={"plan_change": {"num_workers": 2}})
+                      plan_change={"num_workers": 2})
     other = Finding("python-hotspot", "t", "e", "f", 1.5)
     rec = dataclasses.replace(record(), findings=(fixable, other))
     measured = Verification(change={"num_workers": 2}, ratio=1.8, ci_low=1.7, ci_high=1.9,

@@ -14,6 +14,7 @@ from perfpilot.record import (
     PHASES,
     RECORD_SCHEMA,
     Finding,
+    LintDetail,
     RunRecord,
     StatSummary,
     amdahl,
@@ -81,10 +82,42 @@ def test_schema_1_record_loads_into_the_typed_fields():
     assert f.verified == Verification(change={"num_workers": 2}, ratio=1.9, ci_low=1.8,
                                       ci_high=2.0, verdict="faster", n=5, estimate=2.0,
                                       measure="seconds per training sample")
-    assert f.extra == {"plan_change": {"num_workers": 2}}  # "verified" moved out of extra
+    assert f.plan_change == {"num_workers": 2} and f.extra == {}  # moved out of extra
     assert rec.extra == {"my_note": "added by the user"}  # only the user's key is left
     again = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert again == rec and again.to_dict()["schema"] == RECORD_SCHEMA
+
+
+LINTED = Finding(id="list-append-loop", title="t", evidence="e", fix="f",
+                 estimated_speedup=1.0, extra={"share": 0.2, "factor": 2.0}, demoted=True,
+                 lint=LintDetail(also=("ruff:PERF401",), diff=("-a", "+b"), loop_share=0.3,
+                                 loop_depth=2, severity=3))
+
+
+def test_finding_typed_fields_round_trip_through_json():
+    hot = dataclasses.replace(FINDING, tag="data", lines=(10, 11),
+                              plan_change={"num_workers": 4})
+    for f in (LINTED, hot, VERIFIED):
+        d = json.loads(json.dumps(f.to_dict()))
+        assert Finding.from_dict(d) == f
+    d = LINTED.to_dict()
+    assert d["lint"]["also"] == ["ruff:PERF401"] and d["demoted"] is True
+    assert d["extra"] == {"share": 0.2, "factor": 2.0}  # nothing typed leaks into extra
+
+
+def test_old_finding_with_typed_data_in_extra_loads_into_the_fields():
+    old = {"id": "list-append-loop", "title": "t", "evidence": "e", "fix": "f",
+           "estimated_speedup": 1.0,
+           "extra": {"share": 0.2, "factor": 2.0, "demoted": True, "also": ["ruff:PERF401"],
+                     "diff": ["-a", "+b"], "loop_share": 0.3, "loop_depth": 2,
+                     "severity": 3}}
+    assert Finding.from_dict(old) == LINTED
+    hot = Finding.from_dict({"id": "python-hotspot", "title": "t", "evidence": "e",
+                             "fix": "f", "estimated_speedup": 1.2,
+                             "extra": {"tag": "data", "lines": [10, 11], "calls": 3,
+                                       "plan_change": {"num_workers": 2}}})
+    assert (hot.tag, hot.lines, hot.plan_change) == ("data", (10, 11), {"num_workers": 2})
+    assert hot.extra == {"calls": 3} and hot.lint is None and not hot.demoted
 
 
 def test_schema_1_engine_record_in_a_tune_record_loads():

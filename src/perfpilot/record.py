@@ -58,6 +58,35 @@ class StatSummary:
 
 
 @dataclass(frozen=True)
+class LintDetail:
+    """What the ``perfpilot lint`` ranking and console read about a lint finding.
+
+    ``also``: other tools' rule ids that flag the same line; ``diff``: suggested-fix lines;
+    ``loop_share``: measured share of the enclosing loop (``None`` unprofiled or no loop);
+    ``loop_depth``: how many loops enclose the line; ``severity``: the rule's weight.
+    """
+
+    also: tuple[str, ...] = ()
+    diff: tuple[str, ...] = ()
+    loop_share: float | None = None
+    loop_depth: int = 0
+    severity: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"also": list(self.also), "diff": list(self.diff), "loop_share": self.loop_share,
+                "loop_depth": self.loop_depth, "severity": self.severity}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LintDetail:
+        return cls(also=tuple(d.get("also") or ()), diff=tuple(d.get("diff") or ()),
+                   loop_share=d.get("loop_share"), loop_depth=int(d.get("loop_depth", 0)),
+                   severity=int(d.get("severity", 1)))
+
+
+_LINT_KEYS = ("also", "diff", "loop_share", "loop_depth", "severity")
+
+
+@dataclass(frozen=True)
 class Finding:
     """One diagnosed problem, with measured evidence, a fix and its whole-run gain.
 
@@ -65,8 +94,12 @@ class Finding:
     its time), computed with Amdahl's law from measured shares; ``location`` is
     ``{"file": str, "line": int}`` or ``None``; ``time_share`` is the measured fraction
     of the run spent where the finding points, when known; ``verified`` is the measured
-    gain of the fix (``--verify``); ``extra`` holds rule-specific data (e.g. the Amdahl
-    inputs, a suggested diff, the ``plan_change`` that ``--verify`` applies).
+    gain of the fix (``--verify``); ``plan_change`` is the setting change that ``--verify``
+    applies (``None`` when the fix is a code change); ``demoted`` marks a lint finding
+    measured under the reporting threshold; ``tag`` and ``lines`` describe a Python hot
+    spot (its phase tag, its hot lines); ``lint`` is what lint ranking reads. ``extra``
+    holds rule-specific evidence for the JSON output (the Amdahl inputs ``share`` and
+    ``factor``, measured ratios...); perfpilot never reads it back.
     """
 
     id: str
@@ -79,18 +112,38 @@ class Finding:
     time_share: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     verified: Verification | None = None
+    plan_change: dict[str, Any] | None = None
+    demoted: bool = False
+    tag: str | None = None
+    lines: tuple[int, ...] = ()
+    lint: LintDetail | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["lines"] = list(self.lines)
+        d["lint"] = None if self.lint is None else self.lint.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
+        """Read a finding; older records kept the typed fields' data inside ``extra``."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         extra = dict(kw.get("extra") or {})
         verified = kw.get("verified") or extra.pop("verified", None)  # schema 1: in extra
+        for key in ("plan_change", "demoted", "tag", "lines"):
+            if key in extra:
+                old = extra.pop(key)
+                kw.setdefault(key, old)
+        lint = kw.get("lint")
+        old_lint = {k: extra.pop(k) for k in _LINT_KEYS if k in extra}
+        if lint is None and old_lint:
+            lint = old_lint
         kw.update(extra=extra, verified=None if verified is None
-                  else Verification.from_dict(verified))
+                  else Verification.from_dict(verified),
+                  lint=None if lint is None else LintDetail.from_dict(lint),
+                  demoted=bool(kw.get("demoted", False)),
+                  lines=tuple(int(ln) for ln in kw.get("lines") or ()))
         return cls(**kw)
 
 

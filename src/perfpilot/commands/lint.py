@@ -102,7 +102,7 @@ def _ids(text: str | None, option: str) -> tuple[str, ...]:
 
 
 def _failing(findings: list[Finding], patterns: tuple[str, ...]) -> bool:
-    live = [f for f in findings if not f.extra.get("demoted")]
+    live = [f for f in findings if not f.demoted]
     if "any" in patterns:
         return bool(live)
     return any(f.id.startswith(patterns) for f in live)

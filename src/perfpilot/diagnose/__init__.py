@@ -87,7 +87,7 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
     ids = {f.id for f in found}
     if "dataloader-bound" in ids:
         found = [f for f in found
-                 if not (f.id == "python-hotspot" and f.extra.get("tag") == "data")]
+                 if not (f.id == "python-hotspot" and f.tag == "data")]
     if "memory-headroom" in ids:
         found = [f for f in found if f.id != "small-batch"]
     idle = next((f for f in found if f.id == "gpu-idle"), None)

@@ -71,12 +71,18 @@ def facts_of(record: RunRecord) -> Facts:
 
 def make(fid: str, title: str, evidence: str, fix: str, share: float, factor: float, *,
          location: dict[str, Any] | None = None, confidence: str = "medium",
-         **extra: Any) -> Finding:
-    """A finding whose gain is ``amdahl(share, factor)``, with the inputs kept in extra."""
+         plan_change: dict[str, Any] | None = None, tag: str | None = None,
+         lines: list[int] | tuple[int, ...] = (), **extra: Any) -> Finding:
+    """A finding whose gain is ``amdahl(share, factor)``.
+
+    ``plan_change``, ``tag`` and ``lines`` go to the typed fields of the same name; the
+    Amdahl inputs and any other keyword (rule evidence for the JSON output) go to extra.
+    """
     extra = {"share": share, "factor": factor, **extra}
     return Finding(id=fid, title=title, evidence=evidence, fix=fix,
                    estimated_speedup=round(amdahl(share, factor), 4), location=location,
-                   confidence=confidence, time_share=share, extra=extra)  # type: ignore[arg-type]
+                   confidence=confidence, time_share=share, extra=extra,  # type: ignore[arg-type]
+                   plan_change=plan_change, tag=tag, lines=tuple(lines))
 
 
 def loc(site: list[Any] | tuple[Any, ...] | None) -> dict[str, Any] | None:

@@ -102,7 +102,7 @@ def drop_covered(hotspots: list[Finding], lint: list[Finding]) -> list[Finding]:
     keep = []
     for h in hotspots:
         file = os.path.realpath(h.location["file"]) if h.location else ""
-        lines = h.extra.get("lines") or []
+        lines = h.lines
         hit = any(min(lines, default=0) - 2 <= ln <= max(lines, default=0) + 2
                   for ln in covered.get(file, []))
         if not hit:

@@ -66,7 +66,7 @@ def lint_hot_code(record: RunRecord, *, min_share: float = MIN_SHARE) -> list[Fi
     if not files:
         return []
     report = run_lint(files, record=record, min_share=min_share)
-    return [f for f in report.findings if not f.extra.get("demoted")]
+    return [f for f in report.findings if not f.demoted]
 
 
 def run_lint(paths: Iterable[str | os.PathLike[str]], *, record: RunRecord | None = None,

@@ -1,7 +1,7 @@
 """``--verify``: re-run with a finding's fix applied and measure the speedup.
 
 Only fixes that are settings perfpilot controls can be verified: a finding says which in
-``finding.extra["plan_change"]`` (e.g. ``{"num_workers": 2, "persistent_workers": True}``).
+``finding.plan_change`` (e.g. ``{"num_workers": 2, "persistent_workers": True}``).
 
 * Workload: two engine :class:`~perfpilot.engine.Trainer` objects (baseline plan and plan
   with the change) train alternately in this process; one sample is the seconds per
@@ -35,7 +35,7 @@ TURN_S = 0.4  # seconds of training per workload sample
 
 def verifiable(findings: list[Finding], limit: int = 2) -> list[Finding]:
     """The top findings whose fix is a setting, estimated to be worth at least 5%."""
-    return [f for f in findings if f.extra.get("plan_change")
+    return [f for f in findings if f.plan_change
             and f.estimated_speedup >= MIN_GAIN][:limit]
 
 
@@ -44,7 +44,7 @@ def verify_finding(target: Target, record: RunRecord, finding: Finding, *,
                    on_round: Callable[[int, float, float], None] | None = None
                    ) -> Verification:
     """Measure the finding's fix (the result is the finding's ``verified``)."""
-    change = dict(finding.extra["plan_change"])
+    change = dict(finding.plan_change or {})
     closers: list[Callable[[], None]] = []
     try:
         if target.kind == "workload":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from perfpilot.record import Finding
+from perfpilot.record import Finding, LintDetail
 
 if TYPE_CHECKING:
     from perfpilot.lint import LintReport
@@ -27,8 +27,8 @@ def render_lint(report: LintReport, console: Console, *, cwd: Path | None = None
                 verbose: bool = False) -> None:
     """Print ``report`` (a LintReport). ``verbose`` adds each finding's evidence and fix."""
     cwd = cwd or Path.cwd()
-    main = [f for f in report.findings if not f.extra.get("demoted")]
-    cold = [f for f in report.findings if f.extra.get("demoted")]
+    main = [f for f in report.findings if not f.demoted]
+    cold = [f for f in report.findings if f.demoted]
     console.print(_header(report, len(main), len(cold)), highlight=False, soft_wrap=True)
     for n, f in enumerate(main, 1):
         _finding(console, n, f, cwd, report.profile_basis is not None, verbose)
@@ -58,11 +58,12 @@ def _finding(console: Console, n: int, f: Finding, cwd: Path, profiled: bool,
     line = f"[bold]{n:>2}. {escape(_where(f, cwd))}[/]  [cyan]{escape(f.id)}[/]"
     if profiled:
         line += "  " + _shares(f)
-    if f.extra.get("also"):
-        line += f"  [dim](also {escape(', '.join(f.extra['also']))})[/]"
+    detail = f.lint or LintDetail()
+    if detail.also:
+        line += f"  [dim](also {escape(', '.join(detail.also))})[/]"
     console.print(line, highlight=False, soft_wrap=True)
     console.print(f"    {escape(f.title)}", highlight=False, soft_wrap=True)
-    diff = f.extra.get("diff") or []
+    diff = detail.diff
     for d in diff[:MAX_DIFF_LINES]:
         style = "red" if d.startswith("-") else "green"
         console.print(f"    [{style}]{escape(d)}[/]", highlight=False, soft_wrap=True)
@@ -75,8 +76,9 @@ def _finding(console: Console, n: int, f: Finding, cwd: Path, profiled: bool,
 def _shares(f: Finding) -> str:
     """``time`` is the share the fix acts on; ``loop`` the enclosing loop's (inclusive)."""
     parts = [] if f.time_share is None else [f"time {f.time_share:.1%}"]
-    if f.extra.get("loop_share") is not None:
-        parts.append(f"loop {f.extra['loop_share']:.1%}")
+    loop_share = f.lint.loop_share if f.lint else None
+    if loop_share is not None:
+        parts.append(f"loop {loop_share:.1%}")
     parts.append(f"[bold green]est. {f.estimated_speedup:.2f}x[/]")
     return "  ".join(parts)
 
