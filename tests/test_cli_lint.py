@@ -87,11 +87,13 @@ def test_terminal_and_json_with_profile(tmp_path, capsys):
                      r"loop \d+\.\d%  est\. \d+\.\d\dx", out)
     assert "under 1% of the run (demoted)" in out
     doc = json.loads(out_json.read_text())
-    assert doc["schema"] == "perfpilot.lint/1" and doc["profile"] == str(rec_path)
+    assert doc["schema"] == "perfpilot.lint/2" and doc["profile"] == str(rec_path)
     first = doc["findings"][0]
     assert set(first) >= {"id", "title", "evidence", "fix", "estimated_speedup", "location",
-                          "confidence", "time_share"}
+                          "confidence", "time_share", "demoted", "lint"}
     assert first["id"] == "inefficient-membership" and first["time_share"] > 0.5
+    assert first["demoted"] is False and first["lint"]["loop_share"] > 0.5
+    assert "demoted" not in first["extra"] and "loop_share" not in first["extra"]
 
 
 def test_json_to_stdout_and_fail_on(capsys):
