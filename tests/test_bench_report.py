@@ -464,18 +464,19 @@ def test_no_benchmark_file_over_500_lines() -> None:
 
 
 def test_load_tune_record_reads_the_figures(tmp_path: Path) -> None:
-    from perfpilot.tune.tune_record import empty_record
-
     from perfpilot.errors import UserError
+    from perfpilot.tune_record import TuneRecord
 
     records = _load("bench_records_under_test", BENCH / "_records.py")
-    rec = {**empty_record(), "status": "complete", "elapsed_s": 80.5, "budget_s": 100.0,
-           "trials": [{}, {}, {}], "baseline_plan": {"batch_size": 32, "lr": 0.1},
+    rec = {**TuneRecord().to_dict(), "status": "complete", "elapsed_s": 80.5, "budget_s": 100.0,
+           "trials": [{"number": i, "stage": "hardware", "plan": {}, "state": "complete"}
+                      for i in range(3)],
+           "baseline_plan": {"batch_size": 32, "lr": 0.1},
            "plan": {"batch_size": 64, "lr": 0.1},
            "stages": [{"name": "hardware", "budget_s": 27.0, "elapsed_s": 21.0}],
            "final": {"verdict": "faster", "claim": "c",
                      "time_to_target": {"verdict": "faster", "ratio": 2.0, "n": 5,
-                                        "baseline": {"median": 12.5, "ci_low": 11.0,
+                                        "baseline": {"mean": 12.4, "median": 12.5, "ci_low": 11.0,
                                                      "ci_high": 13.0, "x": 1}},
                      "throughput": {"ratio": 1.5, "baseline_samples_per_s": 410.0}}}
     (tmp_path / "record.json").write_text(json.dumps(rec))

@@ -147,6 +147,16 @@ class Finding:
         return cls(**kw)
 
 
+def _json_lists(value: Any) -> Any:
+    """``value`` with tuples (the frozen sections' sequences) as lists, as JSON reads back:
+    ``to_dict()`` of a loaded record equals the JSON it was loaded from."""
+    if isinstance(value, dict):
+        return {k: _json_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_lists(v) for v in value]
+    return value
+
+
 def amdahl(share: float, factor: float = float("inf")) -> float:
     """Whole-run speedup when a part taking ``share`` of the time gets ``factor`` faster."""
     if factor <= 0:
@@ -235,7 +245,7 @@ class RunRecord:
                 d[name] = value.to_dict()  # type: ignore[union-attr]
             elif isinstance(value, tuple):
                 d[name] = [v.to_dict() if dataclasses.is_dataclass(v) else v for v in value]
-        return d
+        return _json_lists(d)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
