@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import time
 
+from rich.console import Console
+
 from perfpilot.progress import NullProgress
 from perfpilot.render.progress import (
     RUN_EVERY_S,
@@ -107,3 +109,32 @@ def test_key_figure() -> None:
     assert key_figure({"step_s": 0.0123}) == "step 12.3 ms"
     assert key_figure({"ratio": True}) == ""
     assert key_figure({}) == ""
+
+
+def test_live_progress_shows_stage_trials_best_and_time_left() -> None:
+    con = Console(file=io.StringIO(), force_terminal=True, width=140, color_system=None)
+    live = LiveProgress(con)
+    left = [90.0]
+    live.start(120.0, lambda: left[0])
+    live.phase("hardware", 30.0)
+    live.message("hardware: precision=bf16 vs incumbent")
+    for number, recalled in ((0, False), (1, True)):
+        trial = Trial(number=number, stage="hardware", plan={}, state="complete")
+        live.trial_finished(trial, recalled=recalled)
+    live.best("precision=bf16")
+    left[0] = -5.0
+    con.print(live)
+    live.stop()
+    text = con.file.getvalue()
+    assert "▸ hardware (budget 30 s)" in text and "trials 1 run, 1 recalled" in text
+    assert "best: precision=bf16" in text and "over budget by 0:05" in text
+    assert "precision=bf16 vs incumbent" in text
+
+
+def test_live_progress_is_silent_off_a_terminal() -> None:
+    con = Console(file=io.StringIO(), force_terminal=False)
+    live = LiveProgress(con)
+    live.start(10.0, lambda: 5.0)
+    live.phase("loader", 3.0)
+    live.stop()
+    assert con.file.getvalue() == ""

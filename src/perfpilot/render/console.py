@@ -145,37 +145,3 @@ def print_run(record: RunRecord, console: Console | None = None,
         from rich.markup import escape
 
         console.print(f"record written to [bold]{escape(str(json_path))}[/]")
-
-
-class RunProgress:
-    """A transient rich progress bar on stderr: steps done, or seconds of training.
-
-    Disabled (a no-op) when ``enabled`` is false; rich shows nothing when stderr is not
-    a terminal.
-    """
-
-    def __init__(self, enabled: bool, name: str, total: float | None, unit: str) -> None:
-        self.enabled, self.name, self.total, self.unit = enabled, name, total, unit
-        self.progress: Any = None
-
-    def __enter__(self) -> RunProgress:
-        if not self.enabled:
-            return self
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-            console=Console(stderr=True), transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task(self.name, total=self.total, info="starting")
-        return self
-
-    def update(self, completed: float, info: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=completed, info=info)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -1,94 +1,19 @@
-"""The tune command in the terminal: live progress while tuning, and the summary after.
-
-:class:`LiveProgress` implements :class:`perfpilot.tune.progress.Progress` with rich on
-stderr (disabled when stderr is not a terminal): the phase and its budget, trials so far,
-the best plan so far, the latest step and the time left. :func:`print_summary` prints a
-TuneRecord's headline, the changes and where the files are. Pure formatting.
+"""The tune command's summary in the terminal: :func:`print_summary` prints a TuneRecord's
+headline, the changes and where the files are. Pure formatting. (Progress while tuning is
+:mod:`perfpilot.render.progress`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from perfpilot.render.console import format_seconds
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from perfpilot.trial import Trial
     from perfpilot.tune_record import FinalResult, TuneRecord
-
-
-class LiveProgress:
-    """A rich live display: ``stage │ trials │ best so far │ time left`` and a message."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        from rich.console import Console
-
-        self.console = console or Console(stderr=True)
-        self.enabled = self.console.is_terminal
-        self.phase_name, self.phase_budget = "starting", None
-        self.text, self.best_text = "", "baseline (no gain yet)"
-        self.ran = self.recalled = 0
-        self.left: Callable[[], float] = lambda: 0.0
-        self.live: Any = None
-
-    def start(self, budget_s: float, left: Callable[[], float]) -> None:
-        self.left = left
-        if self.enabled:
-            from rich.live import Live
-
-            self.live = Live(self, console=self.console, refresh_per_second=4,
-                             transient=False)
-            self.live.start()
-
-    def __rich__(self) -> Any:
-        from rich.table import Table
-
-        grid = Table.grid(padding=(0, 2))
-        budget = f" ({format_seconds(self.phase_budget)})" if self.phase_budget else ""
-        left = self.left()
-        grid.add_row(f"[bold cyan]{self.phase_name}[/]{budget}",
-                     f"trials [bold]{self.ran}[/] run"
-                     + (f", {self.recalled} recalled" if self.recalled else ""),
-                     f"best: [green]{self.best_text}[/]",
-                     f"time left [bold]{_clock(left)}[/]" if left >= 0
-                     else f"[yellow]over budget by {_clock(-left)}[/]")
-        grid.add_row(f"[dim]{self.text}[/]", "", "", "")
-        return grid
-
-    def phase(self, name: str, budget_s: float | None) -> None:
-        self.phase_name, self.phase_budget = name, budget_s
-        if not self.enabled:
-            return
-        self.console.print(f"[bold]▸ {name}[/]" + (f" (budget {format_seconds(budget_s)})"
-                                                     if budget_s else ""), highlight=False)
-
-    def message(self, text: str) -> None:
-        self.text = text
-
-    def trial(self, trial: Trial, recalled: bool) -> None:
-        if recalled:
-            self.recalled += 1
-        else:
-            self.ran += 1
-
-    def best(self, text: str) -> None:
-        self.best_text = text
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-
-def _clock(seconds: float) -> str:
-    """``m:ss`` (``h:mm:ss`` past an hour): a countdown that does not jitter."""
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else \
-        f"{s // 60}:{s % 60:02d}"
 
 
 def print_summary(rec: TuneRecord, out_dir: Path, console: Console | None = None, *,
