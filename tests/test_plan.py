@@ -162,7 +162,7 @@ def test_load_plan_errors_name_the_file(tmp_path):
     unknown.write_text('{"bs": 1}')
     with pytest.raises(PlanError, match=rf"{unknown}: unknown plan key 'bs'"):
         load_plan(unknown)
-    with pytest.raises(PlanError, match=f"cannot read plan file {tmp_path}"):
+    with pytest.raises(PlanError, match=f"{tmp_path} is a folder, not a plan file"):
         load_plan(tmp_path)  # a directory
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from perfpilot.errors import PlanError
+from perfpilot.errors import PlanError, UserError
 
 PLAN_VERSION = 1
 
@@ -136,18 +136,15 @@ def check_plan_file(path: str | Path) -> None:
 
 
 def _read_json(p: Path) -> Any:
+    """The JSON in plan file ``p``; every failure a PlanError naming the file."""
+    from perfpilot.jsonio import load_json
+
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise PlanError(f"plan file not found: {p}") from None
-    except OSError as e:
-        raise PlanError(f"cannot read plan file {p}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise PlanError(f"{p}: not a text file (plans are UTF-8 JSON)") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PlanError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        return load_json(p, "plan file")
+    except PlanError:
+        raise
+    except UserError as e:
+        raise PlanError(str(e)) from None
 
 
 def _knobs_of(data: Any) -> dict[str, Any]:
@@ -167,7 +164,10 @@ def _knobs_of(data: Any) -> dict[str, Any]:
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
-    Path(path).write_text(plan.to_json() + "\n")
+    """Write ``plan`` atomically: a crash never leaves half a plan (UserError on OSError)."""
+    from perfpilot.jsonio import write_text_atomic
+
+    write_text_atomic(path, plan.to_json() + "\n")
 
 
 def _reject_unknown(data: dict[str, Any]) -> None:

@@ -377,10 +377,7 @@ class _Run:
             final=tr.FinalResult.from_dict(tr.sanitize(final)), plan=plan,
             decision=tr.Decision("tuned" if keep and plan != self.w.baseline else "baseline",
                                  why))
-        try:  # the plan first: it is the result, the rest is its evidence
-            save_plan(plan, self.out / tr.PLAN_FILE)
-        except OSError as e:
-            raise UserError(f"cannot write {self.out / tr.PLAN_FILE}: {e.strerror}") from None
+        save_plan(plan, self.out / tr.PLAN_FILE)  # the plan first: it is the result
         self.finish("complete", None)
         return self.rec
 
