@@ -31,29 +31,35 @@ def load_tune_record(path: Path) -> TuneFigures:
     missing or not a tune record)."""
     from perfpilot.tune_record import TuneRecord
 
-    # Typed load (schema check, one-line errors); the figures below read its JSON form.
-    rec = TuneRecord.load(path).to_dict()
-    final = rec.get("final") or {}
-    base, plan = rec.get("baseline_plan") or {}, rec.get("plan") or {}
+    rec = TuneRecord.load(path)
+    final = rec.final
+    ttt = final.time_to_target if final else None
+    thr = final.throughput if final else None
+    base = rec.baseline_plan.to_dict() if rec.baseline_plan else {}
+    plan = rec.plan.to_dict() if rec.plan else {}
     summary = {
-        "status": rec["status"], "tuning_elapsed_s": rec["elapsed_s"],
-        "budget_s": rec["budget_s"], "trials": len(rec["trials"]),
-        "verdict": final.get("verdict"), "claim": final.get("claim"),
-        "time_to_target": {k: (final.get("time_to_target") or {}).get(k) for k in _PICK},
-        "throughput": {k: (final.get("throughput") or {}).get(k) for k in _PICK},
+        "status": rec.status, "tuning_elapsed_s": rec.elapsed_s, "budget_s": rec.budget_s,
+        "trials": len(rec.trials),
+        "verdict": final.verdict if final else None, "claim": final.claim if final else None,
+        "time_to_target": _picked(ttt), "throughput": _picked(thr),
         "changes": {k: [base.get(k), v] for k, v in plan.items() if base.get(k) != v},
-        "stages": {s["name"]: {"budget_s": s["budget_s"], "elapsed_s": s["elapsed_s"]}
-                   for s in rec["stages"]},
+        "stages": {s.name: {"budget_s": s.budget_s, "elapsed_s": s.elapsed_s}
+                   for s in rec.stages},
     }
     check: dict[str, Any] = {}
-    ttt = final.get("time_to_target") or {}
-    if ttt.get("skipped"):
-        check["time_to_target_skipped"] = ttt["skipped"]
+    if ttt is not None and ttt.skipped:
+        check["time_to_target_skipped"] = ttt.skipped
     for arm in ("baseline", "tuned"):  # medians of the paired runs, in seconds
-        if isinstance(ttt.get(arm), dict):
-            check[f"{arm}_ttt_s"] = {k: ttt[arm].get(k) for k in ("median", "ci_low", "ci_high")}
-    thr = final.get("throughput") or {}
+        stat = getattr(ttt, arm, None) if ttt is not None else None
+        if stat is not None:
+            check[f"{arm}_ttt_s"] = {"median": stat.median, "ci_low": stat.ci_low,
+                                     "ci_high": stat.ci_high}
     for k in ("baseline_samples_per_s", "tuned_samples_per_s"):
-        if k in thr:
-            check[k] = thr[k]
+        if thr is not None and getattr(thr, k) is not None:
+            check[k] = getattr(thr, k)
     return TuneFigures(summary, check)
+
+
+def _picked(c: Any) -> dict[str, Any]:
+    """The comparison's verdict, ratio, interval and rounds (all None without one)."""
+    return {k: getattr(c, k, None) if c is not None else None for k in _PICK}
