@@ -191,3 +191,22 @@ def test_a_rendering_bug_becomes_a_note_in_the_record(tmp_path, monkeypatch):
     rec = write_tune_report(TuneRecord(status="complete"), tmp_path)
     assert "could not be rendered" in rec.notes[-1] and "bad svg" in rec.report_traceback
     assert TuneRecord.load(tmp_path / "record.json") == rec
+
+
+def test_the_budget_counts_from_the_process_start_when_the_process_is_the_command(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    import psutil
+
+    from perfpilot.commands.tune import command_origin
+
+    entered = time.monotonic()
+    started = entered - (time.time() - psutil.Process().create_time())
+    monkeypatch.setattr("sys.argv", ["/usr/bin/perfpilot", "tune", "digits"])
+    assert command_origin(entered) == pytest.approx(started, abs=0.5)
+    monkeypatch.setattr("sys.argv", ["/x/perfpilot/__main__.py", "tune", "digits"])
+    assert command_origin(entered) == pytest.approx(started, abs=0.5)
+    # Called in-process (here, by pytest): the process's age is not the command's.
+    monkeypatch.setattr("sys.argv", ["/usr/bin/pytest", "-q"])
+    assert command_origin(entered) == entered

@@ -287,3 +287,50 @@ def test_without_a_terminal_progress_is_timestamped_lines_as_it_happens(tmp_path
     for t in trials:  # each trial's result: its state and stage
         assert re.search(rf"trial {t.number} {t.stage}: {t.state}", text), text
     assert len(seen) == len(trials) and seen == sorted(seen) and seen[0] > 0
+
+
+class Overruns:
+    """A fake stage that changes the plan and then runs past its share and the budget
+    (an injected clock jumps): the final check must fit in what is left, not overrun."""
+
+    name = "overruns"
+
+    def __init__(self, now: list[float], until: float) -> None:
+        self.now, self.until = now, until
+
+    def run(self, ctx: Any) -> StageResult:
+        t = ctx.trials.run(self.name, {"check": "probe"}, lambda: Outcome("complete"))
+        self.now[0] = self.until
+        return StageResult(self.name, ctx.incumbent.replace(batch_size=32), (t,), {},
+                           "batch 32")
+
+
+def test_budget_counts_from_the_command_start(tmp_path: Path) -> None:
+    # The command passes its process start: seconds spent before tune() was called
+    # (imports, loading the workload) come out of the budget, not on top of it.
+    now = [1000.0]
+    res = tune(load_workload(spec()), stages=[Keeps()], budget_s=60, out_dir=tmp_path,
+               options=FAST, final_rounds=0, origin=now[0] - 25.0, clock=lambda: now[0])
+    assert res.elapsed_s == pytest.approx(25.0)
+    # The stage's share is of the 35 s left (less the final check's reserve), not 60 s.
+    assert res.stages[0].budget_s < 35.0
+    with pytest.raises(UserError, match="too small for this workload"):
+        tune(load_workload(spec()), stages=[Keeps()], budget_s=60, out_dir=tmp_path / "b",
+             options=FAST, origin=now[0] - 55.0, clock=lambda: now[0])
+
+
+def test_the_final_check_skips_what_the_budget_no_longer_holds(tmp_path: Path) -> None:
+    now = [0.0]
+    res = tune(load_workload(spec()), stages=[Overruns(now, 58.0)], budget_s=60,
+               out_dir=tmp_path, options=FAST, final_rounds=5, reserve_s=2.0,
+               clock=lambda: now[0])
+    # The stage used its share, the final check's and all up to the command's reserve.
+    assert res.elapsed_s == pytest.approx(58.0) and res.stages[0].budget_s < 50
+    final = res.final
+    assert final is not None and final.verdict == "unmeasured"
+    assert final.throughput.skipped.startswith("budget: the interleaved comparison needs")
+    assert final.time_to_target.skipped.startswith("budget:")
+    assert res.tuned is None and any("budget was spent" in n for n in res.notes)
+    assert res.status == "complete" and res.decision is not None
+    trials = [t.stage for t in res.trials]
+    assert "final" not in trials, trials  # nothing ran past the budget

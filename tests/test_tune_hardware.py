@@ -270,3 +270,29 @@ def test_decide_weighs_start_up_at_the_interval_low_end():
     called = []
     assert decide(_result(startup_b=0.1), lambda: called.append(1) or 10.0).accept
     assert not called  # start-up within resolution: the horizon is not even needed
+
+
+def test_an_ab_whose_arm_is_far_slower_than_sized_shortens_its_chunks_to_end_in_time():
+    # Sized for 10 ms steps, but B (an arm slowed by contention, say) takes 1 s a step:
+    # with 20-step chunks the fewest pairs would take 100 s; the deadline is 12 s away.
+    from perfpilot.tune.abtest import MIN_PAIRS, ABSettings, ab_test
+
+    clock = FakeClock()
+    make = factory(clock, lambda p: Behaviour(step_s=1.0 if p.precision == "bf16" else 0.01,
+                                              step_noise=0.0))
+    settings = ABSettings(chunk_steps=20, pairs=MIN_PAIRS, max_pairs=MIN_PAIRS,
+                          warmup_steps=1, settle_steps=0)
+    res = ab_test(fake_workload(), Plan(), Plan(precision="bf16"), settings,
+                  deadline=12.0, clock=clock, trainer_factory=make)
+    assert res.n == MIN_PAIRS and res.chunk_steps < 20
+    assert clock.t <= 12.0  # the warm-up step sized the first chunks
+    assert res.ratio == pytest.approx(0.01, rel=0.05)  # per-sample costs stay comparable
+
+
+def test_fitting_steps():
+    from perfpilot.tune.abtest import _fitting_steps
+
+    assert _fitting_steps(20, pair_s=1.0, left_s=10.0, pairs_needed=4) == 20  # fits
+    assert _fitting_steps(20, pair_s=20.0, left_s=10.0, pairs_needed=4) == 2
+    assert _fitting_steps(20, pair_s=20.0, left_s=0.0, pairs_needed=4) == 1
+    assert _fitting_steps(20, pair_s=20.0, left_s=1.0, pairs_needed=0) == 20  # enough pairs

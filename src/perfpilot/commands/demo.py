@@ -9,6 +9,7 @@ minutes (``benchmarks/demo.py`` times it).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -32,10 +33,17 @@ def demo_command(
         DEMO_BUDGET, "--budget", metavar="TIME", help="Tuning time, e.g. 100s or 3m."),
 ) -> None:
     """Tune the built-in digits workload (a small CNN, offline data) and write its report."""
+    entered = time.monotonic()  # the budget is the command's wall time
     from rich.console import Console
     from rich.markup import escape
 
-    from perfpilot.commands.tune import parse_duration, reported, write_tune_report
+    from perfpilot.commands.tune import (
+        REPORT_RESERVE_S,
+        command_origin,
+        parse_duration,
+        reported,
+        write_tune_report,
+    )
     from perfpilot.render.progress import command_progress
     from perfpilot.render.tune_console import print_summary
     from perfpilot.tune.pipeline import tune
@@ -51,7 +59,8 @@ def demo_command(
                   highlight=False)
     with reported(out):
         rec = tune(w, budget_s=budget_s, out_dir=out, spec="digits", restart=True,
-                   progress=command_progress(), options=DEMO_OPTIONS)
+                   progress=command_progress(), options=DEMO_OPTIONS,
+                   origin=command_origin(entered), reserve_s=REPORT_RESERVE_S)
     print_summary(write_tune_report(rec, out), out, console, wrote_plan=True)
     console.print(f"Open the report: [bold]{escape(str((out / 'report.html').resolve()))}[/]",
                   highlight=False)

@@ -128,9 +128,9 @@ def ab_test(workload: Workload, plan_a: Plan, plan_b: Plan,
             clock: Callable[[], float] = time.perf_counter,
             trainer_factory: TrainerFactory | None = None) -> ABResult:
     """Time B against A, interleaved; ``check_*`` see each plan's losses after every chunk
-    (and may raise, e.g. :class:`~perfpilot.tune.parity.ParityFailure`). Past ``deadline``
-    (a ``clock()`` value) it stops adding pairs once :data:`MIN_PAIRS` ran and compares
-    what it has (a wider interval: fewer verdicts, never more)."""
+    (and may raise, e.g. :class:`~perfpilot.tune.parity.ParityFailure`). When the next pair
+    would end past ``deadline`` (a ``clock()`` value) it stops adding pairs once
+    :data:`MIN_PAIRS` ran and compares what it has (a wider interval: fewer verdicts)."""
     from perfpilot.measure import look_schedule
 
     factory = trainer_factory or engine_trainer
@@ -142,21 +142,45 @@ def ab_test(workload: Workload, plan_a: Plan, plan_b: Plan,
         b = _Live(plan_b, check_b, clock)
         for arm in (a, b):
             arm.start(workload, factory, settings.warmup_steps, stack)
+        steps = settings.chunk_steps
+        if deadline is not None:  # the warm-up's step times are the first estimate
+            steps = _fitting_steps(steps, (steps + settle) * (a.warm_step_s + b.warm_step_s),
+                                   deadline - clock(), MIN_PAIRS)
         for look in looks:
             late = False
             while len(a.samples) < look and not late:
                 first = (a, b) if len(a.samples) % 2 == 0 else (b, a)
+                t0 = clock()
                 for arm in first:
-                    arm.chunk(settle, settings.chunk_steps)
-                late = (deadline is not None and clock() >= deadline
+                    arm.chunk(settle, steps)
+                pair_s = clock() - t0
+                # Stop before a pair that would end past the deadline (the last one is
+                # the best guess of the next one's length), not after it.
+                late = (deadline is not None and clock() + pair_s >= deadline
                         and len(a.samples) >= MIN_PAIRS)
+                if deadline is not None and not late:
+                    steps = _fitting_steps(steps, pair_s, deadline - clock(),
+                                           MIN_PAIRS - len(a.samples))
             cmp = _compare(a, b, level, settings.min_effect)
             if cmp.decided or late:
                 break
     return ABResult(verdict=cmp.verdict, ratio=cmp.ratio, ci_low=cmp.ci_low,
                     ci_high=cmp.ci_high, n=cmp.n, confidence=level,
                     a=a.result(settings.warmup_steps), b=b.result(settings.warmup_steps),
-                    chunk_steps=settings.chunk_steps, settle_steps=settle)
+                    chunk_steps=steps, settle_steps=settle)
+
+
+def _fitting_steps(steps: int, pair_s: float, left_s: float, pairs_needed: int) -> int:
+    """Timed steps per chunk from now on, so the pairs still needed for a comparison fit
+    in the time left: a pair that took far longer than sized (a loaded machine, an arm
+    slowed by contention) shortens the chunks rather than overrun the deadline. Both arms
+    of a pair always time the same steps, so rounds stay paired; costs are per sample."""
+    if pairs_needed <= 0 or steps <= 1 or pair_s <= 0:
+        return steps
+    fit = left_s / pairs_needed
+    if pair_s <= fit:
+        return steps
+    return max(1, int(steps * max(fit, 0.0) / pair_s))
 
 
 def _compare(a: _Live, b: _Live, level: float, min_effect: float) -> Any:
@@ -184,6 +208,7 @@ class _Live:
         self.data_s = self.total_s = 0.0
         self.timed_steps = 0
         self.warm_s = 0.0
+        self.warm_step_s = 0.0  # seconds a warm-up step took (0: no warm-up)
         self.trainer: StepRunner | None = None
 
     def start(self, workload: Workload, factory: TrainerFactory, warmup: int,
@@ -192,7 +217,9 @@ class _Live:
         self.trainer = factory(workload, self.plan)
         stack.callback(self.trainer.close)
         if warmup:
+            t1 = self.clock()
             self._steps(warmup)
+            self.warm_step_s = (self.clock() - t1) / warmup
         self.warm_s = self.clock() - t0
 
     def _steps(self, n: int) -> list[Any]:

@@ -10,6 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
+# The least a stage can do anything useful in (a reference run and one A/B of the fewest
+# pairs, or a few short runs to the target, for a small workload on a quiet machine).
+# Below it the stage is skipped and says so: its floors (fewest pairs, shortest runs) would
+# overrun a smaller share. Stages without an entry here (plug-ins, tests) have none.
+STAGE_MIN_S: dict[str, float] = {"hardware": 6.0, "loader": 4.0, "batch": 6.0}
+
+
+def too_small(stage: str, share_s: float) -> str | None:
+    """Why ``stage`` cannot run in ``share_s`` seconds, or None when it can."""
+    least = STAGE_MIN_S.get(stage, 0.0)
+    if share_s >= least:
+        return None
+    return (f"skipped: budget: {max(share_s, 0):.1f} s were left for this stage, it needs "
+            f"at least {least:.0f} s")
 
 
 def stage_share(stages: Sequence[str], index: int, left_s: float) -> float:

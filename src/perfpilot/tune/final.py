@@ -53,6 +53,7 @@ class FinalSettings:
     eval_every_s: float | None = None
     skip_ttt: str = ""
     skip_throughput: str = ""
+    ab_min_s: float = 0.0  # the throughput A/B's cost with its fewest pairs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,16 +78,20 @@ def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
     step_s = float((rec.get("step_time_s") or {}).get("median") or 0.05)
     setup_s = float(baseline.get("setup_s") or 0.5)
     pairs = max(ab_pairs, ab.MIN_PAIRS)
+
+    def cost(settings: Any, pairs: int) -> float:
+        # Two arms, each: build, warm-up, then per pair a settle step or two and a chunk.
+        return 2 * (setup_s + (settings.warmup_steps + pairs * (
+            settings.chunk_steps + 2)) * step_s)
+
     while True:
         settings = ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S, pairs=pairs,
                                     max_pairs=pairs)
-        # Two arms, each: build, warm-up, then per pair a settle step or two and a chunk.
-        ab_cost = 2 * (setup_s + (settings.warmup_steps + settings.pairs * (
-            settings.chunk_steps + 2)) * step_s)
+        ab_cost = cost(settings, settings.pairs)
         if ab_max_s is None or ab_cost <= ab_max_s or pairs <= ab.MIN_PAIRS:
             break
         pairs -= 1
-    skip_ttt, cap, cost, every = "", 0.0, ab_cost, None
+    skip_ttt, cap, total, every = "", 0.0, ab_cost, None
     if not has_target:
         skip_ttt = "the workload has no target"
     elif not baseline.get("reached"):
@@ -100,10 +105,11 @@ def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
             skip_ttt = (f"budget: {rounds} interleaved pairs of runs to the target need about "
                         f"{ttt_cost:.0f} s, {max(budget_left_s - ab_cost, 0):.0f} s left")
         else:
-            cost += ttt_cost
+            total += ttt_cost
     return FinalSettings(rounds=0 if skip_ttt else rounds, cap_s=cap, seed=seed,
-                         ab=dict(asdict(settings)), ab_budget_s=max(2 * ab_cost, 5.0),
-                         estimate_s=cost, eval_every_s=every, skip_ttt=skip_ttt)
+                         ab=dict(asdict(settings)), ab_budget_s=ab_cost,
+                         estimate_s=total, eval_every_s=every, skip_ttt=skip_ttt,
+                         ab_min_s=cost(settings, ab.MIN_PAIRS))
 
 
 @dataclass
@@ -116,6 +122,7 @@ class FinalCheck:
     tuned: Plan
     settings: FinalSettings
     progress: Callable[[str], None] = lambda message: None
+    allowed_s: float | None = None  # seconds the whole check may take (None: no limit)
     runs: dict[str, list[Trial]] = field(default_factory=lambda: {"baseline": [], "tuned": []})
 
     def run(self, rounds: Callable[[dict[str, Any]], tuple[int, str]] | None = None
@@ -137,11 +144,16 @@ class FinalCheck:
         s = self.settings
         if s.skip_throughput:
             return {"skipped": s.skip_throughput}
+        budget = s.ab_budget_s if self.allowed_s is None else min(s.ab_budget_s,
+                                                                  self.allowed_s)
+        if budget < s.ab_min_s:
+            return {"skipped": f"budget: the interleaved comparison needs about "
+                               f"{s.ab_min_s:.1f} s, the stages left {max(budget, 0):.1f} s"}
         self.progress("final check: throughput, baseline vs tuned, interleaved")
         a, b = self.baseline.to_dict(), self.tuned.to_dict()
         key = {"check": "throughput", "baseline": a, "tuned": b, "settings": s.ab}
-        fn = Portable(throughput_unit, (self.ref, a, b, s.ab, s.ab_budget_s),
-                      timeout_s=10 * s.ab_budget_s + 60)
+        fn = Portable(throughput_unit, (self.ref, a, b, s.ab, budget),
+                      timeout_s=10 * budget + 60)
         trial = self.trials.run(STAGE, key, fn)
         if trial.state != "complete":
             return {"trial": trial.number, "state": trial.state, "reason": trial.reason}

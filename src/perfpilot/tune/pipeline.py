@@ -49,7 +49,7 @@ from perfpilot import tune_record as tr
 from perfpilot.errors import UserError
 from perfpilot.progress import NullProgress, Progress
 from perfpilot.record import RunRecord
-from perfpilot.tune.budget import stage_share
+from perfpilot.tune.budget import stage_share, too_small
 from perfpilot.tune.final import (
     ROUNDS,
     FinalCheck,
@@ -95,6 +95,7 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
          horizon_s: float | None = None, progress: Progress | None = None,
          spec: str | None = None, options: dict[str, Any] | None = None,
          final_rounds: int | None = None, restart: bool = False,
+         origin: float | None = None, reserve_s: float = 0.0,
          clock: Callable[[], float] = time.monotonic) -> tr.TuneRecord:
     """Tune ``workload`` within ``budget_s`` seconds; write plan.json and record.json
     under ``out_dir`` and return the record (see the module docstring). The record's
@@ -107,7 +108,10 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     ``spec``: the workload's spec string, needed to run trials in other processes.
     ``options``: passed to every stage as ``ctx.options`` (the pipeline itself reads
     ``baseline_cap_s``, ``final_pairs`` and ``chunk_s``). ``final_rounds``: pairs of runs
-    to the target in the final check (default 5). Raises :class:`UserError` for the user's
+    to the target in the final check (default 5). ``origin``: the ``clock()`` reading the
+    budget counts from (default: now; the command passes its own start, so the budget is
+    its wall time); ``reserve_s``: seconds at the end of the budget kept for the caller
+    (the command's report), which no measurement may use. Raises :class:`UserError` for the user's
     mistakes; when measuring had started, the record is written first (on any exception:
     ``out_dir/record.json`` then says what happened, for the command to report).
     """
@@ -121,13 +125,13 @@ def tune(workload: Workload, *, stages: Sequence[str | Stage] | None = None,
     out = prepare_out_dir(Path(out_dir))
     if restart:  # the demo: a previous run's plan must not outlive its study
         (out / tr.PLAN_FILE).unlink(missing_ok=True)
-    replay = ReplayClock(clock)
+    replay = ReplayClock(clock, origin)
     names, objects = resolve_stages(stages, replay)
     study = open_study(out, fingerprint(w, names, budget_s, options), resume=resume,
                        restart=restart)
     run = _Run(w, WorkloadRef(portable_spec(spec), target, live=w), study, out, names,
                objects, budget_s, horizon_s, progress or NullProgress(), options or {},
-               final_rounds, executor, replay)
+               final_rounds, executor, replay, reserve_s)
     with started_executor(executor, run.ref, run.progress) as ex, \
             study.observe(run.progress):
         study.executor, study.clock = ex, replay
@@ -143,9 +147,12 @@ class _Run:
     def __init__(self, w: Workload, ref: WorkloadRef, study: Any, out: Path,
                  names: list[str], stages: list[Stage], budget_s: float,
                  horizon_s: float | None, progress: Progress, options: dict[str, Any],
-                 final_rounds: int | None, executor: str, clock: ReplayClock) -> None:
+                 final_rounds: int | None, executor: str, clock: ReplayClock,
+                 reserve_s: float = 0.0) -> None:
         self.w, self.ref, self.study, self.out = w, ref, study, out
         self.stages, self.budget_s, self.horizon_s = stages, budget_s, horizon_s
+        # Measuring ends here (seconds since the origin); the rest is the caller's.
+        self.end_s = budget_s - max(0.0, min(reserve_s, 0.1 * budget_s))
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
@@ -165,7 +172,8 @@ class _Run:
         return self.clock.elapsed()
 
     def left(self) -> float:
-        return self.budget_s - self.elapsed()
+        """Seconds measuring may still take (the caller's reserve excluded)."""
+        return self.end_s - self.elapsed()
 
     def fixed(self, name: str, compute: Callable[[], Any]) -> Any:
         """A value decided once per study (stored), so a resumed run decides the same."""
@@ -178,7 +186,7 @@ class _Run:
     # -------------------------------------------------- the pipeline
 
     def go(self) -> tr.TuneRecord:
-        self.progress.start(self.budget_s, self.left)
+        self.progress.start(self.budget_s, lambda: self.budget_s - self.elapsed())
         try:
             self.baseline()
             plan = self.run_stages()
@@ -260,6 +268,9 @@ class _Run:
                        ab_max_s=FINAL_AB_SHARE * self.budget_s)
         if rounds == 0 and not s.skip_ttt:
             s = dataclasses.replace(s, rounds=0, skip_ttt="final_rounds=0")
+        if s.skip_ttt:  # then the report's "after" run (see _tuned_run) is part of it
+            s = dataclasses.replace(s, estimate_s=s.estimate_s + self._tuned_run_s()
+                                    + float(self.base_m.get("setup_s") or 0.5))
         stages_s = left - s.estimate_s
         if stages_s < MIN_STAGES_S:
             raise Stop(f"--budget {self.budget_s:.0f}s is too small for this workload: the "
@@ -274,11 +285,17 @@ class _Run:
         from perfpilot.tune.stage import StageContext
 
         plan: Plan = self.w.baseline
-        pool_end = self.budget_s - self.settings.estimate_s
+        pool_end = self.end_s - self.settings.estimate_s
         for i, stage in enumerate(self.stages):
             share = float(self.fixed(f"budget.{stage.name}", lambda i=i: self._share(
                 i, pool_end)))
             self.progress.phase(stage.name, share)
+            skip = too_small(stage.name, share)
+            if skip is not None:
+                self.rec = self.rec.replace(stages=(*self.rec.stages, tr.StageRecord(
+                    stage.name, skip, share, 0.0, plan, ())))
+                self.progress.phase_done(stage.name, skip, 0.0)
+                continue
             ctx = StageContext(workload=self.w, incumbent=plan, trials=self.runner,
                                budget_s=share, horizon_s=self.rec.horizon.horizon_s,
                                machine=self.machine, progress=self.progress.message,
@@ -326,9 +343,15 @@ class _Run:
             return {"verdict": "unchanged", "primary": None,
                     "claim": "no stage found a measured gain, so the baseline stays; there is "
                              "nothing to compare"}
-        self.progress.phase("final check", self.settings.estimate_s)
+        # What the stages left is all the final check may take: it shrinks or skips a
+        # comparison that does not fit (and says so) rather than overrun the budget. Fixed
+        # once, so a resumed run sizes it the same.
+        allowed = float(self.fixed("final.allowed_s", lambda: max(self.left(), 0.0)))
+        self.progress.phase("final check", allowed)
+        after = self._tuned_run_s() + float(self.base_m.get("setup_s") or 0.5) \
+            if self.settings.skip_ttt else 0.0  # the "after" run comes out of it too
         check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
-                           progress=self.progress.message)
+                           progress=self.progress.message, allowed_s=allowed - after)
         result = check.run(rounds=lambda thr: tuple(self.fixed(
             "final.rounds", lambda: list(self._ttt_rounds(thr)))))
         tuned_run = check.record_of("tuned") or self._tuned_run(tuned)
@@ -342,21 +365,39 @@ class _Run:
         """Runs to the target skipped for budget may fit after all once the throughput
         check says how much faster the tuned plan trains."""
         s = self.settings
-        if s.rounds or not s.skip_ttt.startswith("budget") or "ratio" not in throughput:
+        if not s.rounds and not s.skip_ttt.startswith("budget"):
             return s.rounds, s.skip_ttt
-        cost, left = ttt_cost_s(self.base_m, throughput, ROUNDS), self.left()
+        rounds = s.rounds or ROUNDS
+        if not s.rounds and "ratio" not in throughput:
+            return s.rounds, s.skip_ttt
+        # Planned rounds are dropped too when the stages or the A/B left too little time.
+        cost, left = ttt_cost_s(self.base_m, throughput, rounds), self.left()
         if cost <= max(left, 0.0):
-            return ROUNDS, ""
-        return 0, (f"budget: {ROUNDS} interleaved pairs of runs to the target need about "
-                   f"{cost:.0f} s (the tuned plan's from its measured throughput), "
-                   f"{max(left, 0):.0f} s left")
+            return rounds, ""
+        tuned = " (the tuned plan's from its measured throughput)" if "ratio" in throughput \
+            else ""
+        return 0, (f"budget: {rounds} interleaved pairs of runs to the target need about "
+                   f"{cost:.0f} s{tuned}, {max(left, 0):.0f} s left")
+
+    def _tuned_run_s(self) -> float:
+        """Training seconds of the "after" run: as long as the baseline trained, at most
+        :data:`NO_TARGET_RUN_S`."""
+        engine = self.base_m["record"].get("engine") or {}
+        return max(1.0, min(NO_TARGET_RUN_S, float(engine.get("train_time_s") or 5.0)))
 
     def _tuned_run(self, plan: Plan) -> dict[str, Any] | None:
         """An "after" record when the final check had no runs to the target: the tuned
         plan trained for at most :data:`NO_TARGET_RUN_S` (to the target, when there is
-        one, so its curves compare with the baseline's; one run, not a comparison)."""
-        engine = self.base_m["record"].get("engine") or {}
-        secs = max(1.0, min(NO_TARGET_RUN_S, float(engine.get("train_time_s") or 5.0)))
+        one, so its curves compare with the baseline's; one run, not a comparison), or
+        less, to end within the budget; none when not even a second of training fits."""
+        setup = float(self.base_m.get("setup_s") or 0.5)
+        secs = float(self.fixed("final.tuned_run_s", lambda: min(
+            self._tuned_run_s(), self.left() - setup)))
+        if secs < 1.0:
+            self.rec = self.rec.with_note(
+                "the tuned plan's own run (the report's \"after\" curves) was skipped: the "
+                "budget was spent")
+            return None
         to_target = self.w.target is not None
         every = self.settings.eval_every_s if to_target else None
         self.progress.message("recording the tuned plan's run")

@@ -154,9 +154,11 @@ class ReplayClock:
     A trial without a stamp moves the clock by its duration. Intervals inside a trial that
     runs now are real time: the clock only jumps between trials."""
 
-    def __init__(self, base: Callable[[], float]) -> None:
+    def __init__(self, base: Callable[[], float], origin: float | None = None) -> None:
+        """``origin``: the ``base()`` reading elapsed time counts from (default: now); the
+        command passes its own start so that the budget is the command's wall time."""
         self.base, self.offset = base, 0.0
-        self.origin = base()
+        self.origin = base() if origin is None else min(origin, base())
 
     def __call__(self) -> float:
         return self.base() + self.offset
