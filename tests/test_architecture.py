@@ -24,7 +24,8 @@ MAX_LINES = 500
 LAYERS: dict[str, int] = {
     "perfpilot.errors": 0, "perfpilot.jsonio": 0, "perfpilot.interrupt": 0,
     "perfpilot.plan": 1, "perfpilot.record": 1, "perfpilot.record_sections": 1,
-    "perfpilot.trial": 1, "perfpilot.tune_record": 1, "perfpilot.progress": 1,
+    "perfpilot.record_probe_sections": 1, "perfpilot.trial": 1, "perfpilot.tune_record": 1,
+    "perfpilot.progress": 1,
     "perfpilot.host": 2, "perfpilot.devices": 2, "perfpilot.measure": 2,
     "perfpilot.workload": 2, "perfpilot.workloads": 2, "perfpilot.apply_plan": 2,
     "perfpilot.engine": 3, "perfpilot.probes": 3, "perfpilot.execute": 3,

@@ -11,6 +11,7 @@ from sampling import record_of, sample_call
 
 from perfpilot.cli import main
 from perfpilot.lint import lint_paths, ruff_bridge, run_lint
+from perfpilot.record import LoopSpan
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "lint"
@@ -46,7 +47,7 @@ def test_ruff_findings_join_the_list_and_overlaps_merge(tmp_path):
     sort = next(f for f in report.findings if f.id == "sort-for-min-max")
     assert sort.lint.also == ("ruff:FURB192",)
     perf = next(f for f in report.findings if f.id == "ruff:PERF401")
-    assert perf.extra["source"] == "ruff" and perf.extra["loop"] == {"line": 3, "end_line": 4}
+    assert perf.lint.source == "ruff" and perf.lint.loop == LoopSpan(3, 4)
     assert report.ruff and not report.notes
 
 
@@ -87,13 +88,15 @@ def test_terminal_and_json_with_profile(tmp_path, capsys):
                      r"loop \d+\.\d%  est\. \d+\.\d\dx", out)
     assert "under 1% of the run (demoted)" in out
     doc = json.loads(out_json.read_text())
-    assert doc["schema"] == "perfpilot.lint/2" and doc["profile"] == str(rec_path)
+    assert doc["schema"] == "perfpilot.lint/3" and doc["profile"] == str(rec_path)
     first = doc["findings"][0]
     assert set(first) >= {"id", "title", "evidence", "fix", "estimated_speedup", "location",
                           "confidence", "time_share", "demoted", "lint"}
     assert first["id"] == "inefficient-membership" and first["time_share"] > 0.5
     assert first["demoted"] is False and first["lint"]["loop_share"] > 0.5
-    assert "demoted" not in first["extra"] and "loop_share" not in first["extra"]
+    assert "extra" not in first and first["factor"] == 10.0
+    assert first["lint"]["loop"]["line"] < first["location"]["line"]
+    assert first["lint"]["attributed_share"] >= first["lint"]["line_share"]
 
 
 def test_json_to_stdout_and_fail_on(capsys):

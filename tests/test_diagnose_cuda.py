@@ -67,7 +67,8 @@ def test_gpu_idle_points_at_the_biggest_host_phase():
     rec = record({"other": 0.05}, cuda=cuda(utilization={"samples": 10, "mean": 30.0}))
     f = only(gpu_idle(facts_of(rec)), "gpu-idle")
     assert f.time_share == pytest.approx(0.7)
-    assert f.extra["host_phase"] == "other" and "torch.compile" in f.fix
+    assert f.tag == "other" and "torch.compile" in f.fix
+    assert f.measured_value("utilization") == 30.0
     busy = record(cuda=cuda(utilization={"samples": 10, "mean": 85.0}))
     assert gpu_idle(facts_of(busy)) == []
 

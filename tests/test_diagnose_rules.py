@@ -85,7 +85,7 @@ def test_workers_suggestion():
 
 def test_persistent_workers_when_worker_startup_dominates():
     rec = record({"data": 0.04})
-    rec = changed(rec, loaders=[{**rec.loaders[0], "num_workers": 2,
+    rec = changed(rec, loaders=[{**rec.loaders[0].to_dict(), "num_workers": 2,
                                  "persistent_workers": False, "iter_s": 1.5}])
     f = only(dataloader_bound(facts_of(rec)), "dataloader-bound")
     assert f.plan_change == {"persistent_workers": True}
@@ -97,7 +97,8 @@ def test_small_batch_counts_fixed_costs_only():
     rec = changed(rec, step_phases={"samples_per_step": 4})
     f = only(small_batch(facts_of(rec)), "small-batch")
     fixed = (0.002 + min(100 * 1e-5, 0.004)) / 0.006
-    assert f.extra["fixed_fraction"] == pytest.approx(fixed)
+    assert f.measured_value("fixed_fraction") == pytest.approx(fixed)
+    assert f.factor == 8 and f.time_share == pytest.approx(fixed)
     assert f.estimated_speedup == pytest.approx(amdahl(fixed, 8), rel=1e-3)
     assert f.plan_change == {"batch_size": 32}
 
@@ -203,8 +204,9 @@ def test_grad_in_eval_uses_the_measured_factor():
     f = only(grad_in_eval(facts_of(rec)), "grad-in-eval")
     assert f.estimated_speedup == pytest.approx(amdahl(0.5, 1.5), rel=1e-3)
     assert "inference_mode" in f.fix and f.location["line"] == 70
+    assert f.factor == pytest.approx(1.5) and f.measured == ()  # ratios: the record's
     gie["calls"][0]["then_backward"] = 40  # every one was trained through (frozen BN)
-    assert grad_in_eval(facts_of(rec)) == []
+    assert grad_in_eval(facts_of(changed(rec, grad_in_eval=gie))) == []
 
 
 def test_rank_never_leads_with_a_tiny_cost():

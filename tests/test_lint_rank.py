@@ -14,7 +14,7 @@ from sampling import record_of, sample_call
 from perfpilot.lint import lint_hot_code, lint_paths, run_lint
 from perfpilot.lint.base import Span
 from perfpilot.lint.ranking import ProfileIndex, norm_path
-from perfpilot.record import RunRecord, amdahl
+from perfpilot.record import LoopSpan, RunRecord, amdahl
 from perfpilot.record_sections import HotLine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,8 @@ def test_ranked_by_measured_time_and_cold_code_demoted(code_file):
     assert member.time_share == pytest.approx(0.59)
     assert member.estimated_speedup == pytest.approx(amdahl(0.59, 10.0))
     assert join.time_share == pytest.approx(0.40)  # the inner loop's share (loop rule)
-    assert join.extra["loop"] == {"line": 12, "end_line": 14}
+    assert join.lint.loop == LoopSpan(12, 14) and join.lint.measure == "loop"
+    assert join.factor is not None and join.lint.loop_share == pytest.approx(0.40)
     assert "Measured (100 stack samples)" in member.evidence
     sort = next(f for f in found if f.id == "sort-for-min-max")
     assert not sort.demoted and sort.time_share == pytest.approx(0.01)

@@ -15,11 +15,14 @@ from perfpilot.record import (
     RECORD_SCHEMA,
     Finding,
     LintDetail,
+    LoopSpan,
+    Measure,
     RunRecord,
     StatSummary,
     amdahl,
     sort_findings,
 )
+from perfpilot.record_probe_sections import LoaderInfo
 from perfpilot.record_sections import (
     EngineStats,
     HotLine,
@@ -34,7 +37,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 FINDING = Finding(id="dataloader-bound", title="Data loading dominates",
                   evidence="data: 62% of step time", fix="set num_workers=4",
                   estimated_speedup=2.1, location={"file": "/x/train.py", "line": 12},
-                  confidence="high", time_share=0.62, extra={"workers": [0, 2, 4]})
+                  confidence="high", time_share=0.62, factor=4.0,
+                  measured=(Measure("hot_line_share", 0.3, "fraction", ("/x/data.py", 7, "get")),
+                            Measure("calls", 3, "count")))
 
 
 def make_record(**sections) -> RunRecord:
@@ -59,7 +64,8 @@ def test_run_record_json_round_trip_with_typed_sections():
             Stack(frames=(("/a.py", 1, "f"),), count=3),)),
         hot_lines=(HotLine("/a.py", 1, "f", self_share=1.0, total_share=1.0),),
         timeline=Timeline(total_s=2.5, steady_s=2.0), findings=(VERIFIED, FINDING),
-        loaders=({"role": "train", "batches": 3},), extra={"note": "mine"})
+        loaders=(LoaderInfo(role="train", batches=3, site=("/a.py", 2, "main")),),
+        extra={"note": "mine"})
     d = json.loads(json.dumps(rec.to_dict()))
     assert d["schema"] == RECORD_SCHEMA == "perfpilot.runrecord/2"
     assert d["hot_lines"][0]["line"] == 1  # sections are top-level keys
@@ -77,32 +83,43 @@ def test_schema_1_record_loads_into_the_typed_fields():
     assert rec.stack_samples.stacks[0].frames == (("/home/me/train.py", 10, "<module>"),)
     assert rec.hot_lines[0].tags == {"data": 1.0}
     assert rec.memory.series == ((0.0, 100), (1.0, 123))
-    assert rec.threads.usable_cores == 2 and rec.loaders[0]["role"] == "train"
+    assert rec.threads.usable_cores == 2 and rec.loaders[0].role == "train"
+    assert rec.optimizers[0].steps == 10 and rec.calibration.threads is None
     (f,) = rec.findings
     assert f.verified == Verification(change={"num_workers": 2}, ratio=1.9, ci_low=1.8,
                                       ci_high=2.0, verdict="faster", n=5, estimate=2.0,
                                       measure="seconds per training sample")
-    assert f.plan_change == {"num_workers": 2} and f.extra == {}  # moved out of extra
+    assert f.plan_change == {"num_workers": 2} and not hasattr(f, "extra")
     assert rec.extra == {"my_note": "added by the user"}  # only the user's key is left
     again = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
     assert again == rec and again.to_dict()["schema"] == RECORD_SCHEMA
 
 
 LINTED = Finding(id="list-append-loop", title="t", evidence="e", fix="f",
-                 estimated_speedup=1.0, extra={"share": 0.2, "factor": 2.0}, demoted=True,
+                 estimated_speedup=1.0, time_share=0.2, factor=2.0, demoted=True,
                  lint=LintDetail(also=("ruff:PERF401",), diff=("-a", "+b"), loop_share=0.3,
                                  loop_depth=2, severity=3))
+LINTED_NOW = dataclasses.replace(LINTED, lint=dataclasses.replace(
+    LINTED.lint, source="ruff", column=4, loop=LoopSpan(3, 5), measure="loop",
+    assumption="a list comprehension", line_share=0.1, attributed_share=0.25))
 
 
 def test_finding_typed_fields_round_trip_through_json():
     hot = dataclasses.replace(FINDING, tag="data", lines=(10, 11),
                               plan_change={"num_workers": 4})
-    for f in (LINTED, hot, VERIFIED):
+    idle = dataclasses.replace(FINDING, id="gpu-idle", tag="data", location=None,
+                               measured=(Measure("utilization", 30.0, "%"),))
+    for f in (LINTED, LINTED_NOW, hot, VERIFIED, idle):
         d = json.loads(json.dumps(f.to_dict()))
         assert Finding.from_dict(d) == f
-    d = LINTED.to_dict()
+    d = LINTED_NOW.to_dict()
     assert d["lint"]["also"] == ["ruff:PERF401"] and d["demoted"] is True
-    assert d["extra"] == {"share": 0.2, "factor": 2.0}  # nothing typed leaks into extra
+    assert d["lint"]["loop"] == {"line": 3, "end_line": 5} and d["factor"] == 2.0
+    assert "extra" not in d  # a finding has no free-form part
+    d = FINDING.to_dict()
+    assert d["measured"][0] == {"name": "hot_line_share", "value": 0.3, "unit": "fraction",
+                                "site": ["/x/data.py", 7, "get"]}
+    assert FINDING.measured_value("calls") == 3 and FINDING.measured_value("nope") is None
 
 
 def test_old_finding_with_typed_data_in_extra_loads_into_the_fields():
@@ -117,7 +134,8 @@ def test_old_finding_with_typed_data_in_extra_loads_into_the_fields():
                              "extra": {"tag": "data", "lines": [10, 11], "calls": 3,
                                        "plan_change": {"num_workers": 2}}})
     assert (hot.tag, hot.lines, hot.plan_change) == ("data", (10, 11), {"num_workers": 2})
-    assert hot.extra == {"calls": 3} and hot.lint is None and not hot.demoted
+    assert hot.measured == (Measure("calls", 3, "count"),)
+    assert hot.lint is None and not hot.demoted and hot.factor is None
 
 
 def test_schema_1_engine_record_in_a_tune_record_loads():

@@ -3,13 +3,17 @@
 A :class:`RunRecord` is what one measured run produced (like pyinstrument's ``Session``):
 it round-trips through JSON so reports can be re-rendered offline. Probes fill its typed
 sections (:mod:`perfpilot.record_sections`: ``stack_samples``, ``hot_lines``,
-``timeline``, ``memory``...), analysis reads them and returns :class:`Finding` values
-(stored in ``findings``, highest ``estimated_speedup`` first); it never measures.
-``extra`` holds only data a user attached; perfpilot writes nothing there.
+``timeline``, ``memory``...; :mod:`perfpilot.record_probe_sections`: ``loaders``,
+``hot_ops``, ``cuda``, ``calibration``...), analysis reads them and returns
+:class:`Finding` values (stored in ``findings``, highest ``estimated_speedup`` first); it
+never measures. ``RunRecord.extra`` holds only data a user attached; perfpilot writes
+nothing there, and a finding has no free-form part.
 
 JSON: schema ``perfpilot.runrecord/2`` has each section under its own top-level key and
-the user's data under ``extra``. Schema-1 files (sections and findings as untyped
-top-level keys, verification results in ``finding.extra["verified"]``) still load.
+the user's data under ``extra``. Older files still load: schema 1 (sections and findings
+as untyped top-level keys, verification results in ``finding.extra["verified"]``), and
+schema-2 files whose findings kept evidence in ``finding.extra`` (its known keys are
+read into the typed fields, see :meth:`Finding.from_dict`; the rest is dropped).
 """
 
 from __future__ import annotations
@@ -21,8 +25,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from perfpilot.errors import UserError
+from perfpilot.record_probe_sections import (
+    Calibration,
+    CudaInfo,
+    GradInEval,
+    HotOps,
+    IoCall,
+    LoaderInfo,
+    OptimizerInfo,
+    RootModule,
+    SetThreadsCall,
+    site_of,
+)
 from perfpilot.record_sections import (
     EngineStats,
+    Frame,
     HotLine,
     Memory,
     ProfileInfo,
@@ -58,12 +75,33 @@ class StatSummary:
 
 
 @dataclass(frozen=True)
-class LintDetail:
-    """What the ``perfpilot lint`` ranking and console read about a lint finding.
+class LoopSpan:
+    """The loop enclosing a lint finding's line, as lines ``[line, end_line]``."""
 
-    ``also``: other tools' rule ids that flag the same line; ``diff``: suggested-fix lines;
-    ``loop_share``: measured share of the enclosing loop (``None`` unprofiled or no loop);
-    ``loop_depth``: how many loops enclose the line; ``severity``: the rule's weight.
+    line: int
+    end_line: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"line": self.line, "end_line": self.end_line}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoopSpan:
+        return cls(int(d["line"]), int(d["end_line"]))
+
+
+@dataclass(frozen=True)
+class LintDetail:
+    """What a lint finding adds: where its rule matched and how its share was measured.
+
+    ``source``: the tool whose rule matched (``perfpilot`` or ``ruff``); ``column``: 0-based
+    column of the match; ``loop``: the enclosing loop, if any; ``measure``: what the fix
+    acts on (``line`` or ``loop``), with the rule's gain model stated in ``assumption``
+    (its factor is the finding's ``factor``); ``line_share`` / ``attributed_share``: the
+    line's measured share of the run, and with its loop's own samples (``None``
+    unprofiled); ``loop_share``: measured share of the enclosing loop (``None``
+    unprofiled or no loop); ``also``: other tools' rule ids that flag the same line;
+    ``diff``: suggested-fix lines; ``loop_depth``: how many loops enclose the line;
+    ``severity``: the rule's weight (static order).
     """
 
     also: tuple[str, ...] = ()
@@ -71,19 +109,56 @@ class LintDetail:
     loop_share: float | None = None
     loop_depth: int = 0
     severity: int = 1
+    source: str = "perfpilot"
+    column: int = 0
+    loop: LoopSpan | None = None
+    measure: str = "line"
+    assumption: str = ""
+    line_share: float | None = None
+    attributed_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"also": list(self.also), "diff": list(self.diff), "loop_share": self.loop_share,
-                "loop_depth": self.loop_depth, "severity": self.severity}
+        d = dataclasses.asdict(self)
+        d.update(also=list(self.also), diff=list(self.diff),
+                 loop=None if self.loop is None else self.loop.to_dict())
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LintDetail:
-        return cls(also=tuple(d.get("also") or ()), diff=tuple(d.get("diff") or ()),
-                   loop_share=d.get("loop_share"), loop_depth=int(d.get("loop_depth", 0)),
-                   severity=int(d.get("severity", 1)))
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw.update(also=tuple(d.get("also") or ()), diff=tuple(d.get("diff") or ()),
+                  loop_depth=int(d.get("loop_depth", 0)), severity=int(d.get("severity", 1)),
+                  column=int(d.get("column") or 0),
+                  loop=None if d.get("loop") is None else LoopSpan.from_dict(d["loop"]))
+        return cls(**kw)
 
 
-_LINT_KEYS = ("also", "diff", "loop_share", "loop_depth", "severity")
+@dataclass(frozen=True)
+class Measure:
+    """A number a finding's evidence rests on: ``value`` in ``unit`` (``fraction``: of what
+    ``name`` says, 0..1; ``%``; ``count``; ``s``), and the code it was measured at when
+    that is not the finding's ``location`` (``site``: file, line, function)."""
+
+    name: str
+    value: float
+    unit: str = ""
+    site: Frame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit,
+                "site": None if self.site is None else list(self.site)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measure:
+        return cls(name=str(d["name"]), value=d["value"], unit=str(d.get("unit") or ""),
+                   site=site_of(d.get("site")))
+
+
+# Keys older records kept in ``finding.extra``, and where they go now.
+_LINT_KEYS = ("also", "diff", "loop_share", "loop_depth", "severity", "source", "column",
+              "loop", "measure", "assumption", "line_share", "attributed_share")
+_OLD_MEASURES = {"fixed_fraction": "fraction", "utilization": "%", "calls": "count"}
 
 
 @dataclass(frozen=True)
@@ -91,15 +166,17 @@ class Finding:
     """One diagnosed problem, with measured evidence, a fix and its whole-run gain.
 
     ``estimated_speedup`` is a whole-run factor (1.25 means the run would take 1/1.25 of
-    its time), computed with Amdahl's law from measured shares; ``location`` is
-    ``{"file": str, "line": int}`` or ``None``; ``time_share`` is the measured fraction
-    of the run spent where the finding points, when known; ``verified`` is the measured
-    gain of the fix (``--verify``); ``plan_change`` is the setting change that ``--verify``
-    applies (``None`` when the fix is a code change); ``demoted`` marks a lint finding
-    measured under the reporting threshold; ``tag`` and ``lines`` describe a Python hot
-    spot (its phase tag, its hot lines); ``lint`` is what lint ranking reads. ``extra``
-    holds rule-specific evidence for the JSON output (the Amdahl inputs ``share`` and
-    ``factor``, measured ratios...); perfpilot never reads it back.
+    its time): ``amdahl(time_share, factor)``, where ``time_share`` is the measured
+    fraction of the run the fix acts on and ``factor`` how much faster that part gets
+    (``None`` for both when not known); ``location`` is ``{"file": str, "line": int}`` or
+    ``None``; ``measured`` are the rule's other measured numbers (:class:`Measure`);
+    ``verified`` is the measured gain of the fix (``--verify``); ``plan_change`` is the
+    setting change that ``--verify`` applies (``None`` when the fix is a code change);
+    ``demoted`` marks a lint finding measured under the reporting threshold; ``tag`` is
+    the phase a finding is about (a Python hot spot's phase tag, the host phase an idle
+    GPU waits on); ``lines`` are a Python hot spot's hot lines; ``lint`` is what lint
+    adds (:class:`LintDetail`). Evidence that a record section already holds (the
+    loader's settings, the thread calibration...) is read from the record, not copied.
     """
 
     id: str
@@ -110,41 +187,65 @@ class Finding:
     location: dict[str, Any] | None = None
     confidence: Confidence = "medium"
     time_share: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    factor: float | None = None
     verified: Verification | None = None
     plan_change: dict[str, Any] | None = None
     demoted: bool = False
     tag: str | None = None
     lines: tuple[int, ...] = ()
+    measured: tuple[Measure, ...] = ()
     lint: LintDetail | None = None
+
+    def measured_value(self, name: str) -> float | None:
+        """The value of the measured number ``name``, or None."""
+        return next((m.value for m in self.measured if m.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["lines"] = list(self.lines)
-        d["lint"] = None if self.lint is None else self.lint.to_dict()
+        d.update(verified=None if self.verified is None else self.verified.to_dict(),
+                 lines=list(self.lines), measured=[m.to_dict() for m in self.measured],
+                 lint=None if self.lint is None else self.lint.to_dict())
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
-        """Read a finding; older records kept the typed fields' data inside ``extra``."""
+        """Read a finding; older records kept the typed fields' data inside ``extra``:
+        known keys go to their fields (``share``/``factor``, ``host_phase`` to ``tag``,
+        lint's keys to ``lint``, rule numbers to ``measured``), the rest is dropped."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        extra = dict(kw.get("extra") or {})
-        verified = kw.get("verified") or extra.pop("verified", None)  # schema 1: in extra
+        extra = dict(d.get("extra") or {})
+        verified = kw.get("verified") or extra.get("verified")  # schema 1: in extra
         for key in ("plan_change", "demoted", "tag", "lines"):
             if key in extra:
-                old = extra.pop(key)
-                kw.setdefault(key, old)
-        lint = kw.get("lint")
-        old_lint = {k: extra.pop(k) for k in _LINT_KEYS if k in extra}
-        if lint is None and old_lint:
-            lint = old_lint
-        kw.update(extra=extra, verified=None if verified is None
-                  else Verification.from_dict(verified),
+                kw.setdefault(key, extra[key])
+        for key, old in (("time_share", "share"), ("factor", "factor"), ("tag", "host_phase")):
+            if kw.get(key) is None and extra.get(old) is not None:
+                kw[key] = extra[old]
+        old_lint = {k: extra[k] for k in _LINT_KEYS if k in extra}
+        lint = {**old_lint, **(kw.get("lint") or {})} if old_lint or kw.get("lint") else None
+        measured = [Measure.from_dict(m) for m in kw.get("measured") or ()]
+        if not measured:
+            measured = _old_measures(extra)
+        kw.update(verified=None if verified is None else Verification.from_dict(verified),
                   lint=None if lint is None else LintDetail.from_dict(lint),
                   demoted=bool(kw.get("demoted", False)),
-                  lines=tuple(int(ln) for ln in kw.get("lines") or ()))
+                  lines=tuple(int(ln) for ln in kw.get("lines") or ()),
+                  measured=tuple(measured))
         return cls(**kw)
+
+
+def _old_measures(extra: dict[str, Any]) -> list[Measure]:
+    """The rule numbers an older finding kept in ``extra``, as :class:`Measure` values."""
+    out = [Measure(k, extra[k], unit) for k, unit in _OLD_MEASURES.items()
+           if isinstance(extra.get(k), (int, float))]
+    hot = extra.get("hot_line")
+    if isinstance(hot, dict):
+        site = site_of(hot.get("site"))
+        out += [Measure(name, hot[key], "fraction", site)
+                for name, key in (("hot_line_share", "share"),
+                                  ("hot_line_of_loading", "of_loading")) if key in hot]
+    return out
 
 
 def _json_lists(value: Any) -> Any:
@@ -180,9 +281,16 @@ _SECTIONS: dict[str, Any] = {
     "hot_lines": lambda v: tuple(HotLine.from_dict(h) for h in v),
     "memory": Memory.from_dict,
     "threads": Threads.from_dict,
+    "calibration": Calibration.from_dict,
+    "hot_ops": HotOps.from_dict,
+    "cuda": CudaInfo.from_dict,
+    "grad_in_eval": GradInEval.from_dict,
+    "loaders": lambda v: tuple(LoaderInfo.from_dict(x) for x in v),
+    "io": lambda v: tuple(IoCall.from_dict(x) for x in v),
+    "roots": lambda v: tuple(RootModule.from_dict(x) for x in v),
+    "optimizers": lambda v: tuple(OptimizerInfo.from_dict(x) for x in v),
+    "set_num_threads": lambda v: tuple(SetThreadsCall.from_dict(x) for x in v),
     "findings": lambda v: tuple(Finding.from_dict(f) for f in v),
-    "loaders": tuple, "io": tuple, "roots": tuple, "optimizers": tuple,
-    "set_num_threads": tuple,
 }
 
 
@@ -192,12 +300,12 @@ class RunRecord:
 
     Core fields describe the measured (steady) steps. Sections, each None/empty when
     nothing wrote it: ``engine`` (perfpilot's training loop), ``profile``, ``timeline``,
-    ``step_phases``, ``stack_samples``, ``hot_lines``, ``memory``, ``threads`` (typed, see
+    ``step_phases``, ``stack_samples``, ``hot_lines``, ``memory``, ``threads`` (see
     :mod:`perfpilot.record_sections`); ``calibration``, ``hot_ops``, ``cuda``,
-    ``grad_in_eval`` (dicts) and ``loaders``, ``io``, ``roots``, ``optimizers``,
-    ``set_num_threads`` (tuples of dicts) as their probes in :mod:`perfpilot.probes`
-    document them (``optimizers`` None: not probed; empty: none stepped). ``status`` is
-    ``"failed"`` (with ``error``) for a run that stopped on an error.
+    ``grad_in_eval``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``
+    (see :mod:`perfpilot.record_probe_sections`; ``optimizers`` None: not probed; empty:
+    none stepped). ``status`` is ``"failed"`` (with ``error``) for a run that stopped on
+    an error. ``extra`` is the user's, never perfpilot's.
     """
 
     workload: str
@@ -224,15 +332,15 @@ class RunRecord:
     hot_lines: tuple[HotLine, ...] = ()
     memory: Memory = field(default_factory=Memory)
     threads: Threads = field(default_factory=Threads)
-    calibration: dict[str, Any] = field(default_factory=dict)
-    hot_ops: dict[str, Any] = field(default_factory=dict)
-    cuda: dict[str, Any] = field(default_factory=dict)
-    grad_in_eval: dict[str, Any] = field(default_factory=dict)
-    loaders: tuple[dict[str, Any], ...] = ()
-    io: tuple[dict[str, Any], ...] = ()
-    roots: tuple[dict[str, Any], ...] = ()
-    optimizers: tuple[dict[str, Any], ...] | None = None
-    set_num_threads: tuple[dict[str, Any], ...] = ()
+    calibration: Calibration = field(default_factory=Calibration)
+    hot_ops: HotOps = field(default_factory=HotOps)
+    cuda: CudaInfo = field(default_factory=CudaInfo)
+    grad_in_eval: GradInEval = field(default_factory=GradInEval)
+    loaders: tuple[LoaderInfo, ...] = ()
+    io: tuple[IoCall, ...] = ()
+    roots: tuple[RootModule, ...] = ()
+    optimizers: tuple[OptimizerInfo, ...] | None = None
+    set_num_threads: tuple[SetThreadsCall, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -278,7 +386,7 @@ class RunRecord:
                 except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
                     raise UserError(f"run record section {name!r} is malformed "
                                     f"({type(e).__name__}: {e})") from None
-        for name in ("calibration", "hot_ops", "cuda", "grad_in_eval", "extra"):
+        for name in (*_SECTIONS, "extra"):  # null in JSON: the field's default
             if core.get(name) is None:
                 core.pop(name, None)
         return cls(**core)

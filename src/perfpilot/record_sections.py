@@ -38,7 +38,7 @@ def build(cls: type[T], d: Any, **convert: Any) -> T:
     return cls(**kw)
 
 
-class _Section:
+class Section:
     """``to_dict`` for the section dataclasses (tuples become lists in JSON)."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class Stack(_Section):
+class Stack(Section):
     """One distinct stack and the samples that saw it; frames outermost first.
 
     ``seconds`` is the wall time the samples covered (None from a count-only sampler);
@@ -77,7 +77,7 @@ class Stack(_Section):
 
 
 @dataclass(frozen=True)
-class StackSamples(_Section):
+class StackSamples(Section):
     """Sampled stacks of every thread: ``total`` ticks covering ``seconds`` of wall time."""
 
     interval_s: float = 0.0
@@ -111,7 +111,7 @@ class StackSamples(_Section):
 
 
 @dataclass(frozen=True)
-class HotLine(_Section):
+class HotLine(Section):
     """A user line of the main thread in the steady window (see
     :func:`perfpilot.probes.assemble.hot_lines`). ``tags``: self seconds per phase tag."""
 
@@ -134,7 +134,7 @@ class HotLine(_Section):
 
 
 @dataclass(frozen=True)
-class Timeline(_Section):
+class Timeline(Section):
     """Where the wall time went, from process start to exit (seconds since start)."""
 
     total_s: float = 0.0
@@ -158,7 +158,7 @@ class Timeline(_Section):
 
 
 @dataclass(frozen=True)
-class StepPhases(_Section):
+class StepPhases(Section):
     """Per-step mean and total seconds per phase over the steady steps.
 
     ``per_step_s``/``total_s`` have the six record phases plus ``io`` and ``eval``;
@@ -179,7 +179,7 @@ class StepPhases(_Section):
 
 
 @dataclass(frozen=True)
-class ProfileInfo(_Section):
+class ProfileInfo(Section):
     """How a profiled run went: what ran, why it stopped, what a step was."""
 
     mode: str = "script"
@@ -210,7 +210,7 @@ class ProfileInfo(_Section):
 
 
 @dataclass(frozen=True)
-class Memory(_Section):
+class Memory(Section):
     """Process RSS: peak, ``series`` of ``[t, bytes]``, and steady-window growth."""
 
     peak_rss_bytes: int = 0
@@ -227,7 +227,7 @@ class Memory(_Section):
 
 
 @dataclass(frozen=True)
-class Threads(_Section):
+class Threads(Section):
     """Cores and threads seen by the run (``env``: the thread-count variables set)."""
 
     usable_cores: int | None = None
@@ -244,7 +244,7 @@ class Threads(_Section):
 
 
 @dataclass(frozen=True)
-class EngineStats(_Section):
+class EngineStats(Section):
     """What perfpilot's own training loop knows about a workload run."""
 
     device: str = ""
@@ -273,7 +273,7 @@ class EngineStats(_Section):
 
 
 @dataclass(frozen=True)
-class Verification(_Section):
+class Verification(Section):
     """A finding's fix, measured (``perfpilot profile --verify``).
 
     ``ratio`` is the speedup of the fixed run over the baseline with its 95% interval

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from perfpilot.lint import LintReport
     from perfpilot.record import Finding
 
-JSON_SCHEMA = "perfpilot.lint/2"  # 2: demoted/also/diff... are Finding fields, not extra
+JSON_SCHEMA = "perfpilot.lint/3"  # 3: no extra; factor on the finding, the rest in lint
 
 
 def register(app: typer.Typer) -> None:

@@ -62,12 +62,12 @@ def diagnose(record: RunRecord, *, lint: bool = True,
             if notes is not None:
                 notes.append(f"rule {fid} failed: {type(e).__name__}: {e}")
     if lint:
-        extra, note = lint_findings(record)
+        linted, note = lint_findings(record)
         if note and notes is not None:
             notes.append(note)
         hotspots = [f for f in found if f.id == "python-hotspot"]
-        kept = drop_covered(hotspots, extra)
-        found = [f for f in found if f.id != "python-hotspot"] + kept + extra
+        kept = drop_covered(hotspots, linted)
+        found = [f for f in found if f.id != "python-hotspot"] + kept + linted
     return rank(_dedupe(found))
 
 

@@ -8,12 +8,13 @@ runs those costs ``k`` times less often per sample. Gain: Amdahl with that fixed
 the run divided by ``k`` (the per-sample work itself is assumed unchanged, which is
 conservative: larger kernels are also more efficient). Larger batches change training
 dynamics: scale the learning rate and let ``perfpilot tune`` judge time-to-accuracy.
+Measured number: ``fixed_fraction`` (of the training step).
 """
 
 from __future__ import annotations
 
 from perfpilot.diagnose.common import MIN_STEPS, Facts, loc, make, pct, secs, where
-from perfpilot.record import Finding
+from perfpilot.record import Finding, Measure
 
 MIN_FIXED = 0.25  # fixed share of the training step before the rule speaks
 MAX_BATCH = 1024
@@ -23,8 +24,8 @@ TARGET_BATCH = 256
 def fixed_per_step(f: Facts) -> tuple[float, str]:
     """Seconds per step that do not depend on the batch size, and how they were found."""
     opt = f.per_step.get("optimizer", 0.0)
-    ops = f.record.hot_ops.get("aten_ops_per_step")
-    cost = f.record.calibration.get("op_overhead_s")
+    ops = f.record.hot_ops.aten_ops_per_step
+    cost = f.record.calibration.op_overhead_s
     fwd_bwd = f.per_step.get("forward", 0.0) + f.per_step.get("backward", 0.0)
     if ops and cost:
         dispatch = min(float(ops) * float(cost), fwd_bwd)
@@ -45,15 +46,16 @@ def small_batch(f: Facts) -> list[Finding]:
     k = max(2, min(8, TARGET_BATCH // batch)) if batch < TARGET_BATCH else 2
     train_share = f.share(f.train_s)
     share = fixed_frac * train_share
-    ld = f.train_loader() or {}
+    ld = f.train_loader()
     new = batch * k
     evidence = (f"Batch of {batch} samples: {pct(fixed_frac)} of each {secs(f.step_s)} step "
                 f"is per-step overhead that does not grow with the batch ({how}); "
                 f"training is {pct(train_share)} of the run.")
-    site = ld.get("site")
+    site = ld.site if ld else None
     fix = (f"Use batch_size={new} (DataLoader at {where(site)}) and scale the learning rate "
            f"with it (e.g. linearly, with warm-up); check accuracy with `perfpilot tune`."
            if site else f"Use a {k}x larger batch ({new}) and scale the learning rate.")
     return [make("small-batch", "The batch is too small to amortize per-step overhead",
                  evidence, fix, share, float(k), location=loc(site),
-                 confidence="medium", plan_change={"batch_size": new}, fixed_fraction=fixed_frac)]
+                 confidence="medium", plan_change={"batch_size": new},
+                 measured=[Measure("fixed_fraction", fixed_frac, "fraction")])]

@@ -8,10 +8,12 @@ the same script would look like. Startup and imports are reported, never diagnos
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfpilot.record import Finding, RunRecord, amdahl
+from perfpilot.record import Confidence, Finding, Measure, RunRecord, amdahl
+from perfpilot.record_probe_sections import LoaderInfo
 
 MIN_STEPS = 3  # fewer steady steps than this: step-based rules stay silent
 
@@ -42,12 +44,12 @@ class Facts:
     def compute_total(self) -> float:
         return sum(self.totals.get(p, 0.0) for p in ("forward", "backward", "optimizer"))
 
-    def train_loader(self) -> dict[str, Any] | None:
+    def train_loader(self) -> LoaderInfo | None:
         """The loader feeding training (most fetch time among train/unknown roles)."""
-        loaders = [ld for ld in self.record.loaders if ld.get("batches")]
-        train = [ld for ld in loaders if ld.get("role") in ("train", "unknown")]
+        loaders = [ld for ld in self.record.loaders if ld.batches]
+        train = [ld for ld in loaders if ld.role in ("train", "unknown")]
         pool = train or loaders
-        return max(pool, key=lambda ld: ld.get("fetch_s", 0.0)) if pool else None
+        return max(pool, key=lambda ld: ld.fetch_s) if pool else None
 
 
 def facts_of(record: RunRecord) -> Facts:
@@ -70,19 +72,16 @@ def facts_of(record: RunRecord) -> Facts:
 
 
 def make(fid: str, title: str, evidence: str, fix: str, share: float, factor: float, *,
-         location: dict[str, Any] | None = None, confidence: str = "medium",
+         location: dict[str, Any] | None = None, confidence: Confidence = "medium",
          plan_change: dict[str, Any] | None = None, tag: str | None = None,
-         lines: list[int] | tuple[int, ...] = (), **extra: Any) -> Finding:
-    """A finding whose gain is ``amdahl(share, factor)``.
-
-    ``plan_change``, ``tag`` and ``lines`` go to the typed fields of the same name; the
-    Amdahl inputs and any other keyword (rule evidence for the JSON output) go to extra.
-    """
-    extra = {"share": share, "factor": factor, **extra}
+         lines: Sequence[int] = (), measured: Sequence[Measure] = ()) -> Finding:
+    """A finding whose gain is ``amdahl(share, factor)``; the Amdahl inputs are its
+    ``time_share`` and ``factor``, the other keywords its fields of the same name."""
     return Finding(id=fid, title=title, evidence=evidence, fix=fix,
                    estimated_speedup=round(amdahl(share, factor), 4), location=location,
-                   confidence=confidence, time_share=share, extra=extra,  # type: ignore[arg-type]
-                   plan_change=plan_change, tag=tag, lines=tuple(lines))
+                   confidence=confidence, time_share=share, factor=factor,
+                   plan_change=plan_change, tag=tag, lines=tuple(lines),
+                   measured=tuple(measured))
 
 
 def loc(site: list[Any] | tuple[Any, ...] | None) -> dict[str, Any] | None:

@@ -5,16 +5,20 @@ share of the steady window. Fix: load in parallel worker processes (``num_worker
 keep them alive across epochs (``persistent_workers``) and, on CUDA, pin memory.
 Gain: Amdahl with the data share sped up by the number of workers suggested (loading
 in ``w`` workers is at best ``w`` times faster; the overlap with compute that workers
-also bring is not counted, so the estimate is conservative).
+also bring is not counted, so the estimate is conservative). Measured numbers: the
+hottest loading line's share of the run (``hot_line_share``) and of the loading time
+(``hot_line_of_loading``), at that line; the loader itself is the record's ``loaders``.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from perfpilot.diagnose.common import MIN_STEPS, Facts, loc, make, pct, secs, source, where
-from perfpilot.record import Finding
+from perfpilot.record import Finding, Measure
+from perfpilot.record_sections import Frame
 
 MIN_SHARE = 0.10
 _FOR_LINE = re.compile(r"\s*(async\s+)?for\b")
@@ -35,29 +39,29 @@ def dataloader_bound(f: Facts) -> list[Finding]:
     share = f.share(data_s)
     if f.steps < MIN_STEPS or share < MIN_SHARE:
         return []
-    ld = f.train_loader() or {}
-    workers = int(ld.get("num_workers") or 0)
+    ld = f.train_loader()
+    site = ld.site if ld else None
+    workers = ld.num_workers if ld else 0
     cores = int(f.record.threads.usable_cores or 2)
     hot = _hot_loading_line(f)
     evidence = (f"Waiting for the next batch is {pct(share)} of the run "
                 f"({secs(f.per_step.get('data', 0.0))} of a {secs(f.step_s)} step)")
     if ld:
-        built = f" built at {where(ld['site'])}" if ld.get("site") else ""
+        built = f" built at {where(site)}" if site else ""
         evidence += f"; the DataLoader{built} uses num_workers={workers}"
     if hot is not None:
-        evidence += (f"; {pct(hot['of_loading'])} of the loading time is in "
-                     f"{hot['site'][2]}() at {where(hot['site'])}")
+        evidence += (f"; {pct(hot.of_loading)} of the loading time is in "
+                     f"{hot.site[2]}() at {where(hot.site)}")
     evidence += "."
-    iter_share = f.share(float(ld.get("iter_s") or 0.0))
-    if workers > 0 and not ld.get("persistent_workers") and iter_share >= 0.5 * share:
+    iter_share = f.share(ld.iter_s if ld else 0.0)
+    if ld and workers > 0 and not ld.persistent_workers and iter_share >= 0.5 * share:
         return [make("dataloader-bound", "Training waits for DataLoader workers to start",
                      evidence + f" Starting workers each epoch costs {pct(iter_share)}.",
                      "DataLoader(..., persistent_workers=True) so workers survive epochs.",
-                     iter_share, float("inf"), location=loc(ld.get("site")),
-                     confidence="high", plan_change={"persistent_workers": True},
-                     loader=_brief(ld))]
+                     iter_share, float("inf"), location=loc(site),
+                     confidence="high", plan_change={"persistent_workers": True})]
     w = suggested_workers(workers, cores)
-    cuda = bool(f.record.cuda)
+    cuda = f.record.cuda.measured
     args = f"num_workers={w}, persistent_workers=True" + (", pin_memory=True" if cuda else "")
     change: dict[str, Any] = {"num_workers": w, "persistent_workers": True}
     if cuda:
@@ -67,20 +71,25 @@ def dataloader_bound(f: Facts) -> list[Finding]:
         fix = ("Set " + ", ".join(f'"{k}": {str(v).lower()}' for k, v in change.items())
                + " in the plan (or let `perfpilot tune --only loader` pick them)")
     if hot is not None and workers > 0:
-        fix += f", and make {hot['site'][2]}() cheaper ({where(hot['site'])})"
+        fix += f", and make {hot.site[2]}() cheaper ({where(hot.site)})"
     factor = w / max(workers, 1) if workers else float(w)
+    measured = [] if hot is None else [
+        Measure("hot_line_share", hot.share, "fraction", hot.site),
+        Measure("hot_line_of_loading", hot.of_loading, "fraction", hot.site)]
     return [make("dataloader-bound", "Training waits for data loading", evidence, fix + ".",
-                 share, factor, location=loc(ld.get("site")) or loc(hot and hot["site"]),
+                 share, factor, location=loc(site) or loc(hot and hot.site),
                  confidence="high" if share >= 0.3 else "medium", plan_change=change,
-                 loader=_brief(ld), hot_line=hot)]
+                 measured=measured)]
 
 
-def _brief(ld: dict[str, Any]) -> dict[str, Any]:
-    keys = ("batch_size", "num_workers", "persistent_workers", "pin_memory", "dataset", "site")
-    return {k: ld.get(k) for k in keys}
+@dataclass(frozen=True)
+class _HotLoadingLine:
+    site: Frame
+    share: float  # of the run
+    of_loading: float  # of the sampled loading time
 
 
-def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
+def _hot_loading_line(f: Facts) -> _HotLoadingLine | None:
     """The user line (in the dataset/collate code, not the loop's own ``for`` line) with the
     most self time while fetching batches, and its fraction of the sampled loading time."""
     best, total = None, 0.0
@@ -94,5 +103,4 @@ def _hot_loading_line(f: Facts) -> dict[str, Any] | None:
     if best is None:
         return None
     h = best[1]
-    return {"site": [h.file, h.line, h.function], "share": f.share(best[0]),
-            "of_loading": best[0] / total}
+    return _HotLoadingLine((h.file, h.line, h.function), f.share(best[0]), best[0] / total)

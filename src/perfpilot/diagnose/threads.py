@@ -5,7 +5,7 @@ Measured: torch's intra-op thread count (and ``OMP_NUM_THREADS``...) against usa
 mix at that count and at fewer threads (usable cores, 1), interleaved, on this machine.
 Gain: Amdahl with the compute phases (forward, backward, optimizer) sped up by the best
 measured factor. Without a measurement that says fewer threads are faster, the rule
-stays silent.
+stays silent. The measurement itself is the record's ``calibration.threads``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
     th = f.record.threads
     cores = int(th.usable_cores or 0)
     current = int(th.torch_threads or 0)
-    cal = f.record.calibration.get("threads") or {}
-    if not cores or current <= cores or not cal:
+    cal = f.record.calibration.threads
+    if not cores or current <= cores or cal is None:
         return []
-    factor, lo = float(cal.get("factor", 1.0)), float(cal.get("ci_low", 1.0))
-    best = int(cal.get("target") or cores)
+    factor, lo = cal.factor, cal.ci_low
+    best = cal.target or cores
     if lo <= 1.0 or best >= current:
         return []
     calls = f.record.set_num_threads
-    site = next((c.get("site") for c in reversed(calls) if c.get("value") == current), None)
+    site = next((c.site for c in reversed(calls) if c.value == current), None)
     share = f.share(f.compute_total)
     who = f" (set at {where(site)})" if site else ""
     env = th.env
@@ -35,9 +35,9 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
     evidence = (f"torch uses {current} intra-op threads{who} on {cores} usable cores; on this "
                 f"machine a training-like op mix ran {factor:.2f}x faster with {best} "
                 f"thread{'s' if best > 1 else ''} (95% CI {lo:.2f}-"
-                f"{float(cal.get('ci_high', factor)):.2f}); compute is {pct(share)} of the run.")
+                f"{cal.ci_high:.2f}); compute is {pct(share)} of the run.")
     fix = (f"torch.set_num_threads({best})" + (f" at {where(site)}" if site else "")
            + f" (at most one thread per usable core), or unset what asks for {current}.")
     return [make("thread-oversubscription", "More threads than usable cores", evidence, fix,
                  share, factor, location=loc(site), confidence="high",
-                 plan_change={"cpu_threads": best}, calibration=cal)]
+                 plan_change={"cpu_threads": best})]

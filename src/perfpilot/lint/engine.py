@@ -159,17 +159,17 @@ def _merge(own: list[Hit], ruff_hits: list[Hit]) -> list[Hit]:
     by_place: dict[tuple[str, Path, int], list[int]] = {}
     for i, h in enumerate(own):
         by_place.setdefault((h.rule, h.file, h.line), []).append(i)
-    extra = []
+    ruff_only = []
     for rh in ruff_hits:
         target = MERGED_INTO.get(rh.rule.removeprefix("ruff:"), "")
         free = [i for i in by_place.get((target, rh.file, rh.line), ())
                 if rh.rule not in own[i].also]
         i = next((i for i in free if own[i].column == rh.column), free[0] if free else None)
         if i is None:
-            extra.append(rh)
+            ruff_only.append(rh)
         else:
             own[i] = replace(own[i], also=(*own[i].also, rh.rule))
-    return own + extra
+    return own + ruff_only
 
 
 def _selected(rule_id: str, select: Sequence[str], ignore: Sequence[str]) -> bool:

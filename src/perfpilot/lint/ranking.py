@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfpilot.lint.base import Hit, Rule, Span
-from perfpilot.record import Finding, LintDetail, RunRecord, amdahl
+from perfpilot.record import Finding, LintDetail, LoopSpan, RunRecord, amdahl
 from perfpilot.record_sections import StackSamples
 
 MIN_SHARE = 0.01
@@ -145,14 +145,9 @@ def to_finding(hit: Hit, rule: Rule | None, index: ProfileIndex | None,
                min_share: float = MIN_SHARE) -> Finding:
     """A :class:`Finding` for ``hit``, with measured shares and a gain when profiled."""
     measure, factor, assumption = hit.gain or (rule.measure, rule.factor, rule.assumption)  # type: ignore[union-attr]
-    extra: dict[str, Any] = {
-        "rule": hit.rule, "source": hit.source, "column": hit.column,
-        "loop": None if hit.loop is None else {"line": hit.loop.line,
-                                               "end_line": hit.loop.end_line},
-        "measure": measure, "factor": factor, "assumption": assumption, "line_share": None,
-    }
     evidence, share, speedup = hit.evidence, None, 1.0
-    loop_s, demoted = None, False
+    line_s = own_s = loop_s = None
+    demoted = False
     if index is not None:
         file = norm_path(hit.file)
         line_s = index.line_share(file, hit.line)
@@ -162,14 +157,19 @@ def to_finding(hit: Hit, rule: Rule | None, index: ProfileIndex | None,
         share = loop_s if measure == "loop" and loop_s is not None else own_s
         speedup = amdahl(share, factor)
         demoted = max(line_s, own_s, loop_s or 0.0) < min_share
-        extra.update(line_share=line_s, attributed_share=own_s)
         evidence += " " + _measured(index, hit, (line_s, own_s, loop_s), demoted,
                                     min_share, assumption, speedup, measure)
+    detail = LintDetail(also=tuple(hit.also), diff=tuple(hit.diff), loop_share=loop_s,
+                        loop_depth=hit.depth, severity=rule.weight if rule else 1,
+                        source=hit.source, column=hit.column,
+                        loop=None if hit.loop is None else LoopSpan(hit.loop.line,
+                                                                    hit.loop.end_line),
+                        measure=measure, assumption=assumption, line_share=line_s,
+                        attributed_share=own_s)
     return Finding(id=hit.rule, title=hit.title, evidence=evidence, fix=hit.fix,
                    estimated_speedup=speedup, location={"file": str(hit.file), "line": hit.line},
-                   confidence=hit.confidence, time_share=share, extra=extra, demoted=demoted,
-                   lint=LintDetail(also=tuple(hit.also), diff=tuple(hit.diff), loop_share=loop_s,
-                                   loop_depth=hit.depth, severity=rule.weight if rule else 1))
+                   confidence=hit.confidence, time_share=share, factor=factor,
+                   demoted=demoted, lint=detail)
 
 
 def _measured(index: ProfileIndex, hit: Hit, shares: tuple[float, float, float | None],

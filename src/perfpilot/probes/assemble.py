@@ -9,8 +9,11 @@ profiler window left out); probe sections go to the record's typed section field
 ``step_phases``  per-step mean and total seconds per phase over steady steps (with
                  ``io``), samples per step, and a thinned series of step times
 ``stack_samples`` / ``hot_lines``   the record contracts (main thread, steady window)
-``hot_ops``, ``memory``, ``threads``, ``loaders``, ``io``, ``grad_in_eval``,
-``calibration``, ``cuda``, ``engine`` (workload runs)
+``memory``, ``threads``, ``engine`` (workload runs)   :mod:`perfpilot.record_sections`
+``hot_ops``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``,
+``grad_in_eval``, ``calibration``, ``cuda``   :mod:`perfpilot.record_probe_sections`
+
+The probes write plain JSON in the profiled process; this is where it becomes typed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ from typing import Any
 
 from perfpilot.probes.frames import is_user_file
 from perfpilot.record import PHASES, RunRecord, StatSummary
+from perfpilot.record_probe_sections import (
+    Calibration,
+    CudaInfo,
+    GradInEval,
+    HotOps,
+    IoCall,
+    LoaderInfo,
+    OptimizerInfo,
+    RootModule,
+    SetThreadsCall,
+)
 from perfpilot.record_sections import (
     HotLine,
     Memory,
@@ -34,6 +48,9 @@ from perfpilot.record_sections import (
 MAX_SERIES = 500
 MAX_HOT_LINES = 60
 _IMPORT_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+# The hooks' lists (see probes.hooks.TorchHooks.section) and the section type of an item.
+_HOOK_LISTS: dict[str, Any] = {"loaders": LoaderInfo, "io": IoCall, "roots": RootModule,
+                               "optimizers": OptimizerInfo, "set_num_threads": SetThreadsCall}
 
 
 def build_record(raw: dict[str, Any]) -> RunRecord:
@@ -51,20 +68,21 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
         "stack_samples": stacks, "hot_lines": hot_lines(stacks),
         "memory": Memory.from_dict(raw.get("memory") or {}),
         "threads": Threads.from_dict(raw.get("threads") or {}),
-        "calibration": raw.get("calibration") or {},
-        "hot_ops": raw.get("hot_ops") or {}, "cuda": raw.get("cuda") or {},
-        "grad_in_eval": hooks.get("grad_in_eval") or {},
+        "calibration": Calibration.from_dict(raw.get("calibration") or {}),
+        "hot_ops": HotOps.from_dict(raw.get("hot_ops") or {}),
+        "cuda": CudaInfo.from_dict(raw.get("cuda") or {}),
+        "grad_in_eval": GradInEval.from_dict(hooks.get("grad_in_eval") or {}),
     }
-    for key in ("loaders", "io", "roots", "optimizers", "set_num_threads"):
+    for key, section in _HOOK_LISTS.items():
         if key in hooks:
-            sections[key] = tuple(hooks[key])
+            sections[key] = tuple(section.from_dict(x) for x in hooks[key] or ())
     engine = raw.get("engine_record")
     if engine:
         return dataclasses.replace(RunRecord.from_dict(engine), **sections)
     totals = [sum(v for k, v in s["phases"].items() if k != "eval") for s in steady]
     samples = sum(s["samples"] for s in steady)
     peak = (raw.get("memory") or {}).get("peak_rss_bytes", 0)
-    cuda_mem = ((raw.get("cuda") or {}).get("memory") or {}).get("max_allocated_bytes")
+    cuda_mem = sections["cuda"].memory.max_allocated_bytes
     return RunRecord(
         workload=_script_name(raw), plan=dict((raw.get("config") or {}).get("overrides") or {}),
         steps=len(tr.get("steps") or []),

@@ -225,17 +225,17 @@ def hot_ops_table(record: RunRecord) -> Any:
     from rich.table import Table
 
     ops = record.hot_ops
-    rows = [o for o in ops.get("ops", []) if o["device"] == "cuda"] or ops.get("ops", [])
+    rows = [o for o in ops.ops if o.device == "cuda"] or list(ops.ops)
     if not rows:
         return None
-    steps = max(int(ops.get("steps") or 1), 1)
+    steps = max(ops.steps, 1)
     t = Table(title=f"Hot ops (torch.profiler, {_plural(steps, 'step')}, by self time)",
               title_justify="left", show_edge=False, pad_edge=False)
     t.add_column("self/step", justify="right", no_wrap=True, min_width=9)
     t.add_column("calls/step", justify="right", no_wrap=True, min_width=10)
     t.add_column("op", overflow="ellipsis", no_wrap=True, max_width=56)
     for o in rows[:MAX_OPS]:
-        t.add_row(format_seconds(o["self_s"] / steps), f"{o['count'] / steps:.3g}", esc(o["name"]))
+        t.add_row(format_seconds(o.self_s / steps), f"{o.count / steps:.3g}", esc(o.name))
     return t
 
 

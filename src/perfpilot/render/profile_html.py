@@ -124,18 +124,18 @@ def _hot_lines(record: RunRecord) -> str:
 
 def _hot_ops(record: RunRecord) -> str:
     ops = record.hot_ops
-    if not ops.get("ops"):
-        why = ops.get("error") or f"profiler window {ops.get('state', 'not run')}"
+    if not ops.ops:
+        why = ops.error or f"profiler window {ops.state}"
         return h.paragraph(f"No operator profile ({why}).", muted=True)
-    steps = max(int(ops.get("steps") or 1), 1)
-    top = ops["ops"][:15]
-    rows = [[o["name"], o["device"], format_seconds(o["self_s"] / steps),
-             format_seconds(o["total_s"] / steps), f"{o['count'] / steps:.3g}"] for o in top]
-    chart = h.bar_chart([o["name"][:40] for o in top[:10]],
-                        [o["self_s"] / steps for o in top[:10]], xlabel="self seconds per step",
+    steps = max(ops.steps, 1)
+    top = ops.ops[:15]
+    rows = [[o.name, o.device, format_seconds(o.self_s / steps),
+             format_seconds(o.total_s / steps), f"{o.count / steps:.3g}"] for o in top]
+    chart = h.bar_chart([o.name[:40] for o in top[:10]],
+                        [o.self_s / steps for o in top[:10]], xlabel="self seconds per step",
                         fmt=format_seconds)
     return (h.paragraph(f"torch.profiler over {steps} steps "
-                        f"({format_seconds(ops.get('window_s', 0.0))}).", muted=True)
+                        f"({format_seconds(ops.window_s)}).", muted=True)
             + chart + h.table(["op", "device", "self/step", "total/step", "calls/step"], rows,
                               numeric=(2, 3, 4)))
 
@@ -151,10 +151,10 @@ def _run(record: RunRecord) -> str:
                          f"{th.torch_interop_threads} inter-op; "
                          f"{th.usable_cores} usable cores")]
     for ld in record.loaders:
-        pairs.append((f"DataLoader ({ld.get('role')})",
-                      f"batch_size={ld.get('batch_size')}, num_workers={ld.get('num_workers')}, "
-                      f"pin_memory={ld.get('pin_memory')}, "
-                      f"persistent_workers={ld.get('persistent_workers')}"))
+        pairs.append((f"DataLoader ({ld.role})",
+                      f"batch_size={ld.batch_size}, num_workers={ld.num_workers}, "
+                      f"pin_memory={ld.pin_memory}, "
+                      f"persistent_workers={ld.persistent_workers}"))
     err = prof.error
     out = [h.key_values(pairs)]
     if err:
