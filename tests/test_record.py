@@ -67,7 +67,7 @@ def test_run_record_json_round_trip_with_typed_sections():
         loaders=(LoaderInfo(role="train", batches=3, site=("/a.py", 2, "main")),),
         extra={"note": "mine"})
     d = json.loads(json.dumps(rec.to_dict()))
-    assert d["schema"] == RECORD_SCHEMA == "perfpilot.runrecord/2"
+    assert d["schema"] == RECORD_SCHEMA == "perfpilot.runrecord/3"
     assert d["hot_lines"][0]["line"] == 1  # sections are top-level keys
     assert d["extra"] == {"note": "mine"}  # user data stays apart
     back = RunRecord.from_dict(d)

@@ -59,7 +59,7 @@ def test_round_trip_is_exact_and_writes_schema_2(tmp_path: Path) -> None:
     v1 = json.loads(V1.read_text())
     changed = {k for k in v1 if v1[k] != raw.get(k)}
     assert "schema" in changed and changed <= {"schema", "baseline", "tuned", "baseline_check"}
-    assert raw["baseline"]["schema"] == "perfpilot.runrecord/2"
+    assert raw["baseline"]["schema"] == "perfpilot.runrecord/3"
 
 
 def test_a_record_under_construction_round_trips() -> None:

@@ -9,7 +9,7 @@ sections (:mod:`perfpilot.record_sections`: ``stack_samples``, ``hot_lines``,
 never measures. ``RunRecord.extra`` holds only data a user attached; perfpilot writes
 nothing there, and a finding has no free-form part.
 
-JSON: schema ``perfpilot.runrecord/2`` has each section under its own top-level key and
+JSON: schema ``perfpilot.runrecord/3`` has each section under its own top-level key and
 the user's data under ``extra``. Older files still load: schema 1 (sections and findings
 as untyped top-level keys, verification results in ``finding.extra["verified"]``), and
 schema-2 files whose findings kept evidence in ``finding.extra`` (its known keys are
@@ -50,7 +50,8 @@ from perfpilot.record_sections import (
     Verification,
 )
 
-RECORD_SCHEMA = "perfpilot.runrecord/2"
+RECORD_SCHEMA = "perfpilot.runrecord/3"
+RECORD_SCHEMA_2 = "perfpilot.runrecord/2"  # findings kept evidence in extra: still loads
 RECORD_SCHEMA_1 = "perfpilot.runrecord/1"
 PHASES: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "other")
 Confidence = Literal["high", "medium", "low"]
@@ -363,7 +364,7 @@ class RunRecord:
         schema = d.get("schema")
         if schema == RECORD_SCHEMA_1:
             d = _from_schema_1(d)
-        elif schema != RECORD_SCHEMA:
+        elif schema not in (RECORD_SCHEMA, RECORD_SCHEMA_2):
             raise UserError(f"not a perfpilot run record (schema {schema!r}, "
                             f"expected {RECORD_SCHEMA!r})")
         names = {f.name for f in dataclasses.fields(cls)}
