@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "hardware.json"
 
 def tune(workload: Any, stages_: list[str], budget_s: float,
          horizon_s: float | None) -> dict[str, Any]:
-    from perfpilot.commands.tune import run_stages
+    from perfpilot.tune.alone import run_stages
 
     t0 = time.perf_counter()
     stages = run_stages(workload, stages_, budget_s, horizon_s=horizon_s,

@@ -10,9 +10,10 @@ import textwrap
 import pytest
 
 from perfpilot.cli import main
-from perfpilot.commands.tune import parse_duration, parse_stages, stage_budgets
+from perfpilot.commands.tune import parse_duration, parse_stages
 from perfpilot.errors import UserError
 from perfpilot.plan import knob_names, load_plan
+from perfpilot.tune.budget import stage_share
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -39,8 +40,8 @@ def test_parse_stages_keeps_the_stage_order():
 
 def test_budget_shares_follow_weights_and_carry_over():
     stages = ["hardware", "loader"]
-    assert stage_budgets(stages, 90, 0, 0) == pytest.approx(60)
-    assert stage_budgets(stages, 90, 50, 1) == pytest.approx(40)  # hardware left 10 s
+    assert stage_share(stages, 0, 90 - 0) == pytest.approx(60)
+    assert stage_share(stages, 1, 90 - 50) == pytest.approx(40)  # hardware left 10 s
 
 
 def _error_line(capsys, argv):

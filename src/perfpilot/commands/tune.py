@@ -16,7 +16,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -275,41 +275,3 @@ def _available(stage: str) -> bool:
     from perfpilot.tune.stage import STAGES
 
     return importlib.util.find_spec(STAGES[stage].split(":")[0]) is not None
-
-
-# ---------------------------------------------------------------- stages alone
-
-
-def stage_budgets(stages: Sequence[str], total_s: float, spent_s: float, index: int) -> float:
-    """Stage ``index``'s share of what is left (:func:`perfpilot.tune.budget.stage_share`)."""
-    from perfpilot.tune.budget import stage_share
-
-    return stage_share(stages, index, total_s - spent_s)
-
-
-def run_stages(workload: Any, stages: Sequence[str], budget_s: float, *,
-               horizon_s: float | None = None, trials: Any = None,
-               on_message: Callable[[str], None] = lambda m: None,
-               on_stage: Callable[[str, float], None] = lambda s, b: None,
-               clock: Callable[[], float] = time.monotonic) -> list[dict[str, Any]]:
-    """Run ``stages`` in order from the workload's baseline, in memory: no baseline run,
-    no study, no final check, no files (benchmarks/hardware.py times the stages with it;
-    ``perfpilot tune`` runs :func:`perfpilot.tune.pipeline.tune`). One dict per stage with
-    its ``result`` (a StageResult), ``budget_s`` and ``elapsed_s``."""
-    from perfpilot.devices import discover
-    from perfpilot.tune.stage import StageContext, load_stage
-    from perfpilot.tune.study import Study
-
-    trials = trials if trials is not None else Study()
-    machine = discover().to_dict()
-    plan, start, out = workload.baseline, clock(), []
-    for i, name in enumerate(stages):
-        share = stage_budgets(stages, budget_s, clock() - start, i)
-        on_stage(name, share)
-        ctx = StageContext(workload=workload, incumbent=plan, trials=trials, budget_s=share,
-                           horizon_s=horizon_s, machine=machine, progress=on_message)
-        t0 = clock()
-        result = load_stage(name).run(ctx)
-        out.append({"result": result, "budget_s": share, "elapsed_s": clock() - t0})
-        plan = result.plan
-    return out
