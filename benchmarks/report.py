@@ -36,7 +36,7 @@ from _page import intro, section_gpu, section_others  # noqa: E402
 
 # The benchmark scripts that own a section of the page (each defines ``SECTION``).
 OWNERS = ("profilers", "profile_overhead", "batch_size", "tuned", "pmap", "hardware", "demo",
-          "measure_calibration", "workloads")
+          "tune_budget", "measure_calibration", "workloads")
 
 
 # ---------------------------------------------------------------- loading

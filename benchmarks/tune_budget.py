@@ -28,6 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _context import Context, Section, header, readable
+from _fmt import secs, table
+
 TARGET_OVERRUN = 0.10
 RESULT = Path(__file__).parent / "results" / "tune_budget.json"
 
@@ -115,7 +118,36 @@ def main() -> None:
     RESULT.write_text(json.dumps({
         "benchmark": "tune_budget", "target_ratio": 1 + TARGET_OVERRUN, "runs": rows,
         "worst_ratio": worst, "cpus": os.cpu_count(),
+        "loadavg_before": rows[0]["load_avg_1m"][0], "loadavg_after": rows[-1]["load_avg_1m"][1],
         "python": sys.version.split()[0]}, indent=2) + "\n")
+
+
+def section(ctx: Context) -> list[str]:
+    doc = ctx.results.get("tune_budget")
+    out = header(ctx, "`perfpilot tune`: wall time against `--budget`", "tune_budget",
+                 "tune_budget.py", doc)
+    if not readable(doc):
+        return out
+    rows = []
+    for r in doc.get("runs") or []:
+        spent = ", ".join(f"{s['stage']} {s['elapsed_s']:g} of {s['budget_s']:g} s"
+                          for s in r.get("stages") or []) or \
+            ("refused: budget too small for the workload" if r.get("refused") else "–")
+        load = r.get("load_avg_1m") or ["–", "–"]
+        rows.append([f"{r['workload']} `--budget {r['budget_s']:g}s`",
+                     str(r.get("hog_processes")), secs(r.get("wall_s")),
+                     f"{r.get('ratio', 0):.2f}x", spent, str(r.get("final_verdict")),
+                     f"{load[0]} → {load[1]}"])
+    out += ["Each run is the real command in a fresh process, timed from start to exit; "
+            "\"busy\" runs have that many processes spinning on the cores. The rule "
+            f"(docs/tune.md): wall ≤ {doc.get('target_ratio', 1.1):.2f}x the budget.", "",
+            table(["command", "busy processes", "wall", "wall / budget",
+                   "stages (time of share)", "final check", "load (1 min)"], rows), "",
+            f"Worst: {doc.get('worst_ratio', 0):.2f}x the budget.", ""]
+    return out
+
+
+SECTION = Section(order=65, files=("tune_budget",), render=section)
 
 
 if __name__ == "__main__":
