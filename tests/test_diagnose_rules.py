@@ -78,9 +78,25 @@ def test_workers_suggestion():
     assert suggested_workers(0, 2) == 2
     assert suggested_workers(0, 1) == 2
     assert suggested_workers(0, 64) == 4
-    assert suggested_workers(2, 2) == 3
+    assert suggested_workers(1, 2) == 2
     assert suggested_workers(2, 16) == 4
-    assert suggested_workers(8, 64) == 9
+    assert suggested_workers(3, 4) == 4
+    # A worker per usable core already (or the cap): no more workers to suggest.
+    assert suggested_workers(2, 2) is None
+    assert suggested_workers(4, 2) is None
+    assert suggested_workers(8, 64) is None
+
+
+def test_data_bound_with_a_worker_per_core_advises_cheaper_loading_not_more_workers():
+    # A third-party script with 4 workers on 2 cores was advised num_workers=5.
+    rec = record({"data": 0.04})
+    rec = changed(rec, loaders=[{**rec.loaders[0].to_dict(), "num_workers": 4,
+                                 "persistent_workers": True}],
+                  threads={"usable_cores": 2})
+    f = only(dataloader_bound(facts_of(rec)), "dataloader-bound")
+    assert f.plan_change is None and "num_workers=5" not in f.fix
+    assert "4 workers on 2 usable cores" in f.fix and f.confidence == "low"
+    assert "ceiling" in f.evidence
 
 
 def test_persistent_workers_when_worker_startup_dominates():
@@ -223,3 +239,16 @@ def test_diagnose_runs_all_rules_and_notes_failures():
     # the Python time is inside data loading: the dataloader finding covers it
     assert [f.id for f in found] == ["dataloader-bound"]
     assert notes == []
+
+
+@pytest.mark.parametrize(("ticks", "found"), [(30, False), (200, True)])
+def test_python_hotspot_needs_enough_samples(ticks: int, found: bool) -> None:
+    # 30% of the steady window's samples: 9 of 30 is chance (a run later finds nothing),
+    # 60 of 200 is a hot spot.
+    hot = {"file": "/x/train.py", "line": 10, "function": "f", "self_share": 0.3,
+           "own_python_share": 0.3, "python_share": 0.3, "tags": {"forward": 0.1}}
+    stacks = {"total": ticks, "interval_s": 0.01,
+              "stacks": [{"frames": [["/x/train.py", 10, "f"]], "count": ticks}]}
+    rec = changed(record({"forward": 0.02}), hot_lines=[hot], stack_samples=stacks)
+    got = python_hotspot(facts_of(rec))
+    assert [x.id for x in got] == (["python-hotspot"] if found else [])

@@ -25,12 +25,15 @@ _FOR_LINE = re.compile(r"\s*(async\s+)?for\b")
 MAX_WORKERS = 8
 
 
-def suggested_workers(current: int, cores: int) -> int:
+def suggested_workers(current: int, cores: int) -> int | None:
     """Workers to try: from none, one per usable core (2 to 4); else twice as many, up to
-    the usable cores (waiting on I/O parallelizes beyond cores, CPU-bound loading does
-    not) and :data:`MAX_WORKERS`; always more than now."""
+    the usable cores and :data:`MAX_WORKERS`, always more than now; None when the loader
+    already has a worker per usable core (more processes would only take turns on the
+    same cores: the advice is then to make loading cheaper, not to add workers)."""
     if current == 0:
         return min(max(cores, 2), 4)
+    if current >= max(cores, 2) or current >= MAX_WORKERS:
+        return None
     return max(current + 1, min(2 * current, max(cores, 2), MAX_WORKERS))
 
 
@@ -61,6 +64,8 @@ def dataloader_bound(f: Facts) -> list[Finding]:
                      iter_share, float("inf"), location=loc(site),
                      confidence="high", plan_change={"persistent_workers": True})]
     w = suggested_workers(workers, cores)
+    if w is None:
+        return [_every_core_loading(f, evidence, share, workers, cores, site, hot)]
     cuda = f.record.cuda.measured
     args = f"num_workers={w}, persistent_workers=True" + (", pin_memory=True" if cuda else "")
     change: dict[str, Any] = {"num_workers": w, "persistent_workers": True}
@@ -80,6 +85,24 @@ def dataloader_bound(f: Facts) -> list[Finding]:
                  share, factor, location=loc(site) or loc(hot and hot.site),
                  confidence="high" if share >= 0.3 else "medium", plan_change=change,
                  measured=measured)]
+
+
+def _every_core_loading(f: Facts, evidence: str, share: float, workers: int, cores: int,
+                        site: Any, hot: _HotLoadingLine | None) -> Finding:
+    """Data-bound with a worker per usable core already: no setting to change. The gain
+    is the ceiling (loading made free), stated as such, at low confidence."""
+    cheaper = (f"make {hot.site[2]}() cheaper ({where(hot.site)}), " if hot is not None
+               else "make each sample cheaper to load, ")
+    fix = (f"The loader already runs {workers} workers on {cores} usable cores, so more "
+           f"workers would only share the same cores: {cheaper}or precompute and cache the "
+           "transformed samples once, outside training.")
+    measured = [] if hot is None else [
+        Measure("hot_line_share", hot.share, "fraction", hot.site),
+        Measure("hot_line_of_loading", hot.of_loading, "fraction", hot.site)]
+    return make("dataloader-bound", "Training waits for data loading on every core",
+                evidence + " The estimated gain is the ceiling: loading made free.", fix,
+                share, float("inf"), location=loc(site) or loc(hot and hot.site),
+                confidence="low", measured=measured)
 
 
 @dataclass(frozen=True)
