@@ -121,3 +121,129 @@ def test_batch_size_of_nested_batches():
     assert batch_size_of((torch.zeros(5, 2), torch.zeros(5))) == 5
     assert batch_size_of({"x": [torch.zeros(3, 1)]}) == 3
     assert batch_size_of(["a", 1]) is None
+
+
+# ---------------------------------------------------------------- pickle safety, roles, steps
+
+
+class SeqLM(nn.Module):
+    """Sequence-first LSTM model: input (seq, batch), as pytorch/examples' LM."""
+
+    def __init__(self, transpose: bool = False) -> None:
+        super().__init__()
+        self.transpose = transpose  # True: takes (batch, seq) and transposes for the LSTM
+        self.emb = nn.Embedding(20, 8)
+        self.rnn = nn.LSTM(8, 8)
+        self.out = nn.Linear(8, 20)
+
+    def forward(self, x):
+        if self.transpose:
+            x = x.t()
+        y, _ = self.rnn(self.emb(x))
+        return torch.log_softmax(self.out(y), -1).view(-1, 20)
+
+
+def manual_sgd(model, criterion, make_batch, steps: int, evals: int = 0) -> None:
+    """Train by hand (no torch.optim), then evaluate under eval()/no_grad."""
+    for _ in range(steps):
+        x, y = make_batch()
+        model.zero_grad()
+        criterion(model(x), y).backward()
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-0.1)
+    model.eval()
+    with torch.no_grad():
+        for _ in range(evals):
+            x, y = make_batch()
+            criterion(model(x), y)
+    model.train()
+
+
+def lm_batch(seq: int = 7, batch: int = 5, batch_first: bool = False):
+    shape = (batch, seq) if batch_first else (seq, batch)
+    x = torch.randint(0, 20, shape)
+    return x, torch.randint(0, 20, (seq * batch,))
+
+
+def test_a_profiled_model_pickles_deep_copies_and_saves_clean(hooked, tmp_path):
+    import copy
+    import io
+
+    _, hooks = hooked
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    manual_sgd(model, nn.MSELoss(), lambda: (torch.randn(8, 4), torch.randn(8, 2)), steps=6)
+    assert {r["type"] for r in hooks.section()["roots"]} == {"Sequential", "MSELoss"}
+    data = pickle.dumps(model)
+    assert b"perfpilot" not in data
+    clone = copy.deepcopy(model)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for m in (pickle.loads(data), clone, loaded):
+        assert not m._forward_pre_hooks and not m._forward_hooks
+        assert not m._forward_hooks_always_called
+    buf.seek(0)  # the default weights_only load, as the examples do it, works too
+    with torch.serialization.safe_globals([nn.Sequential, nn.Linear, nn.ReLU]):
+        torch.load(buf)
+    assert torch.equal(loaded(torch.ones(1, 4)), model(torch.ones(1, 4)))
+
+
+def test_uninstall_restores_the_root_classes():
+    tracker = StepTracker()
+    hooks = TorchHooks(tracker)
+    hooks.install()
+    try:
+        manual_sgd(SeqLM(), nn.NLLLoss(), lm_batch, steps=4)
+        assert "__call__" in SeqLM.__dict__ and "__call__" in nn.NLLLoss.__dict__
+    finally:
+        hooks.uninstall()
+    assert "__call__" not in SeqLM.__dict__ and "__call__" not in nn.NLLLoss.__dict__
+    assert SeqLM.__call__ is nn.Module.__call__
+
+
+def test_manual_sgd_steps_are_backwards_and_losses_start_no_step(hooked):
+    tracker, hooks = hooked
+    fc = nn.Linear(4, 1)  # pytorch/examples' regression: functional loss, update by hand
+    manual_sgd(fc, torch.nn.functional.smooth_l1_loss,
+               lambda: (torch.randn(32, 4), torch.randn(32, 1)), steps=9, evals=3)
+    tracker.finish()
+    assert tracker.step_kind() == "backward"
+    steps = tracker.steps("backward")
+    assert len(steps) == 9 and {s["samples"] for s in steps} == {32}
+    assert tracker.samples_from("backward") == "forward"
+
+
+def test_seq_first_batch_dimension_and_eval_kept_apart(hooked):
+    tracker, hooks = hooked
+    manual_sgd(SeqLM(), nn.NLLLoss(), lm_batch, steps=8, evals=4)
+    tracker.finish()
+    roots = {r["type"]: r for r in hooks.section()["roots"]}
+    assert roots["NLLLoss"]["role"] == "loss" and roots["SeqLM"]["role"] == "model"
+    assert roots["SeqLM"]["batch_dim"] == 1 and "LSTM" in roots["SeqLM"]["batch_dim_from"]
+    assert tracker.step_kind() == "backward"
+    assert [s["samples"] for s in tracker.steps("backward")] == [5] * 8  # not 7 (seq)
+    assert tracker.eval_segment_count == 1
+
+
+def test_a_model_that_transposes_for_its_lstm_keeps_dim_0(hooked):
+    tracker, hooks = hooked
+    manual_sgd(SeqLM(transpose=True), nn.NLLLoss(),
+               lambda: lm_batch(batch_first=True), steps=6)
+    tracker.finish()
+    (root,) = [r for r in hooks.section()["roots"] if r["type"] == "SeqLM"]
+    assert root["batch_dim"] == 0 and "transposes" in root["batch_dim_from"]
+    assert {s["samples"] for s in tracker.steps("backward")[1:]} == {5}
+
+
+def test_a_failing_probe_is_a_note_not_the_scripts_exception(hooked, monkeypatch):
+    tracker, hooks = hooked
+
+    def broken() -> None:
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr(tracker, "backward_begin", broken)
+    model = nn.Linear(3, 1)
+    manual_sgd(model, nn.MSELoss(), lambda: (torch.randn(4, 3), torch.randn(4, 1)), steps=3)
+    assert model.weight.grad is not None  # the script's backward ran
+    assert any("probe bug" in e for e in hooks.errors)

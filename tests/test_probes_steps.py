@@ -179,3 +179,52 @@ def test_no_activity_is_all_startup(clock):
     t.finish()
     assert t.step_kind() is None and t.first_activity is None
     assert t.export(origin=0.0)["steps"] == []
+
+
+def manual_step(t: StepTracker, c: Clock, batch: int = 20) -> None:
+    """A step without torch.optim: model forward, loss module forward, backward, update."""
+    t.forward_begin(eval_mode=False, batch_size=batch)
+    c.tick(0.02)
+    t.forward_end()
+    t.forward_begin(step=False)  # the criterion module
+    c.tick(0.005)
+    t.forward_end()
+    t.backward_begin()
+    c.tick(0.03)
+    t.backward_end()
+    c.tick(0.004)  # p.data.add_(...) by hand: the user's code
+
+
+def test_without_an_optimizer_a_backward_is_a_step(clock):
+    t = StepTracker(clock)
+    for _epoch in range(2):
+        for _ in range(5):
+            manual_step(t, clock)
+        for _ in range(3):  # validation under no_grad: forwards and loss, no backward
+            t.forward_begin(eval_mode=True, batch_size=10)
+            clock.tick(0.01)
+            t.forward_end()
+            t.forward_begin(step=False)
+            clock.tick(0.001)
+            t.forward_end()
+    t.finish()
+    assert t.step_kind() == "backward"
+    steps = t.steps("backward")
+    assert len(steps) == 10 and t.boundaries()["forward"] == 16
+    assert [s["samples"] for s in steps] == [20] * 10 and t.samples_from("backward") == "forward"
+    # the loss forward is forward time; the update after backward is the next step's other
+    assert steps[1]["phases"]["forward"] == pytest.approx(0.025)
+    assert steps[1]["phases"]["other"] == pytest.approx(0.004)
+    # the validation pass is evaluation, inside the first step of the next epoch
+    assert t.eval_segment_count == 2
+    assert steps[5]["phases"]["eval"] == pytest.approx(0.033)
+    assert t.warmup_end == pytest.approx(steps[1]["end"])
+
+
+def test_events_after_finish_are_ignored(clock):
+    t = StepTracker(clock)
+    for _ in range(3):
+        manual_step(t, clock)
+    t.finish("duration")
+    manual_step(t, clock)  # the script runs on unwatched (--keep-running)
+    assert len(t.steps("backward")) == 3 and t.export(0.0)["stopped"] == "duration"

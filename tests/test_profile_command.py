@@ -220,7 +220,7 @@ def test_a_path_with_brackets_is_shown_as_is(tmp_path):
 
 
 def test_help_states_the_default_length_of_a_workload_run():
-    from perfpilot.probes.bootstrap import WORKLOAD_DEFAULT_S
+    from perfpilot.probes.target import WORKLOAD_DEFAULT_S
 
     res = subprocess.run([sys.executable, "-m", "perfpilot.cli", "profile", "--help"],
                          capture_output=True, text=True, timeout=120,

@@ -162,7 +162,9 @@ class StepPhases(Section):
     """Per-step mean and total seconds per phase over the steady steps.
 
     ``per_step_s``/``total_s`` have the six record phases plus ``io`` and ``eval``;
-    ``per_step_s_core`` the six (``io`` folded into ``other``).
+    ``per_step_s_core`` the six (``io`` folded into ``other``). ``samples_from`` says how
+    ``samples_per_step`` was counted (the training DataLoader's batches, or which
+    dimension of the model's input), in words.
     """
 
     kind: str | None = None
@@ -172,6 +174,7 @@ class StepPhases(Section):
     per_step_s_core: dict[str, float] = field(default_factory=dict)
     step_s_series: tuple[float, ...] = ()
     samples_per_step: int | None = None
+    samples_from: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepPhases:

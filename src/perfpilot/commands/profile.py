@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from perfpilot.probes.bootstrap import WORKLOAD_DEFAULT_S
+from perfpilot.probes.target import WORKLOAD_DEFAULT_S
 
 if TYPE_CHECKING:
     from perfpilot.probes.launch import Target
@@ -49,12 +49,18 @@ def profile_command(
         None, "--html", metavar="FILE", help="Write a self-contained HTML report here."),
     duration: float | None = typer.Option(
         None, "--duration", metavar="S", min=0.1,
-        help="Profile S seconds from the first training step, then stop the run "
+        help="Profile S seconds from the first training step, then write the profile and "
+             "end the script (exit code 0; nothing is raised into it) "
              f"(default: a WORKLOAD trains {WORKLOAD_DEFAULT_S:g} s, a script runs to its "
              "end)."),
     steps: int | None = typer.Option(
         None, "--steps", metavar="N", min=1,
-        help="Profile N steady steps (after 2 warm-up steps), then stop the run."),
+        help="Profile N steady steps (after 2 warm-up steps), then write the profile and "
+             "end the script."),
+    keep_running: bool = typer.Option(
+        False, "--keep-running",
+        help="With --steps/--duration: when the window is over, stop measuring but let "
+             "the script run on, unwatched, to its own end (its exit code passes through)."),
     verify: bool = typer.Option(
         False, "--verify",
         help="Re-run with the top fixes that are settings (workers, batch size, threads...) "
@@ -78,7 +84,7 @@ def profile_command(
     if tgt.workload is not None:  # here, not in the child: one line, no profile of a failure
         check_spec(tgt.workload)
     config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration,
-              "window": ops}
+              "window": ops, "keep_running": keep_running}
     result = run_profiled(tgt, config)
     code = exit_status(result.exit_code)
     if result.raw is None:

@@ -30,7 +30,7 @@ class Facts:
     train_s: float
     eval_s: float
     samples_per_step: int | None
-    trains: bool  # an optimizer stepped
+    trains: bool  # an optimizer stepped, or steps were backwards (parameters set by hand)
     record: RunRecord = field(repr=False)
 
     def share(self, seconds: float) -> float:
@@ -63,7 +63,8 @@ def facts_of(record: RunRecord) -> Facts:
     train_s = float(timeline.train_s or sum(v for k, v in totals.items() if k != "eval"))
     window = float(timeline.steady_s or 0.0) or train_s
     optimizers = record.optimizers
-    trains = bool(optimizers) if optimizers is not None else phases.kind == "optimizer"
+    trains = (bool(optimizers) if optimizers is not None else phases.kind == "optimizer"
+              ) or phases.kind == "backward"
     return Facts(window_s=window, steps=steps, step_kind=phases.kind,
                  per_step=per_step, totals=totals, train_s=train_s,
                  eval_s=float(timeline.eval_s or 0.0),

@@ -7,7 +7,8 @@ profiler window left out); probe sections go to the record's typed section field
 ``profile``      mode, command, exit code, why it stopped, error, step definition
 ``timeline``     startup (interpreter, imports), warm-up, steady window, eval, I/O, tail
 ``step_phases``  per-step mean and total seconds per phase over steady steps (with
-                 ``io``), samples per step, and a thinned series of step times
+                 ``io``), samples per step and how they were counted
+                 (``samples_from``), and a thinned series of step times
 ``stack_samples`` / ``hot_lines``   the record contracts (main thread, steady window)
 ``memory``, ``threads``, ``engine`` (workload runs)   :mod:`perfpilot.record_sections`
 ``hot_ops``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``,
@@ -59,8 +60,8 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
     clock = tr["clock"]
     steady = steady_steps(tr)
     stacks = StackSamples.from_dict(expand_stacks(raw.get("stacks") or {}))
-    phases = step_phases(steady, tr.get("step_kind"))
     hooks = raw.get("hooks") or {}
+    phases = step_phases(steady, tr.get("step_kind"), samples_source(tr, hooks))
     sections: dict[str, Any] = {
         "profile": ProfileInfo.from_dict(_profile_section(raw, tr, steady)),
         "timeline": Timeline.from_dict(build_timeline(raw, steady, stacks)),
@@ -152,7 +153,25 @@ def steady_steps(tr: dict[str, Any]) -> list[dict[str, Any]]:
     return after or steps
 
 
-def step_phases(steady: list[dict[str, Any]], kind: str | None) -> dict[str, Any]:
+def samples_source(tr: dict[str, Any], hooks: dict[str, Any]) -> str | None:
+    """How the samples of a step were counted, in words (None when they were not)."""
+    src = tr.get("samples_from")
+    if src == "loader":
+        loaders = [ld for ld in hooks.get("loaders") or [] if ld.get("role") == "train"]
+        size = loaders[0].get("batch_size") if loaders else None
+        return ("DataLoader batches" + (f" (batch_size={size})" if size else "")
+                + " fetched for training")
+    if src == "forward":
+        models = [r for r in hooks.get("roots") or [] if r.get("role", "model") == "model"]
+        if not models:
+            return "the batch dimension of the training forwards' input"
+        root = max(models, key=lambda r: r.get("calls", 0))
+        return f"{root.get('batch_dim_from', 'dim 0 of the input')} of {root.get('type')}"
+    return None
+
+
+def step_phases(steady: list[dict[str, Any]], kind: str | None,
+                samples_from: str | None = None) -> dict[str, Any]:
     """Per-step mean and totals per phase; ``io`` kept apart from the core phases."""
     labels = (*PHASES, "io", "eval")
     total = {p: 0.0 for p in labels}
@@ -171,6 +190,7 @@ def step_phases(steady: list[dict[str, Any]], kind: str | None) -> dict[str, Any
         "per_step_s_core": core,
         "step_s_series": [round(t, 6) for t in totals[::stride]],
         "samples_per_step": sizes[len(sizes) // 2] if sizes else None,
+        "samples_from": samples_from if sizes else None,
     }
 
 

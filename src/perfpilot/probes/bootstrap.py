@@ -12,13 +12,17 @@ first; the torch hooks are installed the moment the script imports torch (so a s
 that sets ``OMP_NUM_THREADS`` before importing torch behaves as usual). A *raw* profile
 (JSON, see :mod:`perfpilot.probes.assemble`) is written every few seconds and at exit,
 so a crash keeps what ran. The exit code is the script's; its output is untouched.
+
+When a ``--steps``/``--duration`` window is over, nothing is raised into the script: the
+final profile is written, then the process ends from outside (exit code 0, see
+:mod:`perfpilot.probes.window_end`), or, with ``keep_running``, the probes come off and
+the script runs on unwatched to its own end (its exit code then goes into the profile).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import runpy
 import signal
 import sys
 import threading
@@ -27,19 +31,23 @@ import traceback
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from perfpilot.probes.frames import is_user_file
 from perfpilot.probes.memory import MemoryProbe
 from perfpilot.probes.sampler import DEFAULT_INTERVAL_S, StackSampler
 from perfpilot.probes.steps import StepTracker
+from perfpilot.probes.target import (
+    error_info,
+    exit_code_of,
+    is_user_error,
+    run_target,
+    user_traceback,
+)
 
 ENV = "PERFPILOT_PROFILE"
 SWITCH_INTERVAL_S = 0.0005
 RAW_FORMAT = "perfpilot.profile-raw/1"
-WORKLOAD_DEFAULT_S = 6.0
 
 
-class StopProfiling(BaseException):
-    """Raised from a step boundary when the --steps/--duration window is over."""
+DEADLINE_GRACE_S = 1.0  # past --duration with no step boundary: end the window anyway
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ProbeConfig:
     hooks: bool = True
     usable_cores: int | None = None  # measured by the parent (same machine and cgroup)
     switch_interval_s: float = SWITCH_INTERVAL_S  # 0: leave the interpreter's as it is
+    keep_running: bool = False  # after the window: let the script run on, unwatched
 
     @classmethod
     def from_env(cls) -> ProbeConfig:
@@ -107,9 +116,11 @@ class Session:
         self.torch: Any = None
         self.steady_count: dict[str, int] = {}
         self.stop_reason = ""
-        self._interrupted = False
+        self._window_over = False
+        self._watcher: _ImportWatcher | None = None
         self._save_lock = threading.Lock()
         self._final = False
+        self._final_raw: dict[str, Any] | None = None
         periodic: list[tuple[float, Any]] = [(0.1, self.memory.sample),
                                              (0.5, self._sample_cuda),
                                              (0.5, self._watch_deadline)]
@@ -134,7 +145,8 @@ class Session:
         if "torch" in sys.modules:
             self.on_torch(sys.modules["torch"])
         else:
-            sys.meta_path.insert(0, _ImportWatcher("torch", self.on_torch))
+            self._watcher = _ImportWatcher("torch", self.on_torch)
+            sys.meta_path.insert(0, self._watcher)
 
     def on_torch(self, torch: Any) -> None:
         """Install the torch probes (called right after the script imports torch)."""
@@ -142,7 +154,7 @@ class Session:
         from perfpilot.probes.opwindow import OpWindow
 
         self.torch = torch
-        if not self.cfg.hooks:
+        if not self.cfg.hooks or self._final:
             return
         self.hooks = TorchHooks(self.tracker, overrides=self.cfg.overrides,
                                 measure_nograd=self.cfg.measure_nograd)
@@ -163,19 +175,19 @@ class Session:
     def _on_boundary(self, kind: str) -> None:
         if not (self.cfg.steps or self.cfg.duration_s) or self.cfg.workload:
             return  # the common case, on every boundary: keep it cheap
-        if self.tracker.warmup_end is None:
+        if self.tracker.warmup_end is None or self._window_over:
             return
         if not self.tracker.profiling:  # steps in the profiler window are not steady steps
             self.steady_count[kind] = self.steady_count.get(kind, 0) + 1
-        best = ("optimizer" if self.hooks.optimizers else
-                "data" if self.tracker.boundaries()["data"] else "forward")
+        n = self.tracker.boundaries()
+        best = ("optimizer" if self.hooks.optimizers else "backward" if n["backward"] else
+                "data" if n["data"] else "forward")
         if self.cfg.steps and kind == best and self.steady_count.get(kind, 0) >= self.cfg.steps:
-            self.stop_reason = "steps"
-            raise StopProfiling("steps")
+            self.end_window("steps")
+            return
         deadline = self._deadline()
         if deadline is not None and self.clock() >= deadline:
-            self.stop_reason = "duration"
-            raise StopProfiling("duration")
+            self.end_window("duration")
 
     def _deadline(self) -> float | None:
         if not self.cfg.duration_s or self.cfg.workload:
@@ -185,13 +197,41 @@ class Session:
 
     def _watch_deadline(self) -> None:
         deadline = self._deadline()
-        if deadline is not None and not self._interrupted and self.clock() > deadline + 1.0:
-            # No step boundary came to stop at: interrupt the main thread instead.
-            self._interrupted = True
-            self.stop_reason = "duration"
-            import _thread
+        if (deadline is not None and not self._window_over
+                and self.clock() > deadline + DEADLINE_GRACE_S):
+            # No step boundary came to end the window at: end it from this thread.
+            self.end_window("duration", in_main=False)
 
-            _thread.interrupt_main()
+    def end_window(self, reason: str, in_main: bool = True) -> None:
+        """The --steps/--duration window is over: write the final profile, then end the
+        process (or, with ``keep_running``, take the probes off and return). Called at a
+        step boundary in the main thread, or by the sampler thread when the main thread
+        reaches none; never raises."""
+        if self._window_over:
+            return
+        self._window_over = True
+        self.stop_reason = reason
+        keep = self.cfg.keep_running
+        try:
+            # From another thread the main thread still runs: no calibration beside it.
+            self.finish({"exit_code": None if keep else 0, "stopped": reason, "error": None},
+                        calibrate=in_main)
+        except Exception as e:
+            print(f"perfpilot: could not write the profile: {type(e).__name__}: {e}",
+                  file=sys.stderr)
+        what = (f"--steps {self.cfg.steps}" if reason == "steps" else
+                f"--duration {self.cfg.duration_s:g} s")
+        from perfpilot.probes.window_end import flush_user_output, hard_exit
+
+        flush_user_output()
+        if keep:
+            print(f"perfpilot: the {what} window is over; the script runs on unwatched "
+                  "(--keep-running)", file=sys.stderr, flush=True)
+            return
+        print(f"perfpilot: the {what} window is over: the profile is written and perfpilot "
+              "ended the script here (exit code 0); --keep-running lets it run to its end",
+              file=sys.stderr, flush=True)
+        hard_exit(0)
 
     def _sample_cuda(self) -> None:
         if self.cuda is not None:
@@ -210,7 +250,7 @@ class Session:
             "mode": "workload" if self.cfg.workload else "script",
             "config": {k: getattr(self.cfg, k) for k in ("interval_s", "steps", "duration_s",
                                                          "window", "overrides", "workload",
-                                                         "plan")},
+                                                         "plan", "keep_running")},
             "partial": not self._final, **outcome, "tracker": tracker,
             "stacks": _compact_stacks(self.sampler.section()), "hooks": hooks,
             "memory": self.memory.section(warm, self.origin, steps_n),
@@ -242,8 +282,17 @@ class Session:
             except RuntimeError:
                 continue
 
-    def finish(self, outcome: dict[str, Any]) -> None:
-        """Stop every probe, run calibrations, and write the final raw profile."""
+    def finish(self, outcome: dict[str, Any], calibrate: bool = True) -> None:
+        """Stop every probe, run calibrations, and write the final raw profile. Called
+        again after the window (``keep_running``), it only records how the script ended."""
+        if self._final:
+            if self._final_raw is not None:
+                self._final_raw.update(exit_code=outcome.get("exit_code"),
+                                       error=outcome.get("error"))
+                self._write(self._final_raw)
+            return
+        if self._watcher is not None and self._watcher in sys.meta_path:
+            sys.meta_path.remove(self._watcher)
         self.tracker.finish(outcome.get("stopped", "end"))
         if self.window is not None:
             self.window.close()
@@ -255,16 +304,25 @@ class Session:
             self.cuda.uninstall()
         self._final = True
         outcome = dict(outcome)
-        outcome["threads"], outcome["calibration"] = self._threads_and_calibration()
-        self._write(self.raw(outcome))
+        outcome["threads"], outcome["calibration"] = self._threads_and_calibration(calibrate)
+        for attempt in range(3):  # another thread may mutate a dict while it is copied
+            try:
+                self._final_raw = self.raw(outcome)
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        self._write(self._final_raw or {})
 
-    def _threads_and_calibration(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _threads_and_calibration(self, calibrate: bool = True
+                                 ) -> tuple[dict[str, Any], dict[str, Any]]:
         from perfpilot.probes import threads
 
         loaders = self.hooks.section()["loaders"] if self.hooks else []
         facts = threads.thread_facts(self.torch, loaders, self.cfg.usable_cores)
         cal: dict[str, Any] = {}
-        if self.torch is None or not self.cfg.calibrate or self.tracker.first_activity is None:
+        if (self.torch is None or not self.cfg.calibrate or not calibrate
+                or self.tracker.first_activity is None):
             return facts, cal
         t0 = self.clock()
         try:
@@ -329,76 +387,6 @@ class _ImportWatcher:
         return spec
 
 
-# ---------------------------------------------------------------- running the target
-
-
-def _run_target(argv: list[str], cfg: ProbeConfig) -> Any:
-    if cfg.workload:
-        return _run_workload(cfg)
-    if not argv:
-        raise SystemExit("perfpilot.probes.bootstrap: no script given")
-    if argv[0] == "-m":
-        sys.argv = [argv[1], *argv[2:]]
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-    elif argv[0] == "-c":
-        sys.argv = ["-c", *argv[2:]]
-        exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
-    else:
-        path = os.path.abspath(argv[0])
-        sys.argv = [argv[0], *argv[1:]]
-        sys.path[0] = os.path.dirname(path)
-        runpy.run_path(path, run_name="__main__")
-    return None
-
-
-def _run_workload(cfg: ProbeConfig) -> dict[str, Any]:
-    """Train a perfpilot workload through the engine, under the probes."""
-    from perfpilot.engine import run
-    from perfpilot.plan import load_plan
-    from perfpilot.workload import load_workload
-
-    w = load_workload(cfg.workload or "")
-    plan = load_plan(cfg.plan, base=w.baseline) if cfg.plan else w.baseline
-    if cfg.overrides:
-        plan = plan.replace(**cfg.overrides)
-    steps = cfg.steps + 2 if cfg.steps else None  # the engine's 2 warm-up steps
-    time_s = cfg.duration_s or (None if steps else WORKLOAD_DEFAULT_S)
-    record = run(w, plan, steps=steps, time_s=time_s, progress=False)
-    return record.to_dict()
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the first user frame on (runner and runpy frames dropped)."""
-    tb = exc.__traceback__
-    while tb is not None and not is_user_file(tb.tb_frame.f_code.co_filename):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-
-
-def _error_info(exc: BaseException) -> dict[str, Any]:
-    site = None
-    for frame, line in traceback.walk_tb(exc.__traceback__):
-        if is_user_file(frame.f_code.co_filename):
-            site = [frame.f_code.co_filename, line, frame.f_code.co_name]
-    return {"type": type(exc).__name__, "message": str(exc)[:2000], "site": site,
-            "traceback": _user_traceback(exc)[-6000:]}
-
-
-def _exit_code(code: Any) -> int:
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _is_user_error(e: BaseException) -> bool:
-    from perfpilot.errors import UserError
-
-    return isinstance(e, UserError)
-
-
 def _sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -412,28 +400,23 @@ def main(argv: list[str] | None = None) -> int:
     outcome: dict[str, Any] = {"exit_code": 0, "stopped": "end", "error": None}
     session.start()
     try:
-        engine_record = _run_target(argv, cfg)
+        engine_record = run_target(argv, cfg)
         if engine_record is not None:
             outcome["engine_record"] = engine_record
-    except StopProfiling as e:
-        outcome["stopped"] = str(e)
     except SystemExit as e:
-        outcome["exit_code"] = _exit_code(e.code)
+        outcome["exit_code"] = exit_code_of(e.code)
         if outcome["exit_code"]:
             outcome["stopped"] = "exit"
-    except KeyboardInterrupt as e:
-        if session._interrupted:
-            outcome["stopped"] = "duration"
-        else:
-            traceback.print_exception(type(e), e, None)
-            outcome.update(exit_code=130, stopped="interrupt", error=_error_info(e))
+    except KeyboardInterrupt as e:  # the user's Ctrl-C (perfpilot never interrupts)
+        traceback.print_exception(type(e), e, None)
+        outcome.update(exit_code=130, stopped="interrupt", error=error_info(e))
     except BaseException as e:
-        if cfg.workload and _is_user_error(e):  # perfpilot's own one-line error, exit 2
+        if cfg.workload and is_user_error(e):  # perfpilot's own one-line error, exit 2
             print(f"error: {e}", file=sys.stderr)
-            outcome.update(exit_code=2, stopped="crash", error=_error_info(e), user_error=True)
+            outcome.update(exit_code=2, stopped="crash", error=error_info(e), user_error=True)
         else:
-            sys.stderr.write(_user_traceback(e))
-            outcome.update(exit_code=1, stopped="crash", error=_error_info(e))
+            sys.stderr.write(user_traceback(e))
+            outcome.update(exit_code=1, stopped="crash", error=error_info(e))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

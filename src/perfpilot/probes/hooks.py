@@ -6,10 +6,12 @@
 * ``DataLoader.__init__``/``__iter__`` and ``_BaseDataLoaderIter.__next__``: loader
   settings, where the loader was built, time waiting for batches, batch sizes;
 * module forwards of *root* modules (called while no other module runs): global module
-  hooks find the roots during warm-up, then only the roots keep (local) hooks, because
-  global hooks put every submodule call on PyTorch's slow path (measured: +12% on a
-  small MLP step, see docs/profile.md); global hooks come back for one step every
-  :data:`REDISCOVER_EVERY` step boundaries to catch new roots;
+  hooks find the roots during warm-up, then a wrapper around the root's class
+  ``__call__`` times them (:mod:`perfpilot.probes.roots`: global hooks put every
+  submodule call on PyTorch's slow path, measured +12% on a small MLP step, see
+  docs/profile.md; hooks on the instance would be pickled with the user's model);
+  global hooks come back for one step every :data:`REDISCOVER_EVERY` step boundaries to
+  catch new roots;
 * ``torch.autograd.backward``/``grad``, global optimizer step pre/post hooks and
   ``Optimizer.zero_grad``;
 * ``torch.save``/``load``, ``pickle``/``numpy`` save and load: I/O time per call site;
@@ -19,7 +21,12 @@
 ``num_workers``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``,
 ``batch_size`` (applied to every DataLoader built) and ``cpu_threads``.
 
-Every wrapper catches its own failures: a probe must never break the user's program.
+Every wrapper catches its own failures: a probe must never break the user's program
+(a failure becomes a line in ``errors``, the record's ``profile.hook_errors``). Nothing
+perfpilot installs is reachable from the user's objects: patches are on classes and
+modules, never on instances, so the user's models pickle and deep-copy as without
+perfpilot. After :meth:`TorchHooks.uninstall` (or :attr:`TorchHooks.closed`), every
+wrapper still in place passes straight through.
 Only the main thread's calls are tracked (the step timeline is the main thread's); calls
 from other threads pass straight through.
 """
@@ -35,6 +42,7 @@ from typing import Any
 
 from perfpilot.probes.frames import caller_site, user_site
 from perfpilot.probes.loader_hooks import LOADER_KNOBS, LoaderHooks, batch_size_of, site_list
+from perfpilot.probes.roots import RootHooks
 from perfpilot.probes.steps import StepTracker
 
 __all__ = ["LOADER_KNOBS", "TorchHooks", "batch_size_of"]
@@ -43,7 +51,7 @@ REDISCOVER_EVERY = 50
 NOGRAD_PROBES = 3  # grad-in-eval calls whose inputs are re-run to measure what grad costs
 
 
-class TorchHooks(LoaderHooks):
+class TorchHooks(LoaderHooks, RootHooks):
     """Installs and removes the patches (see the module docstring)."""
 
     def __init__(self, tracker: StepTracker, *, overrides: dict[str, Any] | None = None,
@@ -63,10 +71,8 @@ class TorchHooks(LoaderHooks):
         self.roots: dict[int, dict[str, Any]] = {}
         self.errors: list[str] = []
         self._boundary_opt: int | None = None
-        self._depth = 0
-        self._active: Any = None  # the root module whose forward is running
-        self._active_local = False
-        self._global: list[Any] = []
+        self.closed = False  # set by uninstall: every wrapper passes straight through
+        self._init_roots()
         self._boundaries = 0
         self._bwd_depth = 0
         self._io_depth = 0
@@ -92,10 +98,11 @@ class TorchHooks(LoaderHooks):
             torch.set_num_threads(int(self.overrides["cpu_threads"]))
 
     def uninstall(self) -> None:
+        """Remove every patch (idempotent; safe from another thread: a wrapper that is
+        running finishes, then passes through)."""
+        self.closed = True
         self._disable_global()
-        for root in self.roots.values():
-            for h in root.pop("handles", []):
-                h.remove()
+        self._unwrap_classes()
         while self._undo:
             try:
                 self._undo.pop()()
@@ -111,75 +118,31 @@ class TorchHooks(LoaderHooks):
         if len(self.errors) < 20:
             self.errors.append(f"{where}: {type(e).__name__}: {e}")
 
+    def _event(self, where: str, fn: Callable[..., Any], *args: Any) -> bool:
+        """Call a tracker event; a failure is noted, never raised into the script."""
+        try:
+            fn(*args)
+            return True
+        except Exception as e:
+            self._error(where, e)
+            return False
+
     # ------------------------------------------------------------ module forwards
 
-    def _enable_global(self) -> None:
-        from torch.nn.modules import module as m
-
-        if self._global:
-            return
-        self._depth = 0
-        self._global = [m.register_module_forward_pre_hook(self._gpre),
-                        m.register_module_forward_hook(self._gpost, always_call=True)]
-
-    def _disable_global(self) -> None:
-        for h in self._global:
-            h.remove()
-        self._global = []
-
-    def _gpre(self, module: Any, args: Any) -> None:
-        if get_ident() != self._main:
-            return
-        if self._depth == 0 and self._active is None and not self._probing:
-            self._adopt(module)
-            self._active, self._active_local = module, False
-            self._root_begin(module, args)
-        self._depth += 1
-
-    def _gpost(self, module: Any, args: Any, out: Any) -> None:
-        if get_ident() != self._main:
-            return
-        self._depth = max(self._depth - 1, 0)
-        if (self._depth == 0 and self._active is module and not self._active_local
-                and not self._probing):
-            self._active = None
-            self._root_end(module, args)
-
-    def _adopt(self, module: Any) -> None:
-        key = id(module)
-        if key in self.roots:
-            return
-        has_params = any(True for _ in module.parameters())
-        info = {"type": type(module).__name__, "has_params": has_params, "calls": 0,
-                "handles": [module.register_forward_pre_hook(self._lpre),
-                            module.register_forward_hook(self._lpost, always_call=True)]}
-        self.roots[key] = info
-
-    def _lpre(self, module: Any, args: Any) -> None:
-        if get_ident() != self._main:
-            return
-        if self._global or self._probing or self._active is not None:
-            return  # discovering (the global hooks time it), probing, or nested
-        self._active, self._active_local = module, True
-        self._root_begin(module, args)
-
-    def _lpost(self, module: Any, args: Any, out: Any) -> None:
-        if self._active is module and self._active_local and not self._probing:
-            self._active = None
-            self._root_end(module, args)
-
     def _root_begin(self, module: Any, args: Any) -> None:
+        """A root's forward starts (see :mod:`perfpilot.probes.roots` for the roles)."""
         try:
             root = self.roots.get(id(module))
             grad = self.torch.is_grad_enabled()
             training = module.training
             if root is not None:
                 root["calls"] += 1
-            if root is not None and not root["has_params"]:
-                mode = self.t.in_eval  # a loss or activation module follows the model
-            else:
-                mode = (not training) or (not grad)
-            self.t.forward_begin(eval_mode=mode, batch_size=batch_size_of(args))
+            if root is not None and root.get("role") == "loss":
+                # A loss follows the model's forward: forward time, no step of its own.
+                self.t.forward_begin(step=False)
+                return
+            mode = (not training) or (not grad)  # evaluation, not a training forward
+            self.t.forward_begin(eval_mode=mode, batch_size=self.batch_of(root, args))
             if root is not None and root["has_params"]:
                 if grad and not training:
                     self._grad_in_eval(module, args)
@@ -189,7 +152,7 @@ class TorchHooks(LoaderHooks):
             self._error("forward", e)
 
     def _root_end(self, module: Any, args: Any) -> None:
-        self.t.forward_end()
+        self._event("forward", self.t.forward_end)
 
     # ------------------------------------------------------------ grad-in-eval
 
@@ -234,24 +197,28 @@ class TorchHooks(LoaderHooks):
 
         def make(orig: Any) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if hooks._bwd_depth or get_ident() != hooks._main:
+                if hooks._bwd_depth or hooks.closed or get_ident() != hooks._main:
+                    return orig(*args, **kwargs)
+                if not hooks._event("backward", hooks._backward_begin):
                     return orig(*args, **kwargs)
                 hooks._bwd_depth += 1
-                if hooks._gie_last is not None:
-                    # Grad was needed: this eval-mode forward was training (frozen BN...).
-                    hooks._gie_last["then_backward"] += 1
-                    hooks._gie_last = None
-                hooks.t.backward_begin()
                 try:
                     return orig(*args, **kwargs)
                 finally:
-                    hooks.t.backward_end()
                     hooks._bwd_depth -= 1
+                    hooks._event("backward", hooks.t.backward_end)
             wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
             return wrapper
 
         self._patch(ag, "backward", make)
         self._patch(ag, "grad", make)
+
+    def _backward_begin(self) -> None:
+        if self._gie_last is not None:
+            # Grad was needed: this eval-mode forward was training (frozen BN...).
+            self._gie_last["then_backward"] += 1
+            self._gie_last = None
+        self.t.backward_begin()
 
     def _patch_optimizer(self) -> None:
         import torch.optim.optimizer as om
@@ -263,24 +230,27 @@ class TorchHooks(LoaderHooks):
 
         def make(orig: Any) -> Any:
             def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
-                if get_ident() != hooks._main:
+                if hooks.closed or get_ident() != hooks._main:
                     return orig(self, *args, **kwargs)
-                hooks.t.optimizer_begin()
+                if not hooks._event("zero_grad", hooks.t.optimizer_begin):
+                    return orig(self, *args, **kwargs)
                 try:
                     return orig(self, *args, **kwargs)
                 finally:
-                    hooks.t.optimizer_end(step=False)
+                    hooks._event("zero_grad", hooks.t.optimizer_end, False)
             return zero_grad
 
         self._patch(om.Optimizer, "zero_grad", make)
 
     def _opt_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if get_ident() == self._main:
-            self.t.optimizer_begin()
+        if get_ident() == self._main and not self.closed:
+            self._event("optimizer", self.t.optimizer_begin)
 
     def _opt_post(self, opt: Any, args: Any, kwargs: Any) -> None:
-        if get_ident() != self._main:
-            return
+        if get_ident() == self._main and not self.closed:
+            self._event("optimizer", self._opt_step, opt)
+
+    def _opt_step(self, opt: Any) -> None:
         key = id(opt)
         if key not in self.optimizers:
             self.optimizers[key] = {"type": type(opt).__name__, "steps": 0,
@@ -292,8 +262,8 @@ class TorchHooks(LoaderHooks):
         self.t.optimizer_end(step=key == self._boundary_opt)
 
     def _boundary(self, kind: str) -> None:
-        # Switch discovery on/off only between forwards, at loader/optimizer boundaries.
-        if kind != "forward" and self._active is None:
+        # Switch discovery on/off only between forwards (loader/backward/optimizer).
+        if kind != "forward" and self._active is None and not self.closed:
             self._boundaries += 1
             if self._global and self.t.warmup_end is not None:
                 self._disable_global()
@@ -326,25 +296,26 @@ class TorchHooks(LoaderHooks):
 
         def make(orig: Any) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if hooks._io_depth or get_ident() != hooks._main:
+                if hooks._io_depth or hooks.closed or get_ident() != hooks._main:
+                    return orig(*args, **kwargs)
+                if not hooks._event(label, hooks.t.io_begin):
                     return orig(*args, **kwargs)
                 hooks._io_depth += 1
-                hooks.t.io_begin()
                 t0 = hooks.clock()
                 try:
                     return orig(*args, **kwargs)
                 finally:
                     dt = hooks.clock() - t0
-                    hooks.t.io_end()
                     hooks._io_depth -= 1
-                    hooks._record_io(label, kind, dt)
+                    hooks._event(label, hooks.t.io_end)
+                    hooks._event(label, hooks._record_io, label, kind, dt)
             wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
             return wrapper
 
         return make
 
     def _record_io(self, label: str, kind: str, dt: float) -> None:
-        site = caller_site(2)
+        site = caller_site(3)
         phase = ("startup" if self.t.first_activity is None else
                  "eval" if self.t.in_eval else
                  "warmup" if self.t.warmup_end is None else "steady")
@@ -363,8 +334,13 @@ class TorchHooks(LoaderHooks):
 
         def make(orig: Any) -> Any:
             def set_num_threads(n: int) -> None:
-                hooks.set_threads_calls.append({"value": int(n),
-                                                "site": site_list(caller_site(1))})
+                if hooks.closed:
+                    return orig(n)
+                try:
+                    hooks.set_threads_calls.append({"value": int(n),
+                                                    "site": site_list(caller_site(1))})
+                except Exception as e:
+                    hooks._error("set_num_threads", e)
                 if "cpu_threads" in hooks.overrides:
                     return orig(int(hooks.overrides["cpu_threads"]))
                 return orig(n)

@@ -16,21 +16,39 @@ LOADER_KNOBS = ("num_workers", "persistent_workers", "pin_memory", "prefetch_fac
                 "batch_size")
 
 
-def batch_size_of(batch: Any, _depth: int = 0) -> int | None:
-    """Leading dimension of the first tensor in a (nested) batch, or None."""
+def batch_size_of(batch: Any, _depth: int = 0, *, dim: int = 0) -> int | None:
+    """Dimension ``dim`` (the leading one by default) of the first tensor in a (nested)
+    batch, or None; a ``PackedSequence`` holds ``batch_sizes[0]`` sequences."""
+    sizes = getattr(batch, "batch_sizes", None)
+    if sizes is not None and getattr(sizes, "shape", None) is not None and len(sizes):
+        return int(sizes[0])
     shape = getattr(batch, "shape", None)
     if shape is not None:
-        return int(shape[0]) if len(shape) else None
+        return int(shape[dim]) if len(shape) > dim else None
     if _depth > 3:
         return None
     if isinstance(batch, dict):
         batch = list(batch.values())
     if isinstance(batch, (list, tuple)):
         for item in batch[:4]:
-            n = batch_size_of(item, _depth + 1)
+            n = batch_size_of(item, _depth + 1, dim=dim)
             if n is not None:
                 return n
     return None
+
+
+def loader_batch_size(info: dict[str, Any] | None, batch: Any) -> int | None:
+    """Samples in a batch from a DataLoader: its ``batch_size`` (a collate function may
+    put the batch at any dimension), the known remainder for the last partial batch, and
+    the batch's leading dimension when the loader has no ``batch_size`` (a sampler of
+    batches)."""
+    lead = batch_size_of(batch)
+    size = info.get("batch_size") if info else None
+    if not size:
+        return lead
+    n = info.get("dataset_len") if info else None
+    rest = n % size if n else 0
+    return rest if rest and lead == rest else size
 
 
 def site_list(site: tuple[str, int, str] | None) -> list[Any] | None:
@@ -43,6 +61,7 @@ class LoaderHooks:
 
     t: Any
     clock: Any
+    closed: bool
     overrides: dict[str, Any]
     loaders: dict[int, dict[str, Any]]
     _main: int | None
@@ -52,6 +71,24 @@ class LoaderHooks:
 
     def _error(self, where: str, e: BaseException) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _event(self, where: str, fn: Any, *args: Any) -> bool:  # pragma: no cover
+        raise NotImplementedError
+
+    def _fetched(self, key: int | None, batch: Any, t0: float) -> None:
+        """After a fetch (also one that raised, e.g. StopIteration): the data phase ends,
+        the loader's counters grow. A failure here is a note, never the script's."""
+        try:
+            info = self.loaders.get(key) if key is not None else None
+            n = loader_batch_size(info, batch) if batch is not None else None
+            self.t.data_end(n)
+            if info is not None:
+                info["batches"] += batch is not None
+                info["fetch_s"] += self.clock() - t0
+                if n:
+                    info["samples"] += n
+        except Exception as e:
+            self._error("DataLoader", e)
 
     # ------------------------------------------------------------ data loading
 
@@ -69,15 +106,16 @@ class LoaderHooks:
 
         def make_iter(orig: Any) -> Any:
             def __iter__(self: Any) -> Any:
-                if get_ident() != main:
+                if get_ident() != main or hooks.closed:
                     return orig(self)
                 key = id(self)
-                hooks.t.data_begin(key)
+                if not hooks._event("DataLoader", hooks.t.data_begin, key):
+                    return orig(self)
                 t0 = hooks.clock()
                 try:
                     it = orig(self)
                 finally:
-                    hooks.t.data_end(None)
+                    hooks._event("DataLoader", hooks.t.data_end, None)
                 info = hooks.loaders.get(key)
                 if info is not None:
                     info["iters"] += 1
@@ -91,24 +129,18 @@ class LoaderHooks:
 
         def make_next(orig: Any) -> Any:
             def __next__(self: Any) -> Any:
-                if get_ident() != main:
+                if get_ident() != main or hooks.closed:
                     return orig(self)
                 key = getattr(self, "_perfpilot_loader", None)
-                hooks.t.data_begin(key)
+                if not hooks._event("DataLoader", hooks.t.data_begin, key):
+                    return orig(self)
                 t0 = hooks.clock()
-                n = None
+                batch = None
                 try:
                     batch = orig(self)
-                    n = batch_size_of(batch)
                     return batch
                 finally:
-                    hooks.t.data_end(n)
-                    info = hooks.loaders.get(key) if key is not None else None
-                    if info is not None:
-                        info["batches"] += 1
-                        info["fetch_s"] += hooks.clock() - t0
-                        if n:
-                            info["samples"] += n
+                    hooks._fetched(key, batch, t0)
             return __next__
 
         self._patch(dl.DataLoader, "__init__", make_init)

@@ -28,7 +28,7 @@ from typing import Any
 from perfpilot.probes.steps import StepTracker
 
 TOP_OPS = 25
-_RANK = {"optimizer": 0, "data": 1, "forward": 2}
+_RANK = {"optimizer": 0, "backward": 1, "data": 2, "forward": 3}
 # Kineto's start/stop markers, and the line a CUDA build of torch prints when the profiler
 # starts on a machine without a usable NVIDIA driver (code 35, cudaErrorInsufficientDriver;
 # harmless: the window goes on CPU-only). Either logger's prefix ("E1205 ...] ",
@@ -84,11 +84,11 @@ class OpWindow:
         self.window_steps = 0
 
     def on_boundary(self, kind: str) -> None:
-        """Count boundaries of the best kind seen (optimizer > data > forward)."""
+        """Count boundaries of the best kind seen (optimizer > backward > data > forward)."""
         if self.state not in ("waiting", "open") or self.t.warmup_end is None:
             return
         if self.state == "waiting":
-            if self.kind is None or _RANK[kind] < _RANK[self.kind]:
+            if self.kind is None or _RANK.get(kind, 9) < _RANK.get(self.kind, 9):
                 self.kind, self._seen = kind, 0
             if kind == self.kind:
                 self._seen += 1

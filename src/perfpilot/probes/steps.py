@@ -9,10 +9,17 @@ once and the best one is chosen at the end:
 
 ``optimizer``
     a step ends when ``optimizer.step()`` returns (training scripts);
+``backward``
+    a step ends when ``backward()`` returns (training that updates parameters by hand,
+    without ``torch.optim``: one backward is one step);
 ``data``
     a step starts at each batch fetch (inference scripts that iterate a DataLoader);
 ``forward``
     a step starts at each root-module forward (inference without a DataLoader).
+
+Forwards of loss/criterion modules (the hooks tell, see ``forward_begin(step=False)``)
+are forward time but never a boundary. Samples per training step are the batches the
+training loader yielded in it, else the batch dimension of its training forwards.
 
 Evaluation is kept out of training steps: a *segment* of eval-mode forwards (``eval()``
 or grad disabled) together with the batches they consume is labelled ``eval``. A lone
@@ -32,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 LABELS: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "io", "other")
-STEP_KINDS: tuple[str, ...] = ("optimizer", "data", "forward")
+STEP_KINDS: tuple[str, ...] = ("optimizer", "backward", "data", "forward")
 WARMUP_BOUNDARIES = 2
 MAX_STEPS_KEPT = 20000
 MAX_SEGMENTS_KEPT = 1000
@@ -47,7 +54,9 @@ class _Steps:
         self.count = 0
         self.cur: dict[str, float] | None = None
         self.start = 0.0
-        self.samples = 0
+        self.samples = 0  # from DataLoader batches
+        self.fwd_samples = 0  # from forward inputs (used when no loader batch came)
+        self.sources: dict[str, int] = {}  # where closed steps took their samples from
         self.excluded = False
 
     def add(self, label: str, dt: float) -> None:
@@ -64,7 +73,8 @@ class _Steps:
             self.cur[to] = self.cur.get(to, 0.0) + sign * dt
 
     def open(self, now: float) -> None:
-        self.cur, self.start, self.samples, self.excluded = {}, now, 0, False
+        self.cur, self.start, self.excluded = {}, now, False
+        self.samples = self.fwd_samples = 0
 
     def close(self, now: float) -> None:
         if self.cur is None:
@@ -73,10 +83,14 @@ class _Steps:
             self.cur = None
             return
         self.count += 1
+        samples = self.samples or self.fwd_samples
+        if samples:
+            src = "loader" if self.samples else "forward"
+            self.sources[src] = self.sources.get(src, 0) + 1
         if len(self.steps) < MAX_STEPS_KEPT:
             phases = {k: max(v, 0.0) for k, v in self.cur.items() if v}
             self.steps.append({"start": self.start, "end": now, "phases": phases,
-                               "samples": self.samples, "excluded": self.excluded})
+                               "samples": samples, "excluded": self.excluded})
         self.cur = None
 
     def boundary(self, now: float) -> None:
@@ -106,7 +120,8 @@ class StepTracker:
         self._stack: list[str] = []
         self._steps = {k: _Steps(k) for k in STEP_KINDS}
         self._opt = self._steps["optimizer"]
-        self._n = dict.fromkeys(("opt", "fetch", "fwd"), 0)
+        self._bwd = self._steps["backward"]
+        self._n = dict.fromkeys(("opt", "bwd", "fetch", "fwd"), 0)
         self.totals: dict[str, float] = {}
         # evaluation state
         self.in_eval = False
@@ -154,13 +169,19 @@ class StepTracker:
                 s.excluded = s.excluded or s.cur is not None
         totals = self.totals
         totals[label] = totals.get(label, 0.0) + dt
+        key = "eval" if self.in_eval else label
         cur = self._opt.cur
         if cur is not None:
-            key = "eval" if self.in_eval else label
             cur[key] = cur.get(key, 0.0) + dt
-        if not self._n["opt"]:  # once an optimizer steps, the other definitions are moot
-            self._steps["data"].add(label, dt)
-            self._steps["forward"].add(label, dt)
+        # Once an optimizer steps the other definitions are moot; once a backward runs,
+        # the inference ones are.
+        if not self._n["opt"]:
+            cur = self._bwd.cur
+            if cur is not None:
+                cur[key] = cur.get(key, 0.0) + dt
+            if not self._n["bwd"]:
+                self._steps["data"].add(label, dt)
+                self._steps["forward"].add(label, dt)
         if self._seg is None:
             self._pending[label] = self._pending.get(label, 0.0) + dt
         else:
@@ -187,8 +208,8 @@ class StepTracker:
 
     def _inference_boundary(self, kind: str, now: float) -> None:
         steps = self._steps[kind]
-        if self._n["opt"]:
-            steps.count += 1  # a training script: only the optimizer steps are kept
+        if self._n["opt"] or self._n["bwd"]:
+            steps.count += 1  # a training script: only the training steps are kept
         else:
             steps.boundary(now)
 
@@ -205,6 +226,8 @@ class StepTracker:
 
     def _warmup_check(self, now: float) -> None:
         if self.warmup_end is None and (self._n["opt"] >= WARMUP_BOUNDARIES
+                                        or (self._n["bwd"] >= WARMUP_BOUNDARIES
+                                            and not self._n["opt"])
                                         or self._n["fetch"] > WARMUP_BOUNDARIES
                                         or self._n["fwd"] > WARMUP_BOUNDARIES):
             self.warmup_end = now
@@ -212,6 +235,8 @@ class StepTracker:
     # ------------------------------------------------------------ events
 
     def data_begin(self, loader: int | None = None) -> None:
+        if self.end is not None:
+            return
         role = self.loader_role.get(loader) if loader is not None else None
         if self.in_eval and role == "train":
             self._close_eval("fetch")
@@ -227,13 +252,27 @@ class StepTracker:
         self._boundary("data", now)
 
     def data_end(self, batch_size: int | None = None) -> None:
+        if self.end is not None:
+            return
         self._leave("data")
         if batch_size:
             self._steps["data"].samples += batch_size
             if not self.in_eval:
-                self._steps["optimizer"].samples += batch_size
+                self._opt.samples += batch_size
+                self._bwd.samples += batch_size
 
-    def forward_begin(self, eval_mode: bool = False, batch_size: int | None = None) -> None:
+    def forward_begin(self, eval_mode: bool = False, batch_size: int | None = None,
+                      step: bool = True) -> None:
+        """A root module's forward. ``step`` is False for a loss/criterion module (or any
+        parameter-free root): its time is ``forward``, but it is no step boundary and
+        does not change the evaluation state (it follows the model's forward)."""
+        if self.end is not None:
+            return
+        if not step:
+            self._enter("forward")
+            if self._seg is not None:
+                self._seg["forwards"] += 1
+            return
         if eval_mode:
             self._eval_forward()
         else:
@@ -245,30 +284,49 @@ class StepTracker:
         self._n["fwd"] += 1
         self._inference_boundary("forward", now)
         if batch_size:
-            self._steps["forward"].samples += batch_size
+            self._steps["forward"].fwd_samples += batch_size
+            if not eval_mode:  # the fallback when no loader batch feeds the step
+                self._opt.fwd_samples += batch_size
+                self._bwd.fwd_samples += batch_size
         if self._seg is not None:
             self._seg["forwards"] += 1
         self._boundary("forward", now)
 
     def forward_end(self) -> None:
-        self._leave("forward")
+        if self.end is None:
+            self._leave("forward")
 
     def backward_begin(self) -> None:
+        if self.end is not None:
+            return
         if self.in_eval:
             self._close_eval("backward")
         self._enter("backward")
 
     def backward_end(self) -> None:
-        self._leave("backward")
+        """A backward ends a ``backward`` step (used when no optimizer ever steps)."""
+        if self.end is not None:
+            return
+        now = self._leave("backward")
         self._pending = {}
+        self._n["bwd"] += 1
+        if self._n["opt"]:
+            self._bwd.count += 1
+        else:
+            self._bwd.boundary(now)
+        self._boundary("backward", now)
 
     def optimizer_begin(self) -> None:
+        if self.end is not None:
+            return
         if self.in_eval:
             self._close_eval("train")
         self._enter("optimizer")
 
     def optimizer_end(self, step: bool = True) -> None:
         """``step`` is False for ``zero_grad`` (optimizer time, but not a boundary)."""
+        if self.end is not None:
+            return
         now = self._leave("optimizer")
         if not step:
             return
@@ -278,16 +336,20 @@ class StepTracker:
         self._boundary("optimizer", now)
 
     def io_begin(self) -> None:
-        self._enter("io")
+        if self.end is None:
+            self._enter("io")
 
     def io_end(self) -> None:
-        self._leave("io")
+        if self.end is None:
+            self._leave("io")
 
     def h2d_begin(self) -> None:
-        self._enter("h2d")
+        if self.end is None:
+            self._enter("h2d")
 
     def h2d_end(self) -> None:
-        self._leave("h2d")
+        if self.end is None:
+            self._leave("h2d")
 
     def skip(self) -> None:
         """Drop the time since the last event from every phase: perfpilot's own work
@@ -322,7 +384,8 @@ class StepTracker:
         self.in_eval = True
         # The batch this forward consumes (and what ran since) is evaluation too.
         moved = dict(self._pending) if self._fetched_since_fwd else {}
-        self._steps["optimizer"].move(moved, "eval")
+        self._opt.move(moved, "eval")
+        self._bwd.move(moved, "eval")
         if self._fetched_since_fwd and self._last_fetch_loader is not None:
             self.loader_role.setdefault(self._last_fetch_loader, "eval")
         self._seg = {"start": now - sum(moved.values()), "forwards": 0,
@@ -343,7 +406,8 @@ class StepTracker:
             return
         lone = seg["forwards"] < 2 and not seg["fetched_after"] and why == "train"
         if why == "backward" or lone:
-            self._steps["optimizer"].move(seg["labels"], "eval", back=True)
+            self._opt.move(seg["labels"], "eval", back=True)
+            self._bwd.move(seg["labels"], "eval", back=True)
             for label, dt in seg["labels"].items():
                 self._pending[label] = self._pending.get(label, 0.0) + dt
             if why == "backward":
@@ -361,11 +425,18 @@ class StepTracker:
         return self._steps[kind].steps
 
     def step_kind(self) -> str | None:
-        """The boundary definition that applies: optimizer, else data, else forward."""
+        """The boundary definition that applies: optimizer, else backward, else data,
+        else forward."""
         for kind in STEP_KINDS:
             if self._steps[kind].count:
                 return kind
         return None
+
+    def samples_from(self, kind: str | None) -> str | None:
+        """Where most steps of ``kind`` took their samples: ``loader`` (DataLoader
+        batches) or ``forward`` (the batch dimension of the training forwards' input)."""
+        sources = self._steps[kind].sources if kind else {}
+        return max(sources, key=sources.__getitem__) if sources else None
 
     def boundaries(self) -> dict[str, int]:
         return {k: self._steps[k].count for k in STEP_KINDS}
@@ -395,4 +466,5 @@ class StepTracker:
                                   for a, b, c in list(self.eval_segments)]},
             "profiled_s": round(self.profiled_s, 6), "skipped_s": round(self.skipped_s, 6),
             "trained_in_eval_mode": self.trained_in_eval_mode, "stopped": self.stopped,
+            "samples_from": self.samples_from(kind),
         }

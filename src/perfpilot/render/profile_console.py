@@ -61,8 +61,9 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
 
 NO_STEPS = ("No training step was seen (no optimizer.step(), DataLoader batch or model "
             "forward call), so there is no step breakdown.")
-_KINDS = {"optimizer": ("optimizer step", "optimizer steps"), "data": ("batch", "batches"),
-          "forward": ("forward call", "forward calls")}
+_KINDS = {"optimizer": ("optimizer step", "optimizer steps"),
+          "backward": ("training step (backward)", "training steps (backward)"),
+          "data": ("batch", "batches"), "forward": ("forward call", "forward calls")}
 
 
 def _short(path: str) -> str:
@@ -96,7 +97,13 @@ def exit_text(record: RunRecord) -> str | None:
     prof = record.profile
     code, stopped, err = prof.exit_code, prof.stopped, prof.error
     if stopped in ("steps", "duration"):
-        return f"[dim]Stopped after the requested window ({stopped}); the script did not finish.[/]"
+        if (prof.config or {}).get("keep_running"):
+            ended = ("" if code is None else f" and exited with code {code}" if code
+                     else " to its end")
+            return (f"[dim]Measured the requested window ({stopped}); the script then ran "
+                    f"on unwatched{ended}.[/]")
+        return (f"[dim]Stopped after the requested window ({stopped}): perfpilot ended the "
+                "script there; its remaining code did not run.[/]")
     if prof.partial:
         return ("[bold red]The script ended without perfpilot's final save (killed or "
                 "os._exit); this profile holds what was saved last.[/]")
@@ -174,6 +181,8 @@ def step_table(record: RunRecord) -> Any:
     title = (f"Step breakdown ({_plural(int(ph.steps), 'steady step')}; median "
              f"{format_seconds(s.median)}, 95% CI {format_seconds(s.ci_low)}-"
              f"{format_seconds(s.ci_high)}")
+    if ph.samples_per_step:
+        title += f"; {ph.samples_per_step:,} samples/step"
     if record.samples_per_s:
         title += f"; {record.samples_per_s:,.0f} samples/s"
     t = Table(title=title + ")", title_justify="left", show_edge=False, pad_edge=False)
