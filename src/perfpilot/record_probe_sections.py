@@ -88,11 +88,18 @@ class IoCall(Section):
 
 @dataclass(frozen=True)
 class RootModule(Section):
-    """A module called while no other module ran (a model, a loss), by class name."""
+    """A module called while no other module ran (a model, a loss), by class name.
+
+    ``role``: ``"model"``, or ``"loss"`` for a loss class or a parameter-free module (its
+    time is forward time; it never starts a step). ``batch_dim``: the input dimension that
+    holds the batch, and ``batch_dim_from`` how that was inferred (see docs/profile.md)."""
 
     type: str
     has_params: bool = False
     calls: int = 0
+    role: str = "model"
+    batch_dim: int = 0
+    batch_dim_from: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RootModule:
