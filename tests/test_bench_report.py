@@ -182,7 +182,15 @@ RUN_ALL = {"benchmark": "run_all",
                "cuda_available": False, "devices": []}, "nvidia_smi": None}},
            "versions": {"python": "3.11.7", "torch": "2.13.0+cpu", "perfpilot": "0.1.0"}}
 
-ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS,
+TUNE_BUDGET = {"benchmark": "tune_budget", "target_ratio": 1.1, "worst_ratio": 0.99,
+               "loadavg_before": 2.3, "loadavg_after": 3.8, "cpus": 2, "runs": [
+                   {"workload": "digits", "budget_s": 60.0, "hog_processes": 2,
+                    "wall_s": 49.1, "ratio": 0.82, "record_elapsed_s": 46.7,
+                    "stages": [{"stage": "hardware", "budget_s": 8.8, "elapsed_s": 6.1}],
+                    "final_verdict": "same", "status": "complete", "refused": None,
+                    "load_avg_1m": [2.82, 3.5]}]}
+
+ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
        "batch_size": BATCH, "run_all": RUN_ALL}
@@ -289,7 +297,7 @@ def test_plan_full_runs_every_benchmark_in_order(run_all: ModuleType, tmp_path: 
     steps = run_all.plan(quick=False, bench_dir=BENCH)
     assert [p.step.name for p in steps] == [
         "profilers", "batch_size", "tuned", "workloads", "pmap", "hardware", "hardware_loader_only",
-        "demo", "profile_overhead", "measure_calibration"]
+        "demo", "tune_budget", "profile_overhead", "measure_calibration"]
     by = {p.step.name: p for p in steps}
     assert by["hardware_loader_only"].args[-2:] == [
         "--out", "benchmarks/results/hardware_loader_only.json"]

@@ -200,7 +200,7 @@ def check_resumes(t: Tune, before: dict[str, int]) -> None:
     assert again.leftovers() == []
 
 
-LOADER = ["--only", "loader", "--budget", "20s"]
+LOADER = ["--only", "loader", "--budget", "24s"]
 
 
 def test_ctrl_c_in_the_baseline_stops_and_says_how_to_resume(tmp_path: Path) -> None:
@@ -211,7 +211,7 @@ def test_ctrl_c_in_the_baseline_stops_and_says_how_to_resume(tmp_path: Path) -> 
 
 
 def test_sigterm_in_the_hardware_stage(tmp_path: Path) -> None:
-    t = Tune(tmp_path / "out", ["--only", "hardware", "--budget", "20s"])
+    t = Tune(tmp_path / "out", ["--only", "hardware", "--budget", "24s"])
     t.wait_running("hardware")
     sent = t.send(signal.SIGTERM, group=False)
     check_resumes(t, check_stopped(t, sent, "TERM"))
@@ -250,7 +250,7 @@ def test_sigterm_from_an_executor_worker_ends_the_pool(tmp_path: Path) -> None:
 
 
 def test_sigterm_in_the_final_check(tmp_path: Path) -> None:
-    t = Tune(tmp_path / "out", ["--only", "loader", "--budget", "20s"])
+    t = Tune(tmp_path / "out", ["--only", "loader", "--budget", "24s"])
     t.wait_running("final")
     sent = t.send(signal.SIGTERM, group=True)
     check_resumes(t, check_stopped(t, sent, "TERM"))
@@ -259,7 +259,7 @@ def test_sigterm_in_the_final_check(tmp_path: Path) -> None:
 def test_ctrl_c_while_the_report_is_written(tmp_path: Path) -> None:
     out = tmp_path / "out"
     entry = ["-c", REPORT_ENTRY, str(tmp_path / "report.fired"), "INT"]
-    t = Tune(out, ["--only", "loader", "--budget", "20s"], entry=entry)
+    t = Tune(out, ["--only", "loader", "--budget", "24s"], entry=entry)
     rc = t.wait()
     assert (tmp_path / "report.fired").exists(), "the report writer was not reached"
     assert rc == 130, t.err()[-2000:]
