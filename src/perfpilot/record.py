@@ -27,6 +27,7 @@ from typing import Any, Literal
 from perfpilot.errors import UserError
 from perfpilot.record_probe_sections import (
     Calibration,
+    CpuUse,
     CudaInfo,
     GradInEval,
     HotOps,
@@ -283,6 +284,7 @@ _SECTIONS: dict[str, Any] = {
     "memory": Memory.from_dict,
     "threads": Threads.from_dict,
     "calibration": Calibration.from_dict,
+    "cpu": CpuUse.from_dict,
     "hot_ops": HotOps.from_dict,
     "cuda": CudaInfo.from_dict,
     "grad_in_eval": GradInEval.from_dict,
@@ -303,7 +305,7 @@ class RunRecord:
     nothing wrote it: ``engine`` (perfpilot's training loop), ``profile``, ``timeline``,
     ``step_phases``, ``stack_samples``, ``hot_lines``, ``memory``, ``threads`` (see
     :mod:`perfpilot.record_sections`); ``calibration``, ``hot_ops``, ``cuda``,
-    ``grad_in_eval``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``
+    ``grad_in_eval``, ``cpu``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``
     (see :mod:`perfpilot.record_probe_sections`; ``optimizers`` None: not probed; empty:
     none stepped). ``status`` is ``"failed"`` (with ``error``) for a run that stopped on
     an error. ``extra`` is the user's, never perfpilot's.
@@ -334,6 +336,7 @@ class RunRecord:
     memory: Memory = field(default_factory=Memory)
     threads: Threads = field(default_factory=Threads)
     calibration: Calibration = field(default_factory=Calibration)
+    cpu: CpuUse = field(default_factory=CpuUse)
     hot_ops: HotOps = field(default_factory=HotOps)
     cuda: CudaInfo = field(default_factory=CudaInfo)
     grad_in_eval: GradInEval = field(default_factory=GradInEval)

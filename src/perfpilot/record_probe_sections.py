@@ -366,3 +366,46 @@ class Calibration(Section):
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         return build(cls, d, threads=ThreadCalibration.from_dict,
                      matmul=MatmulCalibration.from_dict)
+
+
+@dataclass(frozen=True)
+class CpuUse(Section):
+    """CPU use while the run was measured (:mod:`perfpilot.probes.cpu`), over ``span_s``
+    seconds of the ``window`` (``"steady"``: from the end of warm-up; ``"run"``: the whole
+    run when it had no steady steps). ``user_s``/``system_s``: the process's own CPU
+    seconds; ``children_s``: its child processes' (DataLoader workers);
+    ``other_processes_s``: every other process's on the machine; page faults of the
+    process; the 1-minute load average at both ends. Empty (``span_s`` 0) when not
+    measured; ``error`` says why a reading failed."""
+
+    span_s: float = 0.0
+    window: str = ""
+    user_s: float = 0.0
+    system_s: float = 0.0
+    children_s: float = 0.0
+    other_processes_s: float = 0.0
+    minor_faults: int = 0
+    major_faults: int = 0
+    load_1m_start: float | None = None
+    load_1m_end: float | None = None
+    usable_cores: int | None = None
+    error: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.span_s > 0
+
+    @property
+    def system_share(self) -> float:
+        """System time as a share of the process's own CPU time."""
+        total = self.user_s + self.system_s
+        return self.system_s / total if total > 0 else 0.0
+
+    @property
+    def other_cores(self) -> float:
+        """Cores other processes kept busy on average during the window."""
+        return self.other_processes_s / self.span_s if self.span_s > 0 else 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CpuUse:
+        return build(cls, d)

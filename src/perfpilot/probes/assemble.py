@@ -27,6 +27,7 @@ from perfpilot.probes.frames import is_user_file
 from perfpilot.record import PHASES, RunRecord, StatSummary
 from perfpilot.record_probe_sections import (
     Calibration,
+    CpuUse,
     CudaInfo,
     GradInEval,
     HotOps,
@@ -68,6 +69,7 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
         "step_phases": StepPhases.from_dict(phases),
         "stack_samples": stacks, "hot_lines": hot_lines(stacks),
         "memory": Memory.from_dict(raw.get("memory") or {}),
+        "cpu": CpuUse.from_dict(raw.get("cpu") or {}),
         "threads": Threads.from_dict(raw.get("threads") or {}),
         "calibration": Calibration.from_dict(raw.get("calibration") or {}),
         "hot_ops": HotOps.from_dict(raw.get("hot_ops") or {}),

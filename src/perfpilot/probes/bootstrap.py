@@ -31,6 +31,7 @@ import traceback
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from perfpilot.probes.cpu import CpuProbe
 from perfpilot.probes.memory import MemoryProbe
 from perfpilot.probes.sampler import DEFAULT_INTERVAL_S, StackSampler
 from perfpilot.probes.steps import StepTracker
@@ -110,6 +111,7 @@ class Session:
         self.origin = _process_start(now)
         self.tracker = StepTracker(self.clock, process_start=self.origin)
         self.memory = MemoryProbe(self.clock)
+        self.cpu = CpuProbe(self.clock)
         self.hooks: Any = None
         self.window: Any = None
         self.cuda: Any = None
@@ -123,6 +125,7 @@ class Session:
         self._final_raw: dict[str, Any] | None = None
         periodic: list[tuple[float, Any]] = [(0.1, self.memory.sample),
                                              (0.5, self._sample_cuda),
+                                             (0.5, self._sample_cpu),
                                              (0.5, self._watch_deadline)]
         if cfg.save_every_s > 0:
             periodic.append((cfg.save_every_s, self._save_partial))
@@ -132,6 +135,7 @@ class Session:
 
     def start(self) -> None:
         self.memory.sample()
+        self.cpu.sample()
         if not self.cfg.sampler:  # periodic work only, no stack samples
             self.sampler.enabled, self.sampler.interval_s = False, 0.05
         # A sampler thread gets the GIL from running Python only after the switch
@@ -233,6 +237,9 @@ class Session:
               file=sys.stderr, flush=True)
         hard_exit(0)
 
+    def _sample_cpu(self) -> None:
+        self.cpu.sample(self.tracker.warmup_end)
+
     def _sample_cuda(self) -> None:
         if self.cuda is not None:
             self.cuda.sample_util()
@@ -254,6 +261,7 @@ class Session:
             "partial": not self._final, **outcome, "tracker": tracker,
             "stacks": _compact_stacks(self.sampler.section()), "hooks": hooks,
             "memory": self.memory.section(warm, self.origin, steps_n),
+            "cpu": self._cpu_section(),
             "torch_imported": self.torch is not None,
         }
         if self.window is not None and self._final:
@@ -264,6 +272,12 @@ class Session:
 
             out["cuda"]["memory"] = cuda_memory(self.torch)
         return out
+
+    def _cpu_section(self) -> dict[str, Any]:
+        from perfpilot.probes.threads import usable_cores
+
+        self._sample_cpu()  # the end of what was measured so far
+        return self.cpu.section(usable_cores())
 
     def _write(self, data: dict[str, Any]) -> None:
         with self._save_lock:

@@ -248,6 +248,37 @@ def hot_ops_table(record: RunRecord) -> Any:
     return t
 
 
+BUSY_OTHERS = 0.5  # cores other processes used before the machine counts as busy
+
+
+def cpu_parts(record: RunRecord) -> list[str]:
+    """CPU use of the measured window: system time and what other processes used."""
+    cpu = record.cpu
+    if not cpu.measured:
+        return []
+    own = cpu.user_s + cpu.system_s
+    parts = [f"CPU ({cpu.window} window, {format_seconds(cpu.span_s)}): user "
+             f"{format_seconds(cpu.user_s)}, system {format_seconds(cpu.system_s)} "
+             f"({100 * cpu.system_share:.0f}% of {format_seconds(own)}), "
+             f"{cpu.minor_faults / cpu.span_s:,.0f} page faults/s"]
+    if cpu.children_s > 0:
+        parts.append(f"child processes {format_seconds(cpu.children_s)} CPU")
+    load = f", load average {cpu.load_1m_end:.1f}" if cpu.load_1m_end is not None else ""
+    parts.append(f"other processes used {cpu.other_cores:.1f} of "
+                 f"{_plural(cpu.usable_cores or 0, 'core')}{load}")
+    return parts
+
+
+def busy_note(record: RunRecord) -> str:
+    """A warning line when other processes competed for the cores, else ''."""
+    cpu = record.cpu
+    if not cpu.measured or cpu.other_cores < BUSY_OTHERS:
+        return ""
+    return (f"\n[yellow]Other processes kept {cpu.other_cores:.1f} cores busy during the "
+            "measurement: these timings, and any advice on threads or workers, hold at "
+            "this load; profile again on a quiet machine before comparing.[/]")
+
+
 def footer(record: RunRecord) -> str:
     mem, th = record.memory, record.threads
     parts = [f"peak RSS {format_bytes(mem.peak_rss_bytes)}"]
@@ -257,6 +288,7 @@ def footer(record: RunRecord) -> str:
     if th.torch_threads:
         parts.append(f"torch {_plural(th.torch_threads, 'thread')} on "
                      f"{_plural(th.usable_cores, 'usable core')}")
+    parts += cpu_parts(record)
     samp = record.profile.sampler
     wall = record.timeline.total_s or record.wall_time_s
     high = ""
@@ -268,4 +300,4 @@ def footer(record: RunRecord) -> str:
         if busy > HIGH_OVERHEAD:
             high = ("\n[yellow]The sampler's own cost is high for this run; "
                     "lower it with --rate 50.[/]")
-    return "[dim]" + "; ".join(parts) + "[/]" + high
+    return "[dim]" + "; ".join(parts) + "[/]" + high + busy_note(record)

@@ -15,6 +15,7 @@ from typing import Any
 from perfpilot.record import PHASES, Finding, RunRecord
 from perfpilot.render import html as h
 from perfpilot.render.console import PHASE_LABELS, format_bytes, format_seconds
+from perfpilot.render.profile_console import cpu_parts
 
 CONTEXT_LINES = 2
 
@@ -147,6 +148,7 @@ def _run(record: RunRecord) -> str:
              ("startup", f"{format_seconds(tl.startup_s)} (imports "
                          f"{format_seconds(tl.imports_s)})"),
              ("peak RSS", format_bytes(mem.peak_rss_bytes)),
+             ("CPU", "; ".join(cpu_parts(record)) or "not measured"),
              ("threads", f"torch {th.torch_threads} intra-op, "
                          f"{th.torch_interop_threads} inter-op; "
                          f"{th.usable_cores} usable cores")]

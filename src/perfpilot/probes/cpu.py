@@ -1,0 +1,107 @@
+"""CPU use over time: the run's own user and system time, its page faults, and what the
+rest of the machine used meanwhile.
+
+Two facts a profile of the run alone cannot show:
+
+* **System time.** Time the kernel spends for the process (page faults from allocating
+  and freeing large tensors, ``madvise``/``munmap`` churn of the allocator, I/O). On
+  ``pytorch/examples``' ``word_language_model`` it was 37% of the CPU time, with 1 thread
+  or 2; a Python profiler sees none of it as such.
+* **Other processes.** On a machine others share, torch's intra-op threads spin-wait
+  against them: the same script at load 11 on 2 cores ran 4-10x slower with 2 threads than
+  with 1, and 1.9x faster with 2 threads on the idle machine. Any timing and any thread
+  advice hold at the load they were measured at, so the record says what that was.
+
+:class:`CpuProbe` samples on the sampler thread every :data:`PERIOD_S` (a few system
+calls): the process's ``os.times()`` user/system seconds, its children's (loader workers,
+from ``psutil``), its minor/major page faults (``getrusage``), the machine's busy CPU
+seconds (``psutil.cpu_times()``) and the 1-minute load average. :meth:`CpuProbe.section`
+differences the first and last sample of the steady window.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+PERIOD_S = 0.5
+
+
+def read_sample() -> dict[str, float]:
+    """One reading (seconds are cumulative since the process or the machine started)."""
+    import psutil
+
+    own = os.times()
+    out: dict[str, float] = {"user_s": own.user, "system_s": own.system}
+    try:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        out.update(minor_faults=float(ru.ru_minflt), major_faults=float(ru.ru_majflt))
+    except ImportError:  # Windows
+        pass
+    children = 0.0
+    try:
+        for child in psutil.Process().children(recursive=True):
+            with_times = child.cpu_times()
+            children += with_times.user + with_times.system
+    except psutil.Error:  # a worker that just ended: counted as far as it was seen
+        pass
+    out["children_s"] = children
+    machine = psutil.cpu_times()
+    out["machine_busy_s"] = float(sum(machine) - machine.idle - getattr(machine, "iowait", 0.0))
+    try:
+        out["load_1m"] = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        pass
+    return out
+
+
+class CpuProbe:
+    """Collects ``(t, reading)`` pairs; :meth:`sample` is meant for the sampler thread.
+    A reading that fails is skipped: the probe never raises into the profiled program."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter,
+                 read: Callable[[], dict[str, float]] = read_sample) -> None:
+        self.clock, self.read = clock, read
+        self.first: tuple[float, dict[str, float]] | None = None
+        self.steady: tuple[float, dict[str, float]] | None = None
+        self.last: tuple[float, dict[str, float]] | None = None
+        self.error: str | None = None
+
+    def sample(self, steady_from: float | None = None) -> None:
+        """Take a reading; the first one at or after ``steady_from`` opens the window."""
+        try:
+            point = (self.clock(), self.read())
+        except Exception as e:  # noqa: BLE001 - a probe failure is a note, never a crash
+            self.error = f"{type(e).__name__}: {e}"
+            return
+        if self.first is None:
+            self.first = point
+        if steady_from is not None and self.steady is None and point[0] >= steady_from:
+            self.steady = point
+        self.last = point
+
+    def section(self, cores: int | None) -> dict[str, Any]:
+        """The ``cpu`` section: the steady window's (else the whole run's) differences."""
+        start = self.steady or self.first
+        end = self.last
+        out: dict[str, Any] = {"error": self.error}
+        if start is None or end is None or end[0] - start[0] <= 0:
+            return out
+        (t0, a), (t1, b) = start, end
+        span = t1 - t0
+
+        def d(key: str) -> float:
+            return max(0.0, b.get(key, 0.0) - a.get(key, 0.0))
+
+        user, system, children = d("user_s"), d("system_s"), d("children_s")
+        others = max(0.0, d("machine_busy_s") - user - system - children)
+        out.update(span_s=span, window="steady" if self.steady else "run", user_s=user,
+                   system_s=system, children_s=children, other_processes_s=others,
+                   minor_faults=int(d("minor_faults")), major_faults=int(d("major_faults")),
+                   load_1m_start=a.get("load_1m"), load_1m_end=b.get("load_1m"),
+                   usable_cores=cores)
+        return out
