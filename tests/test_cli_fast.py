@@ -85,6 +85,8 @@ MISTAKES: dict[str, tuple[list[str], list[str]]] = {
     "profile-missing-workload-file": (["profile", "nosuch.py:fn"],
                                       ["workload file not found: nosuch.py"]),
     "profile-bad-spec": (["profile", "nosuch"], ["workload 'nosuch'", "expected"]),
+    "profile-bad-duration": (["profile", "digits", "--duration", "3x"],
+                             ["--duration: '3x' is not a duration"]),
     "profile-misspelt-plan-key": (["profile", "digits", "--plan", "misspelt.json"],
                                   ["misspelt.json", "'batch_sise'"]),
     "devices-check-misspelt-plan": (["devices", "--check", "misspelt.json"],

@@ -91,7 +91,7 @@ def test_duration_window_stops_a_script_without_steps(tmp_path):
             time.sleep(0.01)
     """)
     out = tmp_path / "r.json"
-    assert main(["profile", "--quiet", "--duration", "0.3", "--json", str(out), "--",
+    assert main(["profile", "--quiet", "--duration", "0.3s", "--json", str(out), "--",
                  sys.executable, str(script)]) == 0
     record = json.loads(out.read_text())
     assert record["profile"]["stopped"] == "duration"

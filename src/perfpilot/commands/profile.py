@@ -47,9 +47,10 @@ def profile_command(
         None, "--json", metavar="FILE", help="Write the RunRecord (with findings) here."),
     html_out: Path | None = typer.Option(
         None, "--html", metavar="FILE", help="Write a self-contained HTML report here."),
-    duration: float | None = typer.Option(
-        None, "--duration", metavar="S", min=0.1,
-        help="Profile S seconds from the first training step, then write the profile and "
+    duration: str | None = typer.Option(
+        None, "--duration", metavar="TIME",
+        help="Profile TIME (e.g. 20, 20s, 2m) from the first training step, then write the "
+             "profile and "
              "end the script (exit code 0; nothing is raised into it) "
              f"(default: a WORKLOAD trains {WORKLOAD_DEFAULT_S:g} s, a script runs to its "
              "end)."),
@@ -78,12 +79,13 @@ def profile_command(
     from perfpilot.workload import check_spec
 
     words = list(target or [])
+    duration_s = None if duration is None else _window_seconds(duration)
     if plan is not None:
         check_plan_file(plan)
     tgt = parse_target(words, str(plan) if plan else None)
     if tgt.workload is not None:  # here, not in the child: one line, no profile of a failure
         check_spec(tgt.workload)
-    config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration,
+    config = {"interval_s": 1.0 / rate, "steps": steps, "duration_s": duration_s,
               "window": ops, "keep_running": keep_running}
     result = run_profiled(tgt, config)
     code = exit_status(result.exit_code)
@@ -121,6 +123,17 @@ def profile_command(
                 console.print(f"[dim]wrote {escape(str(path))}[/]")
     if code:
         raise typer.Exit(code)
+
+
+def _window_seconds(text: str) -> float:
+    """``--duration``: seconds as for ``--budget`` (``20``, ``20s``, ``2m``), at least 0.1."""
+    from perfpilot.commands.tune import parse_duration
+    from perfpilot.errors import UserError
+
+    seconds = parse_duration(text, "--duration")
+    if seconds < 0.1:
+        raise UserError(f"--duration: {text!r} is shorter than 0.1 s")
+    return seconds
 
 
 def exit_status(returncode: int) -> int:
