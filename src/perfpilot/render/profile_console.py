@@ -257,7 +257,8 @@ def cpu_parts(record: RunRecord) -> list[str]:
     if not cpu.measured:
         return []
     own = cpu.user_s + cpu.system_s
-    parts = [f"CPU ({cpu.window} window, {format_seconds(cpu.span_s)}): user "
+    where = "of the steady window" if cpu.window == "steady" else "of the run"
+    parts = [f"CPU (over {format_seconds(cpu.span_s)} {where}, read every 0.5 s): user "
              f"{format_seconds(cpu.user_s)}, system {format_seconds(cpu.system_s)} "
              f"({100 * cpu.system_share:.0f}% of {format_seconds(own)}), "
              f"{cpu.minor_faults / cpu.span_s:,.0f} page faults/s"]
