@@ -13,8 +13,8 @@ Two facts a profile of the run alone cannot show:
   advice hold at the load they were measured at, so the record says what that was.
 
 :class:`CpuProbe` samples on the sampler thread every :data:`PERIOD_S` (a few system
-calls): the process's ``os.times()`` user/system seconds, its children's (loader workers,
-from ``psutil``), its minor/major page faults (``getrusage``), the machine's busy CPU
+calls): the process's ``os.times()`` user/system seconds, its children's (ended ones
+from ``os.times()``, live ones such as loader workers from ``psutil``), its minor/major page faults (``getrusage``), the machine's busy CPU
 seconds (``psutil.cpu_times()``) and the 1-minute load average. :meth:`CpuProbe.section`
 differences the first and last sample of the steady window.
 """
@@ -42,7 +42,10 @@ def read_sample() -> dict[str, float]:
         out.update(minor_faults=float(ru.ru_minflt), major_faults=float(ru.ru_majflt))
     except ImportError:  # Windows
         pass
-    children = 0.0
+    # Children that ended and were waited for are in os.times(); live ones (DataLoader
+    # workers, spawned ranks still running) are read through psutil. A child is in one
+    # or the other, never both.
+    children = own.children_user + own.children_system
     try:
         for child in psutil.Process().children(recursive=True):
             with_times = child.cpu_times()

@@ -48,7 +48,7 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
     if steps_seen(record):
         console.print(step_table(record))
     else:
-        console.print(NO_STEPS)
+        console.print(NO_STEPS + in_children(record))
     console.print(timeline_text(record))
     lines = hot_lines_table(record)
     if lines is not None:
@@ -61,6 +61,21 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
 
 NO_STEPS = ("No training step was seen (no optimizer.step(), DataLoader batch or model "
             "forward call), so there is no step breakdown.")
+
+
+def in_children(record: RunRecord) -> str:
+    """When no step was seen but child processes did most of the work (``mp.spawn``,
+    ``torchrun``-style launchers, a subprocess per run): say where the training went."""
+    cpu = record.cpu
+    own = cpu.user_s + cpu.system_s
+    if not cpu.measured or cpu.children_s < max(own, 0.5):
+        return ""
+    return (f" Child processes of the script used {format_seconds(cpu.children_s)} of CPU "
+            f"(the script itself {format_seconds(own)}): the training probably runs there, "
+            "and perfpilot profiles only the process it starts. Profile one worker's code "
+            "in a single process (e.g. world size 1) instead.")
+
+
 _KINDS = {"optimizer": ("optimizer step", "optimizer steps"),
           "backward": ("training step (backward)", "training steps (backward)"),
           "data": ("batch", "batches"), "forward": ("forward call", "forward calls")}
