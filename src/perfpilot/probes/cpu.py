@@ -14,9 +14,10 @@ Two facts a profile of the run alone cannot show:
 
 :class:`CpuProbe` samples on the sampler thread every :data:`PERIOD_S` (a few system
 calls): the process's ``os.times()`` user/system seconds, its children's (ended ones
-from ``os.times()``, live ones such as loader workers from ``psutil``), its minor/major page faults (``getrusage``), the machine's busy CPU
-seconds (``psutil.cpu_times()``) and the 1-minute load average. :meth:`CpuProbe.section`
-differences the first and last sample of the steady window.
+from ``os.times()``, live ones such as loader workers from ``psutil``), its minor/major
+page faults (``getrusage``), the machine's busy CPU seconds (``psutil.cpu_times()``) and
+the 1-minute load average. :meth:`CpuProbe.section` differences the first and last
+sample of the steady window.
 """
 
 from __future__ import annotations
