@@ -187,6 +187,37 @@ def test_thread_oversubscription_needs_a_measured_slowdown():
     assert thread_oversubscription(facts_of(rec)) == []
 
 
+def test_threads_on_a_busy_machine_advise_fewer_with_the_load_they_hold_at():
+    # 2 threads on 2 cores is right on a quiet machine; with others holding 1.6 cores
+    # and 1 thread measured faster at that load, the advice is fewer, labelled with it.
+    cal = {"current": 2, "target": 1, "factor": 3.1, "ci_low": 2.2, "ci_high": 4.0, "n": 5,
+           "free_cores": 1, "other_cores": 1.6}
+    rec = record(threads={"usable_cores": 2, "torch_threads": 2, "env": {}},
+                 calibration={"threads": cal},
+                 cpu={"span_s": 4.0, "window": "steady", "user_s": 3.0,
+                      "other_processes_s": 6.4, "load_1m_end": 5.2, "usable_cores": 2})
+    f = only(thread_oversubscription(facts_of(rec)), "thread-oversubscription")
+    assert "other processes kept 1.6 cores busy" in f.evidence and "load average 5.2" in f.evidence
+    assert f.plan_change == {"cpu_threads": 1} and f.confidence == "medium"
+    assert "at this load" in f.title and "quiet machine" in f.fix
+    # the same measurement without a busy machine behind it (free_cores None): nothing
+    quiet = {k: v for k, v in cal.items() if k not in ("free_cores", "other_cores")}
+    assert thread_oversubscription(facts_of(changed(rec, calibration={"threads": quiet}))) == []
+    # a busy machine where fewer threads were not measured faster: nothing
+    unsure = {**cal, "ci_low": 0.95}
+    assert thread_oversubscription(facts_of(changed(rec, calibration={"threads": unsure}))) == []
+
+
+def test_free_cores_are_what_other_processes_leave():
+    from perfpilot.probes.bootstrap import busy_cores, free_cores
+
+    assert busy_cores({"span_s": 4.0, "other_processes_s": 6.4}) == pytest.approx(1.6)
+    assert busy_cores({}) == 0.0
+    assert free_cores(2, 0.3) == 2  # quiet: every core
+    assert free_cores(2, 1.6) == 1 and free_cores(2, 3.5) == 1  # at least one
+    assert free_cores(16, 6.4) == 10
+
+
 def test_eval_dominates_from_eval_segments():
     rec = record(eval_s=3.0, timeline={"steady_s": 4.05, "train_s": 1.05, "eval_s": 3.0,
                                        "eval_passes": 6})

@@ -317,7 +317,9 @@ class CudaInfo(Section):
 class ThreadCalibration(Section):
     """A training-like op mix timed at ``current`` threads and fewer: the best count
     measured faster (``target``, ``factor`` with its interval over ``n`` rounds), or
-    ``factor`` 1.0; ``tried`` maps each count tried (as text) to its measured speedup."""
+    ``factor`` 1.0; ``tried`` maps each count tried (as text) to its measured speedup.
+    ``free_cores``: the usable cores other processes left free when it was timed (None: the
+    machine was not busy); ``other_cores`` the cores they kept busy then."""
 
     current: int = 0
     target: int = 0
@@ -326,6 +328,8 @@ class ThreadCalibration(Section):
     ci_high: float = 1.0
     n: int = 0
     tried: dict[str, float] = field(default_factory=dict)
+    free_cores: int | None = None
+    other_cores: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ThreadCalibration:

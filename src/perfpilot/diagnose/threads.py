@@ -6,9 +6,17 @@ mix at that count and at fewer threads (usable cores, 1), interleaved, on this m
 Gain: Amdahl with the compute phases (forward, backward, optimizer) sped up by the best
 measured factor. Without a measurement that says fewer threads are faster, the rule
 stays silent. The measurement itself is the record's ``calibration.threads``.
+
+Second form, **contention**: no more threads than usable cores, but other processes kept
+cores busy during the run (``calibration.threads.free_cores``, from the ``cpu`` section),
+and fewer threads measured faster *at that load* (torch's threads spin-wait for cores the
+others hold). The finding says it holds at that load: on a quiet machine the same script
+may be faster with every core, so it is advice for this machine as busy as it was.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from perfpilot.diagnose.common import Facts, loc, make, pct, where
 from perfpilot.record import Finding
@@ -19,8 +27,10 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
     cores = int(th.usable_cores or 0)
     current = int(th.torch_threads or 0)
     cal = f.record.calibration.threads
-    if not cores or current <= cores or cal is None:
+    if not cores or cal is None:
         return []
+    if current <= cores:  # not more threads than cores; maybe more than the load leaves
+        return _contention(f, current, cores, cal)
     factor, lo = cal.factor, cal.ci_low
     best = cal.target or cores
     if lo <= 1.0 or best >= current:
@@ -40,4 +50,29 @@ def thread_oversubscription(f: Facts) -> list[Finding]:
            + f" (at most one thread per usable core), or unset what asks for {current}.")
     return [make("thread-oversubscription", "More threads than usable cores", evidence, fix,
                  share, factor, location=loc(site), confidence="high",
+                 plan_change={"cpu_threads": best})]
+
+
+def _contention(f: Facts, current: int, cores: int, cal: Any) -> list[Finding]:
+    free = cal.free_cores
+    if free is None or current <= free:
+        return []
+    factor, lo, best = cal.factor, cal.ci_low, cal.target or free
+    if lo <= 1.0 or best >= current:
+        return []
+    share = f.share(f.compute_total)
+    others = cal.other_cores or 0.0
+    load = f.record.cpu.load_1m_end
+    at = f", load average {load:.1f}" if load is not None else ""
+    evidence = (f"torch uses {current} intra-op threads on {cores} usable cores, but other "
+                f"processes kept {others:.1f} cores busy during the run{at}; at that load a "
+                f"training-like op mix ran {factor:.2f}x faster with {best} "
+                f"thread{'s' if best > 1 else ''} (95% CI {lo:.2f}-{cal.ci_high:.2f}); "
+                f"compute is {pct(share)} of the run.")
+    fix = (f"torch.set_num_threads({best}) while the machine is this busy; on a quiet "
+           f"machine {current} threads may be faster, so measure again there before keeping "
+           "it (perfpilot profile shows how busy the machine was).")
+    return [make("thread-oversubscription",
+                 "More threads than the cores other processes leave free (at this load)",
+                 evidence, fix, share, factor, confidence="medium",
                  plan_change={"cpu_threads": best})]

@@ -342,8 +342,13 @@ class Session:
         try:
             cal["op_overhead_s"] = threads.op_overhead_s(self.torch)
             cur, cores = facts.get("torch_threads", 1), facts["usable_cores"]
-            if cur > cores:
-                cal["threads"] = threads.calibrate_threads(self.torch, cur, [cores, 1])
+            others = busy_cores(self.cpu.section(cores))
+            free = free_cores(cores, others)
+            if cur > min(cores, free):  # more threads than cores, or than the load leaves
+                fewer = sorted({c for c in (min(cores, free), 1) if c < cur}, reverse=True)
+                cal["threads"] = threads.calibrate_threads(self.torch, cur, fewer)
+                if free < cores:
+                    cal["threads"].update(free_cores=free, other_cores=others)
             if self.cuda is not None and _fp32_gemm(self.window):
                 from perfpilot.probes.cuda import calibrate_matmul
 
@@ -352,6 +357,23 @@ class Session:
             cal["error"] = f"{type(e).__name__}: {e}"
         cal["seconds"] = self.clock() - t0
         return facts, cal
+
+
+BUSY_CORES = 0.5  # other processes' average use before the machine counts as busy
+
+
+def busy_cores(cpu: dict[str, Any]) -> float:
+    """Cores other processes kept busy on average during the window (0 when unmeasured)."""
+    span = cpu.get("span_s") or 0.0
+    return float(cpu.get("other_processes_s") or 0.0) / span if span > 0 else 0.0
+
+
+def free_cores(cores: int, others: float) -> int:
+    """Usable cores other processes leave free: all of them on a quiet machine (less than
+    :data:`BUSY_CORES` in use by others), else ``cores`` minus what they use, at least 1."""
+    if others < BUSY_CORES:
+        return cores
+    return max(1, cores - round(others))
 
 
 def _fp32_gemm(window: Any) -> bool:
