@@ -101,10 +101,6 @@ class RootModule(Section):
     batch_dim: int = 0
     batch_dim_from: str = ""
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RootModule:
-        return build(cls, d)
-
 
 @dataclass(frozen=True)
 class OptimizerInfo(Section):
@@ -113,10 +109,6 @@ class OptimizerInfo(Section):
     type: str
     steps: int = 0
     groups: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OptimizerInfo:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -177,10 +169,6 @@ class HotOp(Section):
     total_s: float = 0.0
     self_s: float = 0.0
     per_step: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HotOp:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -250,10 +238,6 @@ class HostToDevice(Section):
     blocking_copies: int = 0
     sites: dict[str, int] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HostToDevice:
-        return build(cls, d)
-
 
 @dataclass(frozen=True)
 class GpuUtilization(Section):
@@ -261,10 +245,6 @@ class GpuUtilization(Section):
 
     samples: int = 0
     mean: float | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GpuUtilization:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -276,10 +256,6 @@ class GpuMemory(Section):
     max_reserved_bytes: int | None = None
     total_bytes: int | None = None
     free_bytes: int | None = None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GpuMemory:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -331,10 +307,6 @@ class ThreadCalibration(Section):
     free_cores: int | None = None
     other_cores: float | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ThreadCalibration:
-        return build(cls, d)
-
 
 @dataclass(frozen=True)
 class MatmulCalibration(Section):
@@ -347,10 +319,6 @@ class MatmulCalibration(Section):
     bf16_s: float = 0.0
     tf32_factor: float = 1.0
     bf16_factor: float = 1.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MatmulCalibration:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -409,7 +377,3 @@ class CpuUse(Section):
     def other_cores(self) -> float:
         """Cores other processes kept busy on average during the window."""
         return self.other_processes_s / self.span_s if self.span_s > 0 else 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CpuUse:
-        return build(cls, d)

@@ -38,11 +38,20 @@ def build(cls: type[T], d: Any, **convert: Any) -> T:
     return cls(**kw)
 
 
+S = TypeVar("S", bound="Section")
+
+
 class Section:
-    """``to_dict`` for the section dataclasses (tuples become lists in JSON)."""
+    """``to_dict``/``from_dict`` for the section dataclasses (tuples become lists in JSON;
+    ``from_dict`` ignores unknown keys). A section with nested sections or tuples
+    overrides ``from_dict`` with :func:`build` and its converters."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[S], d: dict[str, Any]) -> S:
+        return build(cls, d)
 
 
 # ---------------------------------------------------------------- stacks and lines
@@ -125,10 +134,6 @@ class HotLine(Section):
     seconds: float = 0.0
     tags: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HotLine:
-        return build(cls, d)
-
 
 # ---------------------------------------------------------------- time
 
@@ -151,10 +156,6 @@ class Timeline(Section):
     profiler_s: float = 0.0
     skipped_s: float = 0.0
     steady_from: float = 0.0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Timeline:
-        return build(cls, d)
 
 
 @dataclass(frozen=True)
@@ -241,10 +242,6 @@ class Threads(Section):
     torch_threads: int | None = None
     torch_interop_threads: int | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Threads:
-        return build(cls, d)
-
 
 @dataclass(frozen=True)
 class EngineStats(Section):
@@ -266,10 +263,6 @@ class EngineStats(Section):
     data_host_s: float = 0.0
     memory: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EngineStats:
-        return build(cls, d)
 
 
 # ---------------------------------------------------------------- verification
@@ -296,7 +289,3 @@ class Verification(Section):
     @property
     def ok(self) -> bool:
         return self.error is None and self.ratio is not None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Verification:
-        return build(cls, d)
