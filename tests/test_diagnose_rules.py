@@ -209,13 +209,15 @@ def test_threads_on_a_busy_machine_advise_fewer_with_the_load_they_hold_at():
 
 
 def test_free_cores_are_what_other_processes_leave():
-    from perfpilot.probes.bootstrap import busy_cores, free_cores
+    from perfpilot.record_probe_sections import CpuUse
 
-    assert busy_cores({"span_s": 4.0, "other_processes_s": 6.4}) == pytest.approx(1.6)
-    assert busy_cores({}) == 0.0
-    assert free_cores(2, 0.3) == 2  # quiet: every core
-    assert free_cores(2, 1.6) == 1 and free_cores(2, 3.5) == 1  # at least one
-    assert free_cores(16, 6.4) == 10
+    def others(cores: float) -> CpuUse:
+        return CpuUse(span_s=4.0, other_processes_s=4.0 * cores)
+
+    assert others(1.6).other_cores == pytest.approx(1.6) and not CpuUse().busy
+    assert not others(0.3).busy and others(0.3).free_cores(2) == 2  # quiet: every core
+    assert others(1.6).free_cores(2) == 1 and others(3.5).free_cores(2) == 1  # at least 1
+    assert others(6.4).free_cores(16) == 10
 
 
 def test_eval_dominates_from_eval_segments():

@@ -75,3 +75,15 @@ def test_the_section_round_trips_and_a_busy_machine_is_said():
     quiet = record_with(CpuUse(span_s=4.0, window="steady", user_s=3.0, system_s=0.1,
                                other_processes_s=0.2, usable_cores=2))
     assert busy_note(quiet) == "" and cpu_parts(record_with(CpuUse())) == []
+
+
+def test_the_window_ends_at_the_last_step_not_after_the_scripts_tail():
+    p = probe_with([(0.0, reading(0.0, 0.0, 0.0)),
+                    (2.0, reading(2.0, 0.0, 2.0)),
+                    (4.0, reading(4.0, 0.0, 4.0)),
+                    (9.0, reading(4.5, 3.0, 9.0))])  # the tail: saving, system time
+    for _ in range(4):
+        p.sample(steady_from=1.0)
+    cpu = CpuUse.from_dict(p.section(cores=2, until=4.5))
+    assert cpu.span_s == pytest.approx(2.0) and cpu.system_s == 0.0
+    assert CpuUse.from_dict(p.section(cores=2)).span_s == pytest.approx(7.0)  # no bound

@@ -340,6 +340,11 @@ class Calibration(Section):
                      matmul=MatmulCalibration.from_dict)
 
 
+# Cores other processes keep busy on average before a run counts as measured on a busy
+# machine (its timings and thread advice then hold only at that load).
+BUSY_OTHER_CORES = 0.5
+
+
 @dataclass(frozen=True)
 class CpuUse(Section):
     """CPU use while the run was measured (:mod:`perfpilot.probes.cpu`), over ``span_s``
@@ -377,3 +382,13 @@ class CpuUse(Section):
     def other_cores(self) -> float:
         """Cores other processes kept busy on average during the window."""
         return self.other_processes_s / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def busy(self) -> bool:
+        """Whether other processes competed for the cores (:data:`BUSY_OTHER_CORES`)."""
+        return self.measured and self.other_cores >= BUSY_OTHER_CORES
+
+    def free_cores(self, cores: int) -> int:
+        """Usable cores other processes left free: all of them unless :attr:`busy`, else
+        ``cores`` minus the cores they used, at least 1."""
+        return max(1, cores - round(self.other_cores)) if self.busy else cores

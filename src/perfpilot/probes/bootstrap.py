@@ -42,6 +42,7 @@ from perfpilot.probes.target import (
     run_target,
     user_traceback,
 )
+from perfpilot.record_probe_sections import CpuUse
 
 ENV = "PERFPILOT_PROFILE"
 SWITCH_INTERVAL_S = 0.0005
@@ -276,8 +277,10 @@ class Session:
     def _cpu_section(self) -> dict[str, Any]:
         from perfpilot.probes.threads import usable_cores
 
-        self._sample_cpu()  # the end of what was measured so far
-        return self.cpu.section(usable_cores())
+        self._sample_cpu()
+        # The steady window ends at the last step activity, not after the script's tail.
+        return self.cpu.section(self.cfg.usable_cores or usable_cores(),
+                                until=self.tracker.last_activity)
 
     def _write(self, data: dict[str, Any]) -> None:
         with self._save_lock:
@@ -342,13 +345,13 @@ class Session:
         try:
             cal["op_overhead_s"] = threads.op_overhead_s(self.torch)
             cur, cores = facts.get("torch_threads", 1), facts["usable_cores"]
-            others = busy_cores(self.cpu.section(cores))
-            free = free_cores(cores, others)
-            if cur > min(cores, free):  # more threads than cores, or than the load leaves
-                fewer = sorted({c for c in (min(cores, free), 1) if c < cur}, reverse=True)
+            cpu = CpuUse.from_dict(self._cpu_section())
+            free = cpu.free_cores(cores)
+            if cur > free:  # more threads than cores, or than the load leaves free
+                fewer = sorted({c for c in (free, 1) if c < cur}, reverse=True)
                 cal["threads"] = threads.calibrate_threads(self.torch, cur, fewer)
                 if free < cores:
-                    cal["threads"].update(free_cores=free, other_cores=others)
+                    cal["threads"].update(free_cores=free, other_cores=cpu.other_cores)
             if self.cuda is not None and _fp32_gemm(self.window):
                 from perfpilot.probes.cuda import calibrate_matmul
 
@@ -357,23 +360,6 @@ class Session:
             cal["error"] = f"{type(e).__name__}: {e}"
         cal["seconds"] = self.clock() - t0
         return facts, cal
-
-
-BUSY_CORES = 0.5  # other processes' average use before the machine counts as busy
-
-
-def busy_cores(cpu: dict[str, Any]) -> float:
-    """Cores other processes kept busy on average during the window (0 when unmeasured)."""
-    span = cpu.get("span_s") or 0.0
-    return float(cpu.get("other_processes_s") or 0.0) / span if span > 0 else 0.0
-
-
-def free_cores(cores: int, others: float) -> int:
-    """Usable cores other processes leave free: all of them on a quiet machine (less than
-    :data:`BUSY_CORES` in use by others), else ``cores`` minus what they use, at least 1."""
-    if others < BUSY_CORES:
-        return cores
-    return max(1, cores - round(others))
 
 
 def _fp32_gemm(window: Any) -> bool:

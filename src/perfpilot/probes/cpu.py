@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 PERIOD_S = 0.5
+MAX_POINTS = 400  # readings kept (evenly thinned past this), to end the window in the past
 
 
 def read_sample() -> dict[str, float]:
@@ -72,7 +73,7 @@ class CpuProbe:
         self.clock, self.read = clock, read
         self.first: tuple[float, dict[str, float]] | None = None
         self.steady: tuple[float, dict[str, float]] | None = None
-        self.last: tuple[float, dict[str, float]] | None = None
+        self.points: list[tuple[float, dict[str, float]]] = []
         self.error: str | None = None
 
     def sample(self, steady_from: float | None = None) -> None:
@@ -86,14 +87,20 @@ class CpuProbe:
             self.first = point
         if steady_from is not None and self.steady is None and point[0] >= steady_from:
             self.steady = point
-        self.last = point
+        self.points.append(point)
+        if len(self.points) >= MAX_POINTS:
+            self.points = [*self.points[:-1:2], self.points[-1]]
 
-    def section(self, cores: int | None) -> dict[str, Any]:
-        """The ``cpu`` section: the steady window's (else the whole run's) differences."""
+    def section(self, cores: int | None, until: float | None = None) -> dict[str, Any]:
+        """The ``cpu`` section: from the steady window's first reading (else the run's) to
+        the last reading at or before ``until`` (the last step; else the last reading)."""
         start = self.steady or self.first
-        end = self.last
         out: dict[str, Any] = {"error": self.error}
-        if start is None or end is None or end[0] - start[0] <= 0:
+        if start is None or not self.points:
+            return out
+        inside = [p for p in self.points if until is None or p[0] <= until]
+        end = inside[-1] if inside and inside[-1][0] > start[0] else self.points[-1]
+        if end[0] - start[0] <= 0:
             return out
         (t0, a), (t1, b) = start, end
         span = t1 - t0

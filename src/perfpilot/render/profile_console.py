@@ -263,9 +263,6 @@ def hot_ops_table(record: RunRecord) -> Any:
     return t
 
 
-BUSY_OTHERS = 0.5  # cores other processes used before the machine counts as busy
-
-
 def cpu_parts(record: RunRecord) -> list[str]:
     """CPU use of the measured window: system time and what other processes used."""
     cpu = record.cpu
@@ -288,7 +285,7 @@ def cpu_parts(record: RunRecord) -> list[str]:
 def busy_note(record: RunRecord) -> str:
     """A warning line when other processes competed for the cores, else ''."""
     cpu = record.cpu
-    if not cpu.measured or cpu.other_cores < BUSY_OTHERS:
+    if not cpu.busy:
         return ""
     return (f"\n[yellow]Other processes kept {cpu.other_cores:.1f} cores busy during the "
             "measurement: these timings, and any advice on threads or workers, hold at "
