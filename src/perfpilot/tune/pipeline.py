@@ -269,8 +269,7 @@ class _Run:
         if rounds == 0 and not s.skip_ttt:
             s = dataclasses.replace(s, rounds=0, skip_ttt="final_rounds=0")
         if s.skip_ttt:  # then the report's "after" run (see _tuned_run) is part of it
-            s = dataclasses.replace(s, estimate_s=s.estimate_s + self._tuned_run_s()
-                                    + float(self.base_m.get("setup_s") or 0.5))
+            s = dataclasses.replace(s, estimate_s=s.estimate_s + self._after_run_cost_s())
         stages_s = left - s.estimate_s
         if stages_s < MIN_STAGES_S:
             raise Stop(f"--budget {self.budget_s:.0f}s is too small for this workload: the "
@@ -348,8 +347,7 @@ class _Run:
         # once, so a resumed run sizes it the same.
         allowed = float(self.fixed("final.allowed_s", lambda: max(self.left(), 0.0)))
         self.progress.phase("final check", allowed)
-        after = self._tuned_run_s() + float(self.base_m.get("setup_s") or 0.5) \
-            if self.settings.skip_ttt else 0.0  # the "after" run comes out of it too
+        after = self._after_run_cost_s() if self.settings.skip_ttt else 0.0  # out of it too
         check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
                            progress=self.progress.message, allowed_s=allowed - after)
         result = check.run(rounds=lambda thr: tuple(self.fixed(
@@ -365,12 +363,11 @@ class _Run:
         """Runs to the target skipped for budget may fit after all once the throughput
         check says how much faster the tuned plan trains."""
         s = self.settings
-        if not s.rounds and not s.skip_ttt.startswith("budget"):
+        # Planned rounds are checked again too: the stages or the A/B may have left less.
+        revisable = s.rounds or (s.skip_ttt.startswith("budget") and "ratio" in throughput)
+        if not revisable:
             return s.rounds, s.skip_ttt
         rounds = s.rounds or ROUNDS
-        if not s.rounds and "ratio" not in throughput:
-            return s.rounds, s.skip_ttt
-        # Planned rounds are dropped too when the stages or the A/B left too little time.
         cost, left = ttt_cost_s(self.base_m, throughput, rounds), self.left()
         if cost <= max(left, 0.0):
             return rounds, ""
@@ -378,6 +375,13 @@ class _Run:
             else ""
         return 0, (f"budget: {rounds} interleaved pairs of runs to the target need about "
                    f"{cost:.0f} s{tuned}, {max(left, 0):.0f} s left")
+
+    def _setup_s(self) -> float:
+        return float(self.base_m.get("setup_s") or 0.5)
+
+    def _after_run_cost_s(self) -> float:
+        """Wall seconds of the "after" run: its training and its set-up."""
+        return self._tuned_run_s() + self._setup_s()
 
     def _tuned_run_s(self) -> float:
         """Training seconds of the "after" run: as long as the baseline trained, at most
@@ -390,9 +394,8 @@ class _Run:
         plan trained for at most :data:`NO_TARGET_RUN_S` (to the target, when there is
         one, so its curves compare with the baseline's; one run, not a comparison), or
         less, to end within the budget; none when not even a second of training fits."""
-        setup = float(self.base_m.get("setup_s") or 0.5)
         secs = float(self.fixed("final.tuned_run_s", lambda: min(
-            self._tuned_run_s(), self.left() - setup)))
+            self._tuned_run_s(), self.left() - self._setup_s())))
         if secs < 1.0:
             self.rec = self.rec.with_note(
                 "the tuned plan's own run (the report's \"after\" curves) was skipped: the "
