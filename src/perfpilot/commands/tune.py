@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 DEFAULT_OUT = "perfpilot-out"
 DEFAULT_BUDGET = "10m"
 # Kept at the end of --budget for writing report.html and the summary (0.7 s measured on
-# digits, idle machine; a loaded machine takes a few times that). Capped by the tuner at
-# 10% of the budget.
+# digits at load 0.6; 2 s leaves room for a slower machine, not measured). Capped by the
+# tuner at 10% of the budget.
 REPORT_RESERVE_S = 2.0
 EXECUTORS = ("inline", "process", "ray")
 _NUM = r"(\d+(?:\.\d+)?)"

@@ -4,13 +4,15 @@ rest of the machine used meanwhile.
 Two facts a profile of the run alone cannot show:
 
 * **System time.** Time the kernel spends for the process (page faults from allocating
-  and freeing large tensors, ``madvise``/``munmap`` churn of the allocator, I/O). On
-  ``pytorch/examples``' ``word_language_model`` it was 37% of the CPU time, with 1 thread
-  or 2; a Python profiler sees none of it as such.
-* **Other processes.** On a machine others share, torch's intra-op threads spin-wait
-  against them: the same script at load 11 on 2 cores ran 4-10x slower with 2 threads than
-  with 1, and 1.9x faster with 2 threads on the idle machine. Any timing and any thread
-  advice hold at the load they were measured at, so the record says what that was.
+  and freeing large tensors, ``madvise``/``munmap`` churn of the allocator, I/O). Issue
+  18's tester measured 37% of the CPU time on ``pytorch/examples``' ``word_language_model``
+  (its default sizes); this probe measured 9% at ``--emsize 64 --nhid 64``. A Python
+  profiler sees none of it as such.
+* **Other processes.** On a machine others share, torch's intra-op threads compete with
+  them: the same tester measured that script 4-10x slower with 2 threads than with 1 at
+  load 11 on 2 cores, and 1.9x faster with 2 threads on the idle machine. Any timing and
+  any thread advice hold at the load they were measured at, so the record says what that
+  was.
 
 :class:`CpuProbe` samples on the sampler thread every :data:`PERIOD_S` (a few system
 calls): the process's ``os.times()`` user/system seconds, its children's (ended ones
