@@ -13,8 +13,9 @@ STAGE_WEIGHTS: dict[str, float] = {"hardware": 2.0, "loader": 1.0, "batch": 2.0}
 # The least share a stage is started with. Chosen, not measured per workload: meant to
 # hold a reference run and one A/B of the fewest pairs (or a few short runs to the
 # target) of a small workload (benchmarks/tune_budget.py shows what the stages used on
-# digits at 30-120 s budgets). Below it the stage is skipped and says so: its own floors (fewest pairs, shortest runs) would
-# overrun a smaller share. Stages without an entry here (plug-ins, tests) have none.
+# digits at 30-120 s budgets). Below it the stage is skipped and says so: its own floors
+# (fewest pairs, shortest runs) would overrun a smaller share. Stages without an entry
+# here (plug-ins, tests) have none.
 STAGE_MIN_S: dict[str, float] = {"hardware": 6.0, "loader": 4.0, "batch": 6.0}
 
 
