@@ -274,14 +274,78 @@ def test_diagnose_runs_all_rules_and_notes_failures():
     assert notes == []
 
 
-@pytest.mark.parametrize(("ticks", "found"), [(30, False), (200, True)])
-def test_python_hotspot_needs_enough_samples(ticks: int, found: bool) -> None:
-    # 30% of the steady window's samples: 9 of 30 is chance (a run later finds nothing),
-    # 60 of 200 is a hot spot.
-    hot = {"file": "/x/train.py", "line": 10, "function": "f", "self_share": 0.3,
-           "own_python_share": 0.3, "python_share": 0.3, "tags": {"forward": 0.1}}
+@pytest.mark.parametrize(("ticks", "share", "thin"),
+                         [(30, 0.3, True), (200, 0.3, False), (200, 0.06, True)])
+def test_python_hotspot_needs_enough_samples(ticks: int, share: float, thin: bool) -> None:
+    # 30% of 30 window samples is 9 (chance: a run later finds nothing); 60 of 200 is a
+    # hot spot; 6% of 200 is 12 samples in its code, under the 20 its share needs.
+    hot = {"file": "/x/train.py", "line": 10, "function": "f", "self_share": share,
+           "own_python_share": share, "python_share": share, "tags": {"forward": 0.1}}
     stacks = {"total": ticks, "interval_s": 0.01,
               "stacks": [{"frames": [["/x/train.py", 10, "f"]], "count": ticks}]}
     rec = changed(record({"forward": 0.02}), hot_lines=[hot], stack_samples=stacks)
-    got = python_hotspot(facts_of(rec))
-    assert [x.id for x in got] == (["python-hotspot"] if found else [])
+    (got,) = [f for f in diagnose(rec, lint=False) if f.id == "python-hotspot"]
+    assert got.thin is thin
+    sup = got.support
+    assert sup is not None and sup.unit == "samples" and sup.n == ticks
+    assert sup.own == round(share * ticks)
+    assert sup.share_low < share < sup.share_high  # Wilson interval around the share
+    if thin:
+        assert str(ticks if ticks < 50 else sup.own) in sup.shortfall()
+
+
+@pytest.mark.parametrize(("steps", "thin"), [(8, True), (20, False)])
+def test_step_based_findings_need_twenty_steady_steps(steps: int, thin: bool) -> None:
+    rec = record({"data": 0.06}, steps=steps)
+    (f,) = diagnose(rec, lint=False)
+    assert f.id == "dataloader-bound" and f.thin is thin
+    assert f.support is not None and (f.support.n, f.support.unit) == (steps, "steps")
+    assert ("needed" in f.support.shortfall()) is thin
+
+
+def test_a_thin_finding_never_leads_and_is_not_verified() -> None:
+    from perfpilot.probes.verify import verifiable
+    from perfpilot.record_sections import Support
+
+    solid = Finding("a", "a", "e", "f", 1.10, plan_change={"cpu_threads": 1},
+                    support=Support(n=100, unit="steps", needed=20))
+    thin = Finding("b", "b", "e", "f", 2.0, plan_change={"num_workers": 1},
+                   support=Support(n=5, unit="steps", needed=20))
+    assert [f.id for f in rank([thin, solid])] == ["a", "b"]
+    assert [f.id for f in verifiable([thin, solid])] == ["a"]
+
+
+def test_share_interval_and_gain_for_this_run_come_from_the_record() -> None:
+    # per-step data times vary: the share's interval is that of their mean; the run's
+    # wall time is 4x the steady window, so this run gains less than a long one.
+    rec = changed(record({"data": 0.06}),
+                  step_phases={"per_step_ci_s": {"data": [0.05, 0.07]}},
+                  timeline={"total_s": 4 * 50 * 0.081, "steady_s": 50 * 0.081})
+    (f,) = diagnose(rec, lint=False)
+    sup = f.support
+    assert sup is not None and sup.steady_fraction == pytest.approx(0.25, abs=1e-3)
+    assert sup.share_low == pytest.approx(f.time_share * 0.05 / 0.06, abs=1e-3)
+    assert sup.share_high == pytest.approx(f.time_share * 0.07 / 0.06, abs=1e-3)
+    assert sup.run_speedup == pytest.approx(amdahl(f.time_share * 0.25, f.factor), rel=1e-3)
+    assert 1.0 < sup.run_speedup < f.estimated_speedup
+    assert Finding.from_dict(f.to_dict()) == f
+
+
+def test_loader_workers_count_against_the_cores_torch_threads_can_have():
+    from perfpilot.record_probe_sections import CpuUse
+
+    # no other process, but 2 workers kept 1.2 cores busy: torch's 2 threads get 1 core
+    workers = CpuUse(span_s=4.0, children_s=4.8, other_processes_s=0.4)
+    assert not workers.busy and workers.worker_cores == pytest.approx(1.2)
+    assert workers.free_cores(2) == 1
+    # together with others: 0.3 + 0.3 reaches the threshold, 0.2 + 0.2 does not
+    assert CpuUse(span_s=1.0, children_s=0.3, other_processes_s=0.3).free_cores(2) == 1
+    assert CpuUse(span_s=1.0, children_s=0.2, other_processes_s=0.2).free_cores(2) == 2
+    cal = {"current": 2, "target": 1, "factor": 1.4, "ci_low": 1.2, "ci_high": 1.6, "n": 5,
+           "free_cores": 1, "other_cores": 0.1, "worker_cores": 1.2}
+    rec = record(threads={"usable_cores": 2, "torch_threads": 2, "env": {}},
+                 calibration={"threads": cal},
+                 cpu={"span_s": 4.0, "window": "steady", "user_s": 3.0, "children_s": 4.8,
+                      "other_processes_s": 0.4, "usable_cores": 2})
+    f = only(thread_oversubscription(facts_of(rec)), "thread-oversubscription")
+    assert "its DataLoader workers 1.2" in f.evidence and f.plan_change == {"cpu_threads": 1}

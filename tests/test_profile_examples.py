@@ -27,6 +27,7 @@ CPU_EXAMPLES = {
     "eval_dominates.py": "eval-dominates",
     "io_in_loop.py": "io-in-loop",
     "grad_in_eval.py": "grad-in-eval",
+    "alloc_churn.py": "system-time",
 }
 CUDA_EXAMPLES = {
     "host_device_sync.py": "host-device-sync",

@@ -50,12 +50,40 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def test_ddp_over_spawned_processes_runs_unchanged(tmp_path: Path) -> None:
-    # The training runs in the spawned ranks, which profile does not follow (yet): what
-    # must hold is that the script does exactly what it does without perfpilot.
+def test_ddp_over_spawned_processes_is_followed_into_the_ranks(tmp_path: Path) -> None:
+    # The training runs in the ranks mp.spawn starts: the script must do exactly what it
+    # does without perfpilot, and the record's steps are a rank's own.
     res, rec, acc = profile(tmp_path, "ddp_spawn.py", _free_port(), quiet=False)
     assert acc == {"optimizer_steps": 30, "ranks": 2}
-    # and the summary says where the training went instead of only "no step was seen"
-    assert "Child processes of the script used" in " ".join(res.stdout.split())
-    assert (tmp_path / "account.json.pt").stat().st_size > 0
-    assert rec["profile"]["exit_code"] == 0 and rec["profile"]["hook_errors"] == []
+    model = __import__("torch").load(str(tmp_path / "account.json.pt"), weights_only=False)
+    assert "perfpilot" not in repr(type(model).__mro__)
+    prof = rec["profile"]
+    assert prof["exit_code"] == 0 and prof["hook_errors"] == []
+    fol = prof["followed"]
+    assert fol["rank"] == 0 and fol["processes"] == 2
+    assert sorted(fol["steps"].values()) == [30, 30]
+    assert prof["step_kind"] == "optimizer" and prof["steps"] == acc["optimizer_steps"]
+    assert rec["step_phases"]["samples_per_step"] == 32
+    text = " ".join(res.stdout.split())
+    assert "measured in the spawned process rank 0, 1 of 2 the script started" in text
+
+
+def test_spawn_children_keep_their_own_target_and_loader_workers_are_not_followed():
+    import multiprocessing as mp
+
+    from perfpilot.probes.children import _follows, follow_spawned
+
+    ctx = mp.get_context("spawn")
+    assert _follows(ctx.Process(target=print), print)
+    assert not _follows(mp.get_context("fork").Process(target=print), print)
+    from torch.utils.data._utils.worker import _worker_loop
+
+    assert not _follows(ctx.Process(target=_worker_loop), _worker_loop)
+    undo = follow_spawned({"out": "/nonexistent/raw.json"})
+    try:
+        p = ctx.Process(target=print, args=("child ran",))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0 and p._target is print  # the script's object is as it was
+    finally:
+        undo()

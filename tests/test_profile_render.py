@@ -100,3 +100,33 @@ def test_console_counts_in_the_singular_and_skips_an_empty_step_table():
     text = console.export_text()
     assert "No training step was seen" in text and "before any training step" in text
     assert "Step breakdown" not in text and "0 steady" not in text
+
+
+def test_thin_findings_are_shown_apart_with_how_to_measure_more(tmp_path):
+    from perfpilot.record_sections import Support
+
+    rec = profiled(tmp_path)
+    top, other = rec.findings
+    top = dataclasses.replace(top, support=Support(
+        n=120, unit="steps", needed=20, share_low=0.70, share_high=0.78,
+        run_speedup=1.40, steady_fraction=0.3))
+    other = dataclasses.replace(other, estimated_speedup=1.30, support=Support(
+        n=12, unit="samples", needed=50, own=4, own_needed=20))
+    rec = dataclasses.replace(rec, findings=(top, other))
+    console = Console(record=True, width=160)
+    print_profile(rec, console)
+    text = " ".join(console.export_text().split())
+    assert "#1 dataloader-bound" in text and "Other findings" not in text
+    assert "share 74% (95% CI 70-78%)" in text
+    assert "for this run 1.40x (its steady steps were 30% of the wall time" in text
+    tail = text[text.index("Not enough evidence"):]
+    assert "python-hotspot" in tail and "12 samples in the steady window, 50 needed" in tail
+    assert "--duration" in tail
+    page = profile_page(rec)
+    assert "Not enough evidence: python-hotspot" in page and "Basis:" in page
+    # nothing solid: the summary says so instead of naming the thin one as the bottleneck
+    only_thin = dataclasses.replace(rec, findings=(other,))
+    console = Console(record=True, width=160)
+    print_profile(only_thin, console)
+    text = console.export_text()
+    assert "#1" not in text and "No finding rests on enough measurement" in text

@@ -46,6 +46,7 @@ from perfpilot.record_sections import (
     ProfileInfo,
     StackSamples,
     StepPhases,
+    Support,
     Threads,
     Timeline,
     Verification,
@@ -197,6 +198,13 @@ class Finding:
     lines: tuple[int, ...] = ()
     measured: tuple[Measure, ...] = ()
     lint: LintDetail | None = None
+    support: Support | None = None
+
+    @property
+    def thin(self) -> bool:
+        """The finding rests on less measurement than its rule needs ("not enough
+        evidence"): shown apart, never ranked first, never verified."""
+        return self.support is not None and not self.support.enough
 
     def measured_value(self, name: str) -> float | None:
         """The value of the measured number ``name``, or None."""
@@ -206,7 +214,8 @@ class Finding:
         d = dataclasses.asdict(self)
         d.update(verified=None if self.verified is None else self.verified.to_dict(),
                  lines=list(self.lines), measured=[m.to_dict() for m in self.measured],
-                 lint=None if self.lint is None else self.lint.to_dict())
+                 lint=None if self.lint is None else self.lint.to_dict(),
+                 support=None if self.support is None else self.support.to_dict())
         return d
 
     @classmethod
@@ -231,6 +240,8 @@ class Finding:
             measured = _old_measures(extra)
         kw.update(verified=None if verified is None else Verification.from_dict(verified),
                   lint=None if lint is None else LintDetail.from_dict(lint),
+                  support=(None if kw.get("support") is None
+                           else Support.from_dict(kw["support"])),
                   demoted=bool(kw.get("demoted", False)),
                   lines=tuple(int(ln) for ln in kw.get("lines") or ()),
                   measured=tuple(measured))

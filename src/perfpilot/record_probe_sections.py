@@ -294,8 +294,9 @@ class ThreadCalibration(Section):
     """A training-like op mix timed at ``current`` threads and fewer: the best count
     measured faster (``target``, ``factor`` with its interval over ``n`` rounds), or
     ``factor`` 1.0; ``tried`` maps each count tried (as text) to its measured speedup.
-    ``free_cores``: the usable cores other processes left free when it was timed (None: the
-    machine was not busy); ``other_cores`` the cores they kept busy then."""
+    ``free_cores``: the usable cores other processes and the loader workers left free when
+    it was timed (None: they did not compete); ``other_cores``/``worker_cores`` the cores
+    each kept busy over the steady window."""
 
     current: int = 0
     target: int = 0
@@ -306,6 +307,7 @@ class ThreadCalibration(Section):
     tried: dict[str, float] = field(default_factory=dict)
     free_cores: int | None = None
     other_cores: float | None = None
+    worker_cores: float | None = None
 
 
 @dataclass(frozen=True)
@@ -352,8 +354,9 @@ class CpuUse(Section):
     run when it had no steady steps). ``user_s``/``system_s``: the process's own CPU
     seconds; ``children_s``: its child processes' (DataLoader workers);
     ``other_processes_s``: every other process's on the machine; page faults of the
-    process; the 1-minute load average at both ends. Empty (``span_s`` 0) when not
-    measured; ``error`` says why a reading failed."""
+    process; the 1-minute load average at both ends; ``allocator``: the process's
+    ``malloc`` and its settings from the environment (:func:`perfpilot.probes.cpu.allocator`).
+    Empty (``span_s`` 0) when not measured; ``error`` says why a reading failed."""
 
     span_s: float = 0.0
     window: str = ""
@@ -366,6 +369,7 @@ class CpuUse(Section):
     load_1m_start: float | None = None
     load_1m_end: float | None = None
     usable_cores: int | None = None
+    allocator: str = ""
     error: str | None = None
 
     @property
@@ -388,7 +392,21 @@ class CpuUse(Section):
         """Whether other processes competed for the cores (:data:`BUSY_OTHER_CORES`)."""
         return self.measured and self.other_cores >= BUSY_OTHER_CORES
 
+    @property
+    def fault_rate(self) -> float:
+        """Page faults (minor + major) per second of the window."""
+        return (self.minor_faults + self.major_faults) / self.span_s if self.span_s else 0.0
+
+    @property
+    def worker_cores(self) -> float:
+        """Cores the process's children (DataLoader workers) kept busy on average."""
+        return self.children_s / self.span_s if self.span_s > 0 else 0.0
+
     def free_cores(self, cores: int) -> int:
-        """Usable cores other processes left free: all of them unless :attr:`busy`, else
-        ``cores`` minus the cores they used, at least 1."""
-        return max(1, cores - round(self.other_cores)) if self.busy else cores
+        """Usable cores left to torch's intra-op threads: all of them unless other
+        processes and the loader workers together kept :data:`BUSY_OTHER_CORES` or more
+        busy, else ``cores`` minus what they used, at least 1."""
+        competing = self.other_cores + self.worker_cores
+        if not self.measured or competing < BUSY_OTHER_CORES:
+            return cores
+        return max(1, cores - round(competing))

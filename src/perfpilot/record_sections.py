@@ -163,6 +163,7 @@ class StepPhases(Section):
     """Per-step mean and total seconds per phase over the steady steps.
 
     ``per_step_s``/``total_s`` have the six record phases plus ``io`` and ``eval``;
+    ``per_step_ci_s`` the 95% interval of each phase's per-step mean (phases with time);
     ``per_step_s_core`` the six (``io`` folded into ``other``). ``samples_from`` says how
     ``samples_per_step`` was counted (the training DataLoader's batches, or which
     dimension of the model's input), in words.
@@ -173,6 +174,7 @@ class StepPhases(Section):
     per_step_s: dict[str, float] = field(default_factory=dict)
     total_s: dict[str, float] = field(default_factory=dict)
     per_step_s_core: dict[str, float] = field(default_factory=dict)
+    per_step_ci_s: dict[str, list[float]] = field(default_factory=dict)
     step_s_series: tuple[float, ...] = ()
     samples_per_step: int | None = None
     samples_from: str | None = None
@@ -204,6 +206,8 @@ class ProfileInfo(Section):
     hook_errors: tuple[Any, ...] = ()
     sampler: dict[str, Any] = field(default_factory=dict)
     signal: int | None = None  # the signal that killed the script, if one did
+    # The steps came from a spawned child (DDP rank): {pid, rank, processes, steps: {pid: n}}
+    followed: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProfileInfo:
@@ -289,3 +293,44 @@ class Verification(Section):
     @property
     def ok(self) -> bool:
         return self.error is None and self.ratio is not None
+
+
+# ---------------------------------------------------------------- evidence behind a finding
+
+
+@dataclass(frozen=True)
+class Support(Section):
+    """How much measurement a finding's share rests on (:mod:`perfpilot.diagnose.evidence`).
+
+    ``n`` observations of ``unit`` (``"samples"``: stack samples of the steady window;
+    ``"steps"``: steady steps) where the rule needs ``needed``; ``own`` the samples in the
+    finding's own code (sample-based findings; ``own_needed`` the minimum);
+    ``share_low``/``share_high`` the 95% interval of ``time_share`` (``None`` when the rule's
+    share has no per-observation spread to draw one from); ``run_speedup`` the gain over
+    *this* whole run (start-up, warm-up and the script's tail included), where the
+    finding's ``estimated_speedup`` is the steady state's (a long run);
+    ``steady_fraction`` the steady window's share of the run's wall time.
+    """
+
+    n: int
+    unit: str
+    needed: int
+    own: int | None = None
+    own_needed: int = 0
+    share_low: float | None = None
+    share_high: float | None = None
+    run_speedup: float | None = None
+    steady_fraction: float | None = None
+
+    @property
+    def enough(self) -> bool:
+        """The rule's minimum is met (``own`` too, where it counts)."""
+        return self.n >= self.needed and (self.own is None or self.own >= self.own_needed)
+
+    def shortfall(self) -> str:
+        """What is missing, in words (empty when enough)."""
+        if self.n < self.needed:
+            return f"{self.n} {self.unit} in the steady window, {self.needed} needed"
+        if self.own is not None and self.own < self.own_needed:
+            return f"{self.own} samples in its code, {self.own_needed} needed"
+        return ""

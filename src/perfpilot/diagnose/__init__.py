@@ -2,9 +2,11 @@
 
 ``diagnose(record) -> list[Finding]`` runs every rule (one small module per family) on
 facts read once from the record, adds lint findings for the measured hot code, drops
-findings another one explains better, and ranks them: by ``estimated_speedup`` (whole
+findings another one explains better, attaches the measurement each rests on
+(:mod:`perfpilot.diagnose.evidence`), and ranks them: by ``estimated_speedup`` (whole
 run, Amdahl from measured shares), except that a finding about something costing under
-:data:`MIN_FIRST_SHARE` of the run is never ranked above one that costs more.
+:data:`MIN_FIRST_SHARE` of the run is never ranked above one that costs more, and one
+resting on too little measurement (thin) comes after every other.
 
 Rules are pure functions ``(Facts) -> list[Finding]``; see ``docs/findings.md`` for what
 each finding means, how it is measured and its fix.
@@ -23,9 +25,11 @@ from perfpilot.diagnose.cuda import (
     memory_headroom,
     pageable_memcpy,
 )
+from perfpilot.diagnose.evidence import with_support
 from perfpilot.diagnose.loader import dataloader_bound
 from perfpilot.diagnose.loop import eval_dominates, grad_in_eval, io_in_loop
 from perfpilot.diagnose.python import drop_covered, lint_findings, python_hotspot
+from perfpilot.diagnose.system import system_time
 from perfpilot.diagnose.threads import thread_oversubscription
 from perfpilot.record import Finding, RunRecord
 
@@ -35,6 +39,7 @@ RULES: dict[str, Rule] = {
     "small-batch": small_batch,
     "python-hotspot": python_hotspot,
     "thread-oversubscription": thread_oversubscription,
+    "system-time": system_time,
     "eval-dominates": eval_dominates,
     "io-in-loop": io_in_loop,
     "grad-in-eval": grad_in_eval,
@@ -68,7 +73,7 @@ def diagnose(record: RunRecord, *, lint: bool = True,
         hotspots = [f for f in found if f.id == "python-hotspot"]
         kept = drop_covered(hotspots, linted)
         found = [f for f in found if f.id != "python-hotspot"] + kept + linted
-    return rank(_dedupe(found))
+    return rank(with_support(_dedupe(found), facts))
 
 
 CAUSES_OF_IDLE_GPU = frozenset({"dataloader-bound", "host-device-sync", "pageable-memcpy",
@@ -99,9 +104,10 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Highest whole-run gain first; findings under 2% of the run never lead."""
-    def key(f: Finding) -> tuple[bool, float]:
+    """Highest whole-run gain first; findings under 2% of the run never lead, and thin ones
+    (not enough evidence, see :mod:`perfpilot.diagnose.evidence`) come after all others."""
+    def key(f: Finding) -> tuple[bool, bool, float]:
         small = f.time_share is not None and f.time_share < MIN_FIRST_SHARE
-        return (not small, f.estimated_speedup)
+        return (not f.thin, not small, f.estimated_speedup)
 
     return sorted(findings, key=key, reverse=True)

@@ -7,8 +7,8 @@
     ``nn.Module`` machinery, does not count), in the steady window. Fix: vectorize
     (tensor/numpy ops), cache, or move the work out of the step. Gain: Amdahl with that time
     :data:`VECTORIZE_FACTOR` times faster (a stated assumption: vectorized tensor code
-    is typically 10-100x faster than the Python loop it replaces). Not reported when the
-    function's share rests on fewer than :data:`MIN_SAMPLES` samples.
+    is typically 10-100x faster than the Python loop it replaces). A share resting on
+    too few samples is marked thin by :mod:`perfpilot.diagnose.evidence`.
 Lint (``inefficient-membership``, ``repeated-concat``...)
     :func:`perfpilot.lint.lint_hot_code` on a view of the record that holds only the
     main thread's steady-window samples, so its shares have the same basis as ours. A
@@ -29,11 +29,6 @@ MIN_SHARE = 0.05  # Python time of a function before it is a hotspot
 MIN_PYTHON_FRACTION = 0.4  # of the function's self time, else it is mostly torch/I-O
 VECTORIZE_FACTOR = 10.0
 MAX_HOTSPOTS = 3
-# Samples of the function's own Python time in the steady window, at least: a share
-# resting on k samples has a relative error of about 1/sqrt(k) (binomial), so fewer than
-# 20 (+-22%) is noise that the next run does not repeat (a 108 ms window of a 3.6 s run
-# gave ~10 samples and a "hot spot" the next run did not find).
-MIN_SAMPLES = 20
 
 
 def python_hotspot(f: Facts) -> list[Finding]:
@@ -47,13 +42,10 @@ def python_hotspot(f: Facts) -> list[Finding]:
         for tag, sec in h.tags.items():
             g["tags"][tag] = g["tags"].get(tag, 0.0) + sec
     out = []
-    ticks = f.record.stack_samples.steady_view().total  # 0: a record without the count
     for (file, function), g in groups.items():
         share = g["python"]  # hot_lines shares are of the steady window's samples
         if share < MIN_SHARE or g["python"] < MIN_PYTHON_FRACTION * g["self"]:
             continue
-        if ticks and share * ticks < MIN_SAMPLES:
-            continue  # too few samples to tell a hot spot from chance
         lines = sorted(g["lines"], key=lambda h: h.own_python_share, reverse=True)
         top = lines[0]
         site = [file, top.line, function]

@@ -7,8 +7,10 @@ Gain: Amdahl with the compute phases (forward, backward, optimizer) sped up by t
 measured factor. Without a measurement that says fewer threads are faster, the rule
 stays silent. The measurement itself is the record's ``calibration.threads``.
 
-Second form, **contention**: no more threads than usable cores, but other processes kept
-cores busy during the run (``calibration.threads.free_cores``, from the ``cpu`` section),
+Second form, **contention**: no more threads than usable cores, but other processes and the
+loader workers kept cores busy during the run (``calibration.threads.free_cores``: torch
+threads + workers' demand + other processes' demand exceed the usable cores; from the
+``cpu`` section),
 and fewer threads measured faster *at that load* (torch's threads spin-wait for cores the
 others hold). The finding says it holds at that load: on a quiet machine the same script
 may be faster with every core, so it is advice for this machine as busy as it was.
@@ -61,11 +63,14 @@ def _contention(f: Facts, current: int, cores: int, cal: Any) -> list[Finding]:
     if lo <= 1.0 or best >= current:
         return []
     share = f.share(f.compute_total)
-    others = cal.other_cores or 0.0
+    others, workers = cal.other_cores or 0.0, cal.worker_cores or 0.0
     load = f.record.cpu.load_1m_end
     at = f", load average {load:.1f}" if load is not None else ""
-    evidence = (f"torch uses {current} intra-op threads on {cores} usable cores, but other "
-                f"processes kept {others:.1f} cores busy during the run{at}; at that load a "
+    who = f"other processes kept {others:.1f} cores busy"
+    if workers >= 0.05:
+        who += f" and its DataLoader workers {workers:.1f}"
+    evidence = (f"torch uses {current} intra-op threads on {cores} usable cores, but {who} "
+                f"during the run{at}; at that load a "
                 f"training-like op mix ran {factor:.2f}x faster with {best} "
                 f"thread{'s' if best > 1 else ''} (95% CI {lo:.2f}-{cal.ci_high:.2f}); "
                 f"compute is {pct(share)} of the run.")

@@ -23,6 +23,7 @@ import dataclasses
 import os
 from typing import Any
 
+from perfpilot.probes.children import adopt_child
 from perfpilot.probes.frames import is_user_file
 from perfpilot.record import PHASES, RunRecord, StatSummary
 from perfpilot.record_probe_sections import (
@@ -56,7 +57,10 @@ _HOOK_LISTS: dict[str, Any] = {"loaders": LoaderInfo, "io": IoCall, "roots": Roo
 
 
 def build_record(raw: dict[str, Any]) -> RunRecord:
-    """The RunRecord of one profiled run (see the module docstring)."""
+    """The RunRecord of one profiled run (see the module docstring); the training of a
+    script that ran it in spawned children comes from one of them
+    (:func:`perfpilot.probes.children.adopt_child`)."""
+    raw = adopt_child(raw)
     tr = raw["tracker"]
     clock = tr["clock"]
     steady = steady_steps(tr)
@@ -133,7 +137,9 @@ def _profile_section(raw: dict[str, Any], tr: dict[str, Any],
         "excluded_steps": sum(1 for s in all_steps if s.get("excluded")),
         "config": raw.get("config"), "torch_imported": raw.get("torch_imported"),
         "trained_in_eval_mode": tr.get("trained_in_eval_mode", 0),
-        "hook_errors": (raw.get("hooks") or {}).get("errors", []),
+        "hook_errors": [*((raw.get("hooks") or {}).get("errors") or []),
+                        *(raw.get("probe_errors") or [])],
+        "followed": raw.get("followed"),
         "sampler": {k: (raw.get("stacks") or {}).get(k)
                     for k in ("interval_s", "total", "seconds", "busy_s")},
     }
@@ -182,6 +188,8 @@ def step_phases(steady: list[dict[str, Any]], kind: str | None,
             total[p if p in total else "other"] += v
     n = max(len(steady), 1)
     per_step = {p: v / n for p, v in total.items()}
+    spread = {p: _mean_interval([s["phases"].get(p, 0.0) for s in steady])
+              for p in labels if total[p] > 0}
     core = {p: per_step[p] for p in PHASES}
     core["other"] += per_step["io"]  # the record's phases are the engine's six
     totals = [sum(v for k, v in s["phases"].items() if k != "eval") for s in steady]
@@ -190,10 +198,23 @@ def step_phases(steady: list[dict[str, Any]], kind: str | None,
     return {
         "kind": kind, "steps": len(steady), "per_step_s": per_step, "total_s": total,
         "per_step_s_core": core,
+        "per_step_ci_s": {p: ci for p, ci in spread.items() if ci is not None},
         "step_s_series": [round(t, 6) for t in totals[::stride]],
         "samples_per_step": sizes[len(sizes) // 2] if sizes else None,
         "samples_from": samples_from if sizes else None,
     }
+
+
+def _mean_interval(values: list[float]) -> list[float] | None:
+    """95% interval of the mean of per-step values (normal approximation: the steps are
+    many and their mean is what the shares use); None below 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    half = 1.96 * (var / n) ** 0.5
+    return [round(max(mean - half, 0.0), 9), round(mean + half, 9)]
 
 
 def build_timeline(raw: dict[str, Any], steady: list[dict[str, Any]],

@@ -73,6 +73,7 @@ class ProbeConfig:
     usable_cores: int | None = None  # measured by the parent (same machine and cgroup)
     switch_interval_s: float = SWITCH_INTERVAL_S  # 0: leave the interpreter's as it is
     keep_running: bool = False  # after the window: let the script run on, unwatched
+    follow_children: bool = True  # probes in spawned children too (DDP ranks)
 
     @classmethod
     def from_env(cls) -> ProbeConfig:
@@ -105,8 +106,13 @@ def _process_start(now_pc: float) -> float:
 class Session:
     """Everything one profiled run owns: tracker, sampler, probes, and the raw output."""
 
-    def __init__(self, cfg: ProbeConfig, argv: list[str]) -> None:
+    def __init__(self, cfg: ProbeConfig, argv: list[str], follow: bool = True) -> None:
         self.cfg, self.argv = cfg, argv
+        # spawned children get probes too (probes.children); never a child's children
+        self.follow = follow and cfg.follow_children and not cfg.workload
+        self.rank: int | None = None  # set in a followed child (its spawn rank)
+        self._unfollow: Any = None
+        self.probe_errors: list[str] = []  # probe failures outside the torch hooks
         self.clock = time.perf_counter
         now = self.clock()
         self.origin = _process_start(now)
@@ -147,6 +153,15 @@ class Session:
         if self.cfg.switch_interval_s > 0:
             sys.setswitchinterval(min(self._switch, self.cfg.switch_interval_s))
         self.sampler.start()
+        if self.follow:
+            try:
+                from dataclasses import asdict
+
+                from perfpilot.probes.children import follow_spawned
+
+                self._unfollow = follow_spawned(asdict(self.cfg))
+            except Exception as e:  # the script runs as usual, its children unwatched
+                self.probe_errors.append(f"following children: {type(e).__name__}: {e}")
         if "torch" in sys.modules:
             self.on_torch(sys.modules["torch"])
         else:
@@ -197,8 +212,14 @@ class Session:
     def _deadline(self) -> float | None:
         if not self.cfg.duration_s or self.cfg.workload:
             return None
-        start = self.tracker.first_activity or self.tracker.script_start
-        return start + self.cfg.duration_s
+        # The window counts from the first step: start-up (imports, data preparation) may
+        # take any time on a loaded machine, and ending during `import torch` measures
+        # nothing. A script that never imports torch has no steps to wait for: its window
+        # counts from its start ("torch" is in sys.modules from the start of its import).
+        start = self.tracker.first_activity
+        if start is None and "torch" not in sys.modules:
+            start = self.tracker.script_start
+        return None if start is None else start + self.cfg.duration_s
 
     def _watch_deadline(self) -> None:
         deadline = self._deadline()
@@ -263,7 +284,8 @@ class Session:
             "stacks": _compact_stacks(self.sampler.section()), "hooks": hooks,
             "memory": self.memory.section(warm, self.origin, steps_n),
             "cpu": self._cpu_section(),
-            "torch_imported": self.torch is not None,
+            "torch_imported": self.torch is not None, "rank": self.rank,
+            "probe_errors": list(self.probe_errors),
         }
         if self.window is not None and self._final:
             out["hot_ops"] = self.window.section()
@@ -310,6 +332,8 @@ class Session:
             return
         if self._watcher is not None and self._watcher in sys.meta_path:
             sys.meta_path.remove(self._watcher)
+        if self._unfollow is not None:
+            self._unfollow()
         self.tracker.finish(outcome.get("stopped", "end"))
         if self.window is not None:
             self.window.close()
@@ -351,7 +375,8 @@ class Session:
                 fewer = sorted({c for c in (free, 1) if c < cur}, reverse=True)
                 cal["threads"] = threads.calibrate_threads(self.torch, cur, fewer)
                 if free < cores:
-                    cal["threads"].update(free_cores=free, other_cores=cpu.other_cores)
+                    cal["threads"].update(free_cores=free, other_cores=cpu.other_cores,
+                                          worker_cores=cpu.worker_cores)
             if self.cuda is not None and _fp32_gemm(self.window):
                 from perfpilot.probes.cuda import calibrate_matmul
 

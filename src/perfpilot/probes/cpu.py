@@ -116,5 +116,25 @@ class CpuProbe:
                    system_s=system, children_s=children, other_processes_s=others,
                    minor_faults=int(d("minor_faults")), major_faults=int(d("major_faults")),
                    load_1m_start=a.get("load_1m"), load_1m_end=b.get("load_1m"),
-                   usable_cores=cores)
+                   usable_cores=cores, allocator=allocator())
         return out
+
+
+ALLOCATOR_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                 "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX", "THP_MEM_ALLOC_ENABLE")
+PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
+
+
+def allocator() -> str:
+    """Which ``malloc`` the process runs on: ``glibc`` (the settings that apply:
+    ``MALLOC_*`` environment variables), a preloaded allocator by name, or ``""`` when not
+    known (another C library). The allocator's settings already in the environment follow
+    after a space (``glibc MALLOC_MMAP_MAX_=0``)."""
+    import platform
+
+    pre = os.environ.get("LD_PRELOAD", "")
+    name = next((a for a in PRELOADED if a in pre), None)
+    if name is None:
+        name = "glibc" if platform.libc_ver()[0] == "glibc" else ""
+    set_ = [f"{k}={os.environ[k]}" for k in ALLOCATOR_ENV if k in os.environ]
+    return " ".join([name, *set_]).strip()

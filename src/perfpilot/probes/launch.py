@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from perfpilot.errors import UserError
+from perfpilot.probes.children import read_children
 
 _ARG_FLAGS = ("-X", "-W", "-Q")  # interpreter options that take a value
 
@@ -121,15 +122,17 @@ class ChildResult:
 
 
 def run_profiled(target: Target, config: dict[str, Any], *,
-                 quiet: bool = False) -> ChildResult:
-    """Run the target under the probes; ``quiet`` discards its stdout/stderr."""
+                 quiet: bool = False, extra_env: dict[str, str] | None = None) -> ChildResult:
+    """Run the target under the probes; ``quiet`` discards its stdout/stderr; ``extra_env``
+    is set in the child's environment (settings read at process start, e.g. glibc's
+    ``MALLOC_*``)."""
     with tempfile.TemporaryDirectory(prefix="perfpilot-") as tmp:
         out = os.path.join(tmp, "raw.json")
         cfg = {**config, "out": out}
         cfg.setdefault("usable_cores", _usable_cores())
         if target.kind == "workload":
             cfg.update(workload=target.workload, plan=target.plan)
-        env = dict(os.environ)
+        env = {**os.environ, **(extra_env or {})}
         env["PERFPILOT_PROFILE"] = json.dumps(cfg)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_src_root(), env.get("PYTHONPATH", "")) if p)
@@ -145,4 +148,5 @@ def run_profiled(target: Target, config: dict[str, Any], *,
         if os.path.exists(out):
             with open(out) as f:
                 raw = json.load(f)
+            raw["children"] = read_children(out)  # followed spawned processes (DDP ranks)
         return ChildResult(code, raw, interrupted)

@@ -8,7 +8,8 @@ Only fixes that are settings perfpilot controls can be verified: a finding says 
   training sample over ``k`` steps, after a few untimed steps per turn so batches that
   loader workers prefetched during the other side's turn do not count.
 * Script: the script is re-run (output discarded) with the change applied through the
-  runner's overrides (DataLoader arguments, ``torch.set_num_threads``); one sample is the
+  runner's overrides (DataLoader arguments, ``torch.set_num_threads``) or, for ``env``,
+  the re-run's environment (allocator settings read at process start); one sample is the
   steady window's seconds per training sample of one run.
 
 Both sides alternate A B B A ... and :func:`perfpilot.measure.compare` gives the speedup
@@ -29,13 +30,14 @@ from perfpilot.record_sections import Verification
 
 ROUNDS = 5
 MIN_GAIN = 1.05  # findings estimated below this are not worth verifying
-SCRIPT_KNOBS = frozenset(LOADER_KNOBS) | {"cpu_threads"}
+SCRIPT_KNOBS = frozenset(LOADER_KNOBS) | {"cpu_threads", "env"}
 TURN_S = 0.4  # seconds of training per workload sample
 
 
 def verifiable(findings: list[Finding], limit: int = 2) -> list[Finding]:
-    """The top findings whose fix is a setting, estimated to be worth at least 5%."""
-    return [f for f in findings if f.plan_change
+    """The top findings whose fix is a setting, estimated to be worth at least 5%, resting
+    on enough measurement (thin ones are not worth runs)."""
+    return [f for f in findings if f.plan_change and not f.thin
             and f.estimated_speedup >= MIN_GAIN][:limit]
 
 
@@ -76,17 +78,19 @@ def _script_measures(target: Target, change: dict[str, Any], steps: int | None
     return _script_run(target, {}, steps), _script_run(target, change, steps)
 
 
-def _script_run(target: Target, overrides: dict[str, Any], steps: int | None
+def _script_run(target: Target, change: dict[str, Any], steps: int | None
                 ) -> Callable[[], float]:
     from perfpilot.probes.assemble import build_record
 
+    overrides = {k: v for k, v in change.items() if k != "env"}
+    env = {str(k): str(v) for k, v in (change.get("env") or {}).items()}
     config = {"overrides": overrides, "window": False, "calibrate": False, "steps": steps,
               "interval_s": 0.02, "measure_nograd": False, "save_every_s": 0}
 
     def measure() -> float:
-        res = run_profiled(target, config, quiet=True)
+        res = run_profiled(target, config, quiet=True, extra_env=env)
         if res.exit_code != 0 or res.raw is None:
-            raise RuntimeError(f"the re-run with {overrides or 'no change'} exited with "
+            raise RuntimeError(f"the re-run with {change or 'no change'} exited with "
                                f"code {res.exit_code}")
         return seconds_per_sample(build_record(res.raw))
 
@@ -113,6 +117,9 @@ def _workload_measures(target: Target, record: RunRecord, change: dict[str, Any]
     from perfpilot.plan import Plan
     from perfpilot.workload import load_workload
 
+    if "env" in change:  # read at process start: the workload runs in this process
+        raise UserError("an environment setting applies at process start; verify it on a "
+                        "script (perfpilot profile --verify -- python train.py)")
     w = load_workload(target.workload or "")
     base = Plan.from_dict(record.plan, base=w.baseline) if record.plan else w.baseline
     cand = base.replace(**change)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _BAR = 24
 MAX_OTHER = 8
+MAX_THIN = 3
 MAX_LINES = 8
 MAX_OPS = 8
 HIGH_OVERHEAD = 0.03
@@ -38,13 +39,19 @@ def print_profile(record: RunRecord, console: Console | None = None) -> None:
     exit_note = exit_text(record)
     if exit_note:
         console.print(exit_note)
-    findings = record.findings
+    findings = [f for f in record.findings if not f.thin]
+    thin = [f for f in record.findings if f.thin]
     if findings:
         console.print(top_finding(findings[0]))
         if len(findings) > 1:
             console.print(other_findings(findings[1:]))
+    elif thin:
+        console.print("\n[yellow]No finding rests on enough measurement[/] to name a "
+                      "bottleneck.")
     else:
         console.print("\n[green]No bottleneck found[/]: nothing costs enough to name.")
+    if thin:
+        console.print(thin_findings(thin, record))
     if steps_seen(record):
         console.print(step_table(record))
     else:
@@ -105,7 +112,20 @@ def header(record: RunRecord) -> str:
     kind = _KINDS.get(prof.step_kind or record.step_phases.kind or "", ("step", "steps"))
     steady = int(prof.steady_steps)
     return (f"{head}, then {steady} steady {kind[0] if steady == 1 else kind[1]} over "
-            f"{format_seconds(tl.steady_s)}")
+            f"{format_seconds(tl.steady_s)}" + followed_text(record))
+
+
+def followed_text(record: RunRecord) -> str:
+    """Where the steps were measured when the script trained in spawned children."""
+    fol = record.profile.followed
+    if not fol:
+        return ""
+    who = f"rank {fol['rank']}" if fol.get("rank") is not None else f"pid {fol['pid']}"
+    each = sorted(set((fol.get("steps") or {}).values()))
+    ran = (f"each ran {each[0]} steps" if len(each) == 1
+           else "they ran " + ", ".join(map(str, each)) + " steps")
+    return (f"\n[dim](measured in the spawned process {who}, 1 of {fol['processes']} the "
+            f"script started; {ran})[/]")
 
 
 def exit_text(record: RunRecord) -> str | None:
@@ -140,11 +160,50 @@ def top_finding(f: Finding) -> str:
              f"   {esc(f.title)}",
              f"   [bold]evidence[/] {esc(f.evidence)}",
              f"   [bold]fix[/]      {esc(f.fix)}"]
+    basis = support_text(f)
+    if basis:
+        lines.append(f"   [bold]basis[/]    {basis}")
     if f.location:
         lines.append(f"   [bold]where[/]    {_location(f.location)}")
     if f.verified is not None:
         lines.append("   [bold]verified[/] " + verified_text(f.verified))
     return "\n".join(lines)
+
+
+def support_text(f: Finding) -> str:
+    """The measurement under the estimate: how many observations, the share's interval,
+    and the gain for this run when start-up and tail make it differ from a long run's."""
+    sup = f.support
+    if sup is None:
+        return ""
+    parts = [f"{sup.n:,} {sup.unit} in the steady window"]
+    if sup.own is not None:
+        parts[0] += f" ({sup.own:,} in this code)"
+    if f.time_share is not None and sup.share_low is not None and sup.share_high is not None:
+        parts.append(f"share {100 * f.time_share:.0f}% (95% CI {100 * sup.share_low:.0f}-"
+                     f"{100 * sup.share_high:.0f}%)")
+    if (sup.run_speedup is not None and sup.steady_fraction is not None
+            and abs(sup.run_speedup - f.estimated_speedup) >= 0.01):
+        parts.append(f"for this run {sup.run_speedup:.2f}x (its steady steps were "
+                     f"{100 * sup.steady_fraction:.0f}% of the wall time; the estimate is "
+                     "for a long run)")
+    return "; ".join(parts)
+
+
+def thin_findings(thin: Sequence[Finding], record: RunRecord) -> str:
+    """Findings whose share rests on too little measurement, and how to get more."""
+    from perfpilot.diagnose.evidence import how_to_get_more
+
+    out = ["\n[bold yellow]Not enough evidence[/] (shown, not ranked: each rests on less "
+           "measurement than its rule needs)"]
+    for f in thin[:MAX_THIN]:
+        why = f.support.shortfall() if f.support else ""
+        out.append(f"   {f.id}: {esc(f.title)} [dim](~{f.estimated_speedup:.2f}x if it held; "
+                   f"{why})[/]")
+    if len(thin) > MAX_THIN:
+        out.append(f"   [dim]{len(thin) - MAX_THIN} more in the JSON/HTML report[/]")
+    out.append(f"   To decide them, {how_to_get_more(record.timeline.steady_s or None)}.")
+    return "\n".join(out)
 
 
 def verified_text(v: Verification) -> str:

@@ -22,7 +22,8 @@ CONTEXT_LINES = 2
 
 def profile_page(record: RunRecord) -> str:
     """The whole report as one HTML string."""
-    sections = [h.Section("Findings", _findings(record.findings), "findings"),
+    sections = [h.Section("Findings", _findings(record.findings,
+                                                record.timeline.steady_s or None), "findings"),
                 h.Section("Step breakdown", _steps(record), "steps"),
                 h.Section("Hot lines", _hot_lines(record), "hot-lines"),
                 h.Section("Hot ops", _hot_ops(record), "hot-ops"),
@@ -55,6 +56,11 @@ def _finding_body(f: Finding) -> str:
              f"<span class='muted'>({h.escape(f.confidence)} confidence"
              + (f"; acts on {100 * f.time_share:.1f}% of the run" if f.time_share else "")
              + ")</span></p>"]
+    from perfpilot.render.profile_console import support_text
+
+    basis = support_text(f)
+    if basis:
+        parts.append(f"<p><b>Basis:</b> {h.escape(basis)}</p>")
     v = f.verified
     if v is not None and v.ok:
         parts.append(f"<p><b>Verified:</b> {v.ratio:.2f}x measured (95% CI "
@@ -65,14 +71,31 @@ def _finding_body(f: Finding) -> str:
     return "".join(parts)
 
 
-def _findings(findings: Sequence[Finding]) -> str:
-    if not findings:
-        return h.card("No bottleneck found", h.paragraph(
-            "Nothing in the steady run costs enough to name."), "good")
-    out = [h.card(f"#1 {findings[0].id}: {findings[0].title}", _finding_body(findings[0]),
-                  "bad" if findings[0].estimated_speedup >= 1.2 else "warn")]
+def _findings(all_findings: Sequence[Finding], steady_s: float | None = None) -> str:
+    findings = [f for f in all_findings if not f.thin]
+    thin = [f for f in all_findings if f.thin]
+    out = []
+    if findings:
+        out.append(h.card(f"#1 {findings[0].id}: {findings[0].title}",
+                          _finding_body(findings[0]),
+                          "bad" if findings[0].estimated_speedup >= 1.2 else "warn"))
+    elif thin:
+        out.append(h.card("No finding rests on enough measurement", h.paragraph(
+            "The findings below would name a bottleneck if their evidence held."), "warn"))
+    else:
+        out.append(h.card("No bottleneck found", h.paragraph(
+            "Nothing in the steady run costs enough to name."), "good"))
     for i, f in enumerate(findings[1:], start=2):
         out.append(h.card(f"#{i} {f.id}: {f.title}", _finding_body(f), "info"))
+    if thin:
+        from perfpilot.diagnose.evidence import how_to_get_more
+
+        for f in thin:
+            why = f.support.shortfall() if f.support else ""
+            out.append(h.card(f"Not enough evidence: {f.id}: {f.title}",
+                              h.paragraph(f"Rests on {why}. To decide it, "
+                                          f"{how_to_get_more(steady_s)}.")
+                              + _finding_body(f), "info"))
     return "".join(out)
 
 
