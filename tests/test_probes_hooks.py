@@ -247,3 +247,32 @@ def test_a_failing_probe_is_a_note_not_the_scripts_exception(hooked, monkeypatch
     manual_sgd(model, nn.MSELoss(), lambda: (torch.randn(4, 3), torch.randn(4, 1)), steps=3)
     assert model.weight.grad is not None  # the script's backward ran
     assert any("probe bug" in e for e in hooks.errors)
+
+
+class KeywordModel(nn.Module):
+    """Called as ``model(**batch)``, as Hugging Face's Trainer calls its models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, inputs=None, labels=None):
+        return nn.functional.mse_loss(self.fc(inputs), labels)
+
+
+def test_keyword_only_forwards_give_the_batch_dimension(hooked):
+    tracker, hooks = hooked
+    model = KeywordModel()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(8):
+        loss = model(**{"inputs": torch.randn(12, 4), "labels": torch.randn(12, 1)})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tracker.finish()
+    steps = tracker.steps("optimizer")
+    assert len(steps) == 8 and tracker.samples_from("optimizer") == "forward"
+    # the first call finds the root (the global pre-hook sees no keywords); from the
+    # second on, during discovery and after it, the keywords give the batch
+    assert [s["samples"] for s in steps[1:]] == [12] * 7
+    assert hooks._global == []  # and the last steps ran with the class wrapper

@@ -228,3 +228,60 @@ def test_events_after_finish_are_ignored(clock):
     t.finish("duration")
     manual_step(t, clock)  # the script runs on unwatched (--keep-running)
     assert len(t.steps("backward")) == 3 and t.export(0.0)["stopped"] == "duration"
+
+
+def closure_step(t: StepTracker, c: Clock) -> None:
+    """Lightning's automatic optimization: the fetch, then ``optimizer.step(closure)``
+    whose closure runs training_step (forward, loss), zero_grad and backward."""
+    t.data_begin(1)
+    c.tick(0.01)
+    t.data_end(8)
+    t.optimizer_begin()  # the step's pre-hook
+    c.tick(0.004)  # the framework calls training_step
+    t.forward_begin(eval_mode=False, batch_size=8)
+    c.tick(0.02)
+    t.forward_end()
+    t.forward_begin(step=False)  # the loss module
+    c.tick(0.002)
+    t.forward_end()
+    c.tick(0.003)  # training_step's own code: logging
+    t.optimizer_begin(step=False)  # zero_grad inside the closure
+    c.tick(0.001)
+    t.optimizer_end(step=False)
+    t.backward_begin()
+    c.tick(0.03)
+    t.backward_end()
+    c.tick(0.005)  # the update itself, after the closure returned
+    t.optimizer_end()
+    c.tick(0.001)
+
+
+def test_a_closure_inside_optimizer_step_keeps_its_phases(clock):
+    t = StepTracker(clock)
+    for _ in range(4):
+        closure_step(t, clock)
+    t.finish()
+    assert t.step_kind() == "optimizer" and len(t.steps("optimizer")) == 4
+    phases = t.steps("optimizer")[-1]["phases"]
+    assert phases["forward"] == pytest.approx(0.022)
+    assert phases["backward"] == pytest.approx(0.03)
+    # the update and zero_grad are the optimizer; the closure's own code is "other"
+    assert phases["optimizer"] == pytest.approx(0.006)
+    assert phases["other"] == pytest.approx(0.004 + 0.003 + 0.001)
+    assert t.steps("optimizer")[-1]["samples"] == 8
+    assert t.totals["optimizer"] == pytest.approx(4 * 0.006)
+
+
+def test_a_step_without_a_closure_is_all_optimizer_and_a_tag_tells_the_closure(clock):
+    t = StepTracker(clock)
+    for _ in range(3):
+        train_step(t, clock)
+    assert t.steps("optimizer")[-1]["phases"]["optimizer"] == pytest.approx(0.005)
+    t.optimizer_begin()
+    assert t.tag() == "optimizer"
+    t.forward_begin()
+    t.forward_end()
+    assert t.tag() == "other"  # the closure's code after its forward
+    t.backward_begin()
+    t.backward_end()
+    assert t.tag() == "optimizer"  # the update

@@ -129,7 +129,8 @@ class TorchHooks(LoaderHooks, RootHooks):
 
     # ------------------------------------------------------------ module forwards
 
-    def _root_begin(self, module: Any, args: Any) -> None:
+    def _root_begin(self, module: Any, args: Any,
+                    kwargs: dict[str, Any] | None = None) -> None:
         """A root's forward starts (see :mod:`perfpilot.probes.roots` for the roles)."""
         try:
             root = self.roots.get(id(module))
@@ -142,7 +143,7 @@ class TorchHooks(LoaderHooks, RootHooks):
                 self.t.forward_begin(step=False)
                 return
             mode = (not training) or (not grad)  # evaluation, not a training forward
-            self.t.forward_begin(eval_mode=mode, batch_size=self.batch_of(root, args))
+            self.t.forward_begin(eval_mode=mode, batch_size=self.batch_of(root, args, kwargs))
             if root is not None and root["has_params"]:
                 if grad and not training:
                     self._grad_in_eval(module, args)
@@ -232,7 +233,7 @@ class TorchHooks(LoaderHooks, RootHooks):
             def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
                 if hooks.closed or get_ident() != hooks._main:
                     return orig(self, *args, **kwargs)
-                if not hooks._event("zero_grad", hooks.t.optimizer_begin):
+                if not hooks._event("zero_grad", hooks.t.optimizer_begin, False):
                     return orig(self, *args, **kwargs)
                 try:
                     return orig(self, *args, **kwargs)

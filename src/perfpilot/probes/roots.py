@@ -14,7 +14,10 @@ from the user's objects, and other instances of the class pass straight through.
 Roles: a root with parameters is the *model*; a loss class (``torch.nn`` ``_Loss``) or a
 parameter-free module is a *loss*: its time is forward time but it starts no step.
 
-Batch dimension (samples per step): dim 0 of the model's first input, unless the model
+Batch dimension (samples per step): dim 0 of the model's first input (its first
+keyword argument when it is called with keywords only, as ``model(**batch)`` in Hugging
+Face's ``Trainer``: the global pre-hook sees no keywords, so during discovery the class
+wrapper hands them over), unless the model
 holds a sequence-first module (``RNN``/``LSTM``/``GRU``, ``Transformer*``,
 ``MultiheadAttention`` with ``batch_first=False``), whose batch is dim 1. During
 discovery the guess is checked once against that module's own input (a model that
@@ -69,7 +72,8 @@ class RootHooks:
     def _error(self, where: str, e: BaseException) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def _root_begin(self, module: Any, args: Any) -> None:  # pragma: no cover
+    def _root_begin(self, module: Any, args: Any,
+                    kwargs: dict[str, Any] | None = None) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def _root_end(self, module: Any, args: Any) -> None:  # pragma: no cover
@@ -86,6 +90,7 @@ class RootHooks:
         self._seq: dict[int, tuple[int, str]] = {}
         # while a root's forward runs: (root id, its info, seq module id, name, input shape)
         self._dim_check: tuple[int, dict[str, Any], int, str, tuple[int, ...]] | None = None
+        self._kw: tuple[int, dict[str, Any]] | None = None  # (root id, its keyword args)
 
     # ------------------------------------------------------------ discovery
 
@@ -111,7 +116,8 @@ class RootHooks:
                 info = self._adopt(module)
                 self._active, self._active_local = module, False
                 self._start_dim_check(module, info, args)
-                self._root_begin(module, args)
+                kw = self._kw[1] if self._kw is not None and self._kw[0] == id(module) else None
+                self._root_begin(module, args, kw)
             elif self._dim_check is not None and id(module) == self._dim_check[2]:
                 self._finish_dim_check(args)
         except Exception as e:
@@ -165,6 +171,13 @@ class RootHooks:
                 ref = h._refs.get(id(self))
                 if ref is not None and ref() is self:
                     return h._root_call(self, orig, args, kwargs)
+            elif (kwargs and h._global and h._active is None and not h.closed
+                  and get_ident() == h._main):
+                prev, h._kw = h._kw, (id(self), kwargs)  # for the global pre-hook
+                try:
+                    return orig(self, *args, **kwargs)
+                finally:
+                    h._kw = prev
             return orig(self, *args, **kwargs)
 
         __call__.__wrapped__ = orig  # type: ignore[attr-defined]
@@ -179,7 +192,7 @@ class RootHooks:
     def _root_call(self, module: Any, orig: Any, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
         self._active, self._active_local = module, True
-        self._root_begin(module, args)  # catches its own failures
+        self._root_begin(module, args, kwargs)  # catches its own failures
         try:
             return orig(module, *args, **kwargs)
         finally:
@@ -202,10 +215,12 @@ class RootHooks:
 
     # ------------------------------------------------------------ batch dimension
 
-    def batch_of(self, info: dict[str, Any] | None, args: Any) -> int | None:
+    def batch_of(self, info: dict[str, Any] | None, args: Any,
+                 kwargs: dict[str, Any] | None = None) -> int | None:
         """Samples in a root's input: its batch dimension (see the module docstring)."""
         dim = info.get("batch_dim", 0) if info is not None else 0
-        return batch_size_of(args, dim=dim)
+        n = batch_size_of(args, dim=dim)
+        return batch_size_of(kwargs, dim=dim) if n is None and kwargs else n
 
     def _start_dim_check(self, module: Any, info: dict[str, Any], args: Any) -> None:
         seq = self._seq.get(id(module))

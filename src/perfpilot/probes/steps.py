@@ -18,8 +18,17 @@ once and the best one is chosen at the end:
     a step starts at each root-module forward (inference without a DataLoader).
 
 Forwards of loss/criterion modules (the hooks tell, see ``forward_begin(step=False)``)
-are forward time but never a boundary. Samples per training step are the batches the
-training loader yielded in it, else the batch dimension of its training forwards.
+are forward time but never a boundary.
+
+A *closure* (``optimizer.step(closure)``: Lightning's automatic optimization, LBFGS) runs
+the forward and backward inside the optimizer step. Those keep their own labels, and the
+step's own time is split: until the closure's first forward/backward it is held (if none
+comes it was all the update: ``optimizer``), from then until the closure's backward ends
+it is the closure's code (``other``, as in a loop without a closure: the training_step's
+Python, logging), after that the update again (``optimizer``).
+
+Samples per training step are the batches the training loader yielded in it, else the
+batch dimension of its training forwards.
 
 Evaluation is kept out of training steps: a *segment* of eval-mode forwards (``eval()``
 or grad disabled) together with the batches they consume is labelled ``eval``. A lone
@@ -38,64 +47,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from perfpilot.probes.step_series import StepSeries
+
 LABELS: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "io", "other")
 STEP_KINDS: tuple[str, ...] = ("optimizer", "backward", "data", "forward")
 WARMUP_BOUNDARIES = 2
-MAX_STEPS_KEPT = 20000
 MAX_SEGMENTS_KEPT = 1000
-
-
-class _Steps:
-    """Steps under one boundary definition: phase seconds per step, eval kept apart."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.steps: list[dict[str, Any]] = []
-        self.count = 0
-        self.cur: dict[str, float] | None = None
-        self.start = 0.0
-        self.samples = 0  # from DataLoader batches
-        self.fwd_samples = 0  # from forward inputs (used when no loader batch came)
-        self.sources: dict[str, int] = {}  # where closed steps took their samples from
-        self.excluded = False
-
-    def add(self, label: str, dt: float) -> None:
-        if self.cur is not None:
-            self.cur[label] = self.cur.get(label, 0.0) + dt
-
-    def move(self, amounts: dict[str, float], to: str, back: bool = False) -> None:
-        """Relabel ``amounts`` (label -> seconds) as ``to``; ``back`` undoes that."""
-        if self.cur is None:
-            return
-        sign = -1.0 if back else 1.0
-        for label, dt in amounts.items():
-            self.cur[label] = self.cur.get(label, 0.0) - sign * dt
-            self.cur[to] = self.cur.get(to, 0.0) + sign * dt
-
-    def open(self, now: float) -> None:
-        self.cur, self.start, self.excluded = {}, now, False
-        self.samples = self.fwd_samples = 0
-
-    def close(self, now: float) -> None:
-        if self.cur is None:
-            return
-        if not self.cur and now <= self.start:  # opened and closed at once: not a step
-            self.cur = None
-            return
-        self.count += 1
-        samples = self.samples or self.fwd_samples
-        if samples:
-            src = "loader" if self.samples else "forward"
-            self.sources[src] = self.sources.get(src, 0) + 1
-        if len(self.steps) < MAX_STEPS_KEPT:
-            phases = {k: max(v, 0.0) for k, v in self.cur.items() if v}
-            self.steps.append({"start": self.start, "end": now, "phases": phases,
-                               "samples": samples, "excluded": self.excluded})
-        self.cur = None
-
-    def boundary(self, now: float) -> None:
-        self.close(now)
-        self.open(now)
 
 
 class StepTracker:
@@ -118,7 +75,7 @@ class StepTracker:
         self.stopped = ""
         self._t = now
         self._stack: list[str] = []
-        self._steps = {k: _Steps(k) for k in STEP_KINDS}
+        self._steps = {k: StepSeries(k) for k in STEP_KINDS}
         self._opt = self._steps["optimizer"]
         self._bwd = self._steps["backward"]
         self._n = dict.fromkeys(("opt", "bwd", "fetch", "fwd"), 0)
@@ -139,11 +96,17 @@ class StepTracker:
         self.profiled_s = 0.0
         self.skipped_s = 0.0
         self.on_boundary: Callable[[str], None] | None = None
+        # an optimizer step's own stack entry: its index, and prologue|closure|update
+        self._step_at: int | None = None
+        self._in_step = ""
+        self._held = 0.0  # the step's prologue seconds, not booked yet
 
     # ------------------------------------------------------------ time slices
 
     @property
     def label(self) -> str:
+        if self._in_step == "closure" and len(self._stack) - 1 == self._step_at:
+            return "other"
         return self._stack[-1] if self._stack else "other"
 
     def tag(self) -> str:
@@ -162,11 +125,18 @@ class StepTracker:
         self._t = now
         if self.first_activity is None or dt <= 0:
             return now
-        label = self._stack[-1] if self._stack else "other"
         if self.profiling:
             self.profiled_s += dt
             for s in self._steps.values():
                 s.excluded = s.excluded or s.cur is not None
+        if self._in_step == "prologue" and len(self._stack) - 1 == self._step_at:
+            self._held += dt  # closure code or update: told by what comes next
+            return now
+        self._book(self.label, dt)
+        return now
+
+    def _book(self, label: str, dt: float) -> None:
+        """Add ``dt`` seconds of ``label`` to the totals, open steps and eval state."""
         totals = self.totals
         totals[label] = totals.get(label, 0.0) + dt
         key = "eval" if self.in_eval else label
@@ -186,7 +156,19 @@ class StepTracker:
             self._pending[label] = self._pending.get(label, 0.0) + dt
         else:
             self._seg["labels"][label] = self._seg["labels"].get(label, 0.0) + dt
-        return now
+
+    def _book_held(self, label: str) -> None:
+        held, self._held = self._held, 0.0
+        if held > 0:
+            self._book(label, held)
+
+    def _closure_event(self) -> None:
+        """A forward, backward or fetch: inside an optimizer step, a closure runs."""
+        if self._in_step == "prologue":
+            self._slice()
+            self._book_held("other")
+        if self._in_step:
+            self._in_step = "closure"
 
     def _enter(self, label: str) -> float:
         now = self._slice()
@@ -203,6 +185,9 @@ class StepTracker:
             self._stack.pop()
         elif label in self._stack:  # an exception skipped an inner leave
             del self._stack[self._stack.index(label):]
+        if self._step_at is not None and len(self._stack) <= self._step_at:
+            self._book_held("optimizer")  # the step is over; no closure ran in it
+            self._step_at, self._in_step = None, ""
         self.last_activity = now
         return now
 
@@ -237,6 +222,7 @@ class StepTracker:
     def data_begin(self, loader: int | None = None) -> None:
         if self.end is not None:
             return
+        self._closure_event()
         role = self.loader_role.get(loader) if loader is not None else None
         if self.in_eval and role == "train":
             self._close_eval("fetch")
@@ -268,6 +254,7 @@ class StepTracker:
         does not change the evaluation state (it follows the model's forward)."""
         if self.end is not None:
             return
+        self._closure_event()
         if not step:
             self._enter("forward")
             if self._seg is not None:
@@ -299,6 +286,7 @@ class StepTracker:
     def backward_begin(self) -> None:
         if self.end is not None:
             return
+        self._closure_event()
         if self.in_eval:
             self._close_eval("backward")
         self._enter("backward")
@@ -308,6 +296,8 @@ class StepTracker:
         if self.end is not None:
             return
         now = self._leave("backward")
+        if self._in_step == "closure":
+            self._in_step = "update"  # the closure's backward is done: the update follows
         self._pending = {}
         self._n["bwd"] += 1
         if self._n["opt"]:
@@ -316,12 +306,16 @@ class StepTracker:
             self._bwd.boundary(now)
         self._boundary("backward", now)
 
-    def optimizer_begin(self) -> None:
+    def optimizer_begin(self, step: bool = True) -> None:
+        """``step`` is False for ``zero_grad``; an optimizer step may run a closure."""
         if self.end is not None:
             return
         if self.in_eval:
             self._close_eval("train")
         self._enter("optimizer")
+        if step and self._in_step in ("", "prologue"):  # the innermost step runs a closure
+            self._book_held("optimizer")  # an outer (wrapping) optimizer's own work
+            self._step_at, self._in_step = len(self._stack) - 1, "prologue"
 
     def optimizer_end(self, step: bool = True) -> None:
         """``step`` is False for ``zero_grad`` (optimizer time, but not a boundary)."""
@@ -330,6 +324,7 @@ class StepTracker:
         now = self._leave("optimizer")
         if not step:
             return
+        self._book_held("optimizer")  # a wrapped optimizer's inner step: still the update
         self._pending = {}
         self._n["opt"] += 1
         self._steps["optimizer"].boundary(now)
@@ -363,6 +358,7 @@ class StepTracker:
         if self.end is not None:
             return
         self._slice()
+        self._book_held("optimizer")
         if self.in_eval:
             self._close_eval("end")
         self.end = self.clock()
