@@ -11,7 +11,8 @@ through it, so a plain per-step time exists to compare with a profiler's.
 
 ``STOP`` is ``0`` (run the script to its end) or ``KIND:N`` (``optimizer:12``,
 ``backward:12``): after the N-th event of that kind the run ends with ``os._exit(0)``, as
-``perfpilot profile --steps`` ends its window, for a script whose own arguments cannot
+``perfpilot profile --steps`` ends its window (DataLoader workers terminated first), for
+a script whose own arguments cannot
 keep it short (``imagenet --dummy`` trains on 1.28 M fake images).
 
 ``OUT`` gets ``{"t0", "end", "exit_code", "backward": [...], "optimizer": [...],
@@ -27,6 +28,23 @@ import sys
 import time
 
 T0 = time.perf_counter()
+
+
+def end_now() -> None:
+    """Leave at once, as ``perfpilot profile``'s window end does: flush the script's
+    output, terminate daemonic ``multiprocessing`` children (DataLoader workers, which
+    would otherwise linger until their watchdog notices, holding the caller's pipes), and
+    ``os._exit(0)``."""
+    import multiprocessing as mp
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children = [p for p in mp.active_children() if p.daemon]
+    for p in children:
+        p.terminate()
+    for p in children:
+        p.join(1.0 / max(len(children), 1))
+    os._exit(0)
 
 
 def main() -> None:
@@ -45,9 +63,8 @@ def main() -> None:
         marks[kind].append(time.perf_counter())
         if stop and kind == stop_kind and len(marks[kind]) >= stop:
             state["stopped"] = True
-            sys.stdout.flush()
             write(0)
-            os._exit(0)
+            end_now()
 
     import torch
     import torch.optim.optimizer as opt

@@ -30,12 +30,14 @@ def clock_steps(clock: dict[str, Any], spec: dict[str, Any]) -> tuple[int, float
 
 
 def record_steps(rec: dict[str, Any]) -> tuple[int, float | None, dict[str, Any]]:
-    """(steps, mean steady step seconds, the top finding) from a perfpilot record."""
-    series = (rec.get("step_phases") or {}).get("step_s_series") or []
+    """(steps, mean steady step seconds, the top finding) from a perfpilot record. The step
+    time is the record's own figure: the steady window's mean per-step phases summed
+    (``step_phases.per_step_s_core``; evaluation and the profiler window left out)."""
+    core = (rec.get("step_phases") or {}).get("per_step_s_core") or {}
     findings = rec.get("findings") or []
     top = findings[0] if findings else None
     return (int((rec.get("profile") or {}).get("steps") or 0),
-            statistics.fmean(series) if series else None,
+            sum(core.values()) if core else None,
             {"id": top.get("id"), "estimated_speedup": top.get("estimated_speedup"),
              "plan_change": top.get("plan_change")} if top else {})
 

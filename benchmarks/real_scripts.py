@@ -15,7 +15,9 @@ code, not committed: ``tests/real/README.md`` says how to materialize it; ``--co
   longer);
 * ``py-spy``        ``py-spy record -r RATE -f raw -o OUT -- python _stepclock.py ...``;
 
-interleaved round by round, the order rotating each round. A script that cannot be kept
+interleaved round by round, the order rotating each round (``--threads N`` caps torch's
+threads in every arm alike: on a shared 2-core machine, two intra-op threads with a core
+taken by another process make step times swing several-fold). A script that cannot be kept
 short through its own arguments (``imagenet --dummy``) is ended after the manifest's
 ``window_steps`` by every arm alike: ``perfpilot profile --steps N`` (2 warm-up steps + N),
 the clock after 2 + N optimizer steps, ``train-doctor profile --warmup-steps 2 --steps N
@@ -27,10 +29,10 @@ Per tool and script:
   paired per-round ratios with a 95% bootstrap interval from
   :func:`perfpilot.measure.compare_samples` (5 rounds or more; fewer give the median alone);
 * ``steady`` overhead: the same for the mean step time of the steady steps (after 2 warm-up
-  steps): perfpilot's from its record (``step_phases.step_s_series``), train-doctor's from
-  its evidence (``step_time_ms``, per optimizer step: times the script's optimizer steps per
-  training step; none where its steps are printed loss lines), plain's and py-spy's from
-  the clock;
+  steps): perfpilot's from its record (the steady window's per-step phases, summed),
+  train-doctor's from its evidence (``step_time_ms``, per optimizer step: times the
+  script's optimizer steps per training step; none where its steps are printed loss
+  lines), plain's and py-spy's from the clock;
 * ``fixed``: the seconds the tool adds that per-step slowdown does not explain, per round
   ``(wall_tool - wall_plain) - steps * (step_tool - step_plain)``, median over rounds
   (start-up, the profiler window, teardown, the analysis).
@@ -134,13 +136,22 @@ def commands(py: str, script: Path, args: list[str], spec: dict[str, Any],
 # --- running ----------------------------------------------------------------------------
 
 
-def timed(cmd: list[str], cwd: Path, stdout: Path) -> tuple[float, float]:
+def thread_env(threads: int | None) -> dict[str, str] | None:
+    """The environment every arm runs in: ``--threads N`` caps torch's intra-op threads
+    (OMP/MKL) for all arms alike; None keeps the scripts' own default."""
+    if not threads:
+        return None
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def timed(cmd: list[str], cwd: Path, stdout: Path,
+          env: dict[str, str] | None = None) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the process tree) of one run that must exit 0."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(stdout, "w") as out:
         res = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.PIPE, text=True,
-                             timeout=TIMEOUT_S)
+                             timeout=TIMEOUT_S, env=env)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if res.returncode != 0:
@@ -188,7 +199,8 @@ def verify(py: str, script: Path, args: list[str], spec: dict[str, Any],
 
 
 def bench_script(manifest: dict[str, Any], spec: dict[str, Any], corpus: Path, py: str,
-                 tools: list[str], rounds: int, rate: int, do_verify: bool) -> dict[str, Any]:
+                 tools: list[str], rounds: int, rate: int, do_verify: bool,
+                 threads: int | None = None) -> dict[str, Any]:
     script = script_path(manifest, spec, corpus)
     arms = ["plain", *tools]
     runs: dict[str, list[dict[str, Any]]] = {a: [] for a in arms}
@@ -207,7 +219,7 @@ def bench_script(manifest: dict[str, Any], spec: dict[str, Any], corpus: Path, p
                 cmd = commands(py, script, script_args(spec, corpus, work), spec, files,
                                rate)[arm]
                 try:
-                    wall, cpu = timed(cmd, work, work / "stdout.txt")
+                    wall, cpu = timed(cmd, work, work / "stdout.txt", thread_env(threads))
                     runs[arm].append({"wall_s": wall, "cpu_s": cpu,
                                       **read_arm(arm, files, work / "stdout.txt", spec)})
                 except (RuntimeError, OSError, ValueError, KeyError,
@@ -311,6 +323,9 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=100, help="py-spy's sampling rate")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--no-verify", action="store_true", help="skip perfpilot --verify")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP/MKL threads for every arm of the timed rounds (default: the "
+                         "scripts' own); --verify always runs with the scripts' default")
     ap.add_argument("--out", type=Path, default=RESULTS, help="result JSON path")
     args = ap.parse_args()
     corpus = Path(args.corpus) if args.corpus else None
@@ -335,7 +350,7 @@ def main() -> None:
             continue
         load_before = os.getloadavg()
         r = bench_script(manifest, spec, corpus, py, tools, rounds, args.rate,
-                         not args.no_verify)
+                         not args.no_verify, args.threads)
         r["loadavg_before"], r["loadavg_after"] = load_before, os.getloadavg()
         results[name] = r
         print(f"{name}: plain {r['plain']['wall_s']:.1f}s; " + "; ".join(
@@ -347,6 +362,7 @@ def main() -> None:
 
     payload = {"benchmark": "real_scripts",
                "command": " ".join([Path(py).name, *sys.argv]), "rounds": rounds,
+               "threads": args.threads,
                "rate_hz": args.rate, "manifest": str(MANIFEST.relative_to(ROOT)),
                "corpus_commit": {k: v["commit"] for k, v in manifest["sources"].items()},
                "commands": {t: " ".join(c) for t, c in commands(

@@ -78,7 +78,8 @@ def test_clock_steps_groups_marks_into_training_steps(RS, specs):
 
 
 def test_record_and_train_doctor_readings(RS, specs):
-    rec = {"profile": {"steps": 7}, "step_phases": {"step_s_series": [0.2, 0.4]},
+    phases = {"step_s_series": [9.0], "per_step_s_core": {"forward": 0.1, "backward": 0.2}}
+    rec = {"profile": {"steps": 7}, "step_phases": phases,
            "findings": [{"id": "thread-oversubscription", "estimated_speedup": 1.4,
                          "plan_change": {"cpu_threads": 1}, "title": "x"}]}
     steps, step_s, top = RS.record_steps(rec)
