@@ -374,6 +374,7 @@ def main() -> None:
                            "loadavg_end": os.getloadavg(), "versions": versions()},
                "elapsed_s": elapsed, "finished_at": time.time()}
     payload["machine"].pop("gpu", None)
+    payload["machine"]["versions"]["torchvision"] = _version(py, "torchvision")
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
@@ -381,6 +382,13 @@ def main() -> None:
     tmp.replace(out)
     print(f"\n{elapsed / 60:.1f} min; load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}; "
           f"wrote {out}")
+
+
+def _version(py: str, dist: str) -> str | None:
+    res = subprocess.run([py, "-c", "import importlib.metadata as m, sys; "
+                          "print(m.version(sys.argv[1]))", dist], capture_output=True,
+                         text=True, timeout=60)
+    return res.stdout.strip() or None if res.returncode == 0 else None
 
 
 def _missing(py: str, module: str) -> bool:
@@ -408,7 +416,20 @@ def section(ctx: Context) -> list[str]:
             "fixed = the extra seconds per-step slowdown does not explain. \"steps seen\": "
             "what each tool counted as training steps. The plain run notes one clock per "
             "step (`benchmarks/_stepclock.py`). The last column is `perfpilot profile "
-            "--verify`: the top finding's fix applied in a re-run, its measured speedup.", ""]
+            "--verify`: the top finding's fix applied in a re-run, its measured speedup. "
+            "`regression` draws its targets unseeded, so its step count differs run to run; "
+            "a script ended after a window runs the same number of steps in every arm, "
+            "except that perfpilot's `--steps N` adds the steps of its torch.profiler window "
+            "(and keeps one steady step fewer than N: `tests/real` marks it as a known bug). "
+            "The run needs the corpus and an environment with torchvision (both in "
+            "`tests/real/README.md`), so `run_all --quick` leaves it out.", ""]
+    v = (doc.get("machine") or {}).get("versions") or {}
+    out += [f"Measured as `{doc.get('command', '?')}` with `PERFPILOT_CORPUS` set"
+            + (f", torch's threads capped at {doc['threads']} in every timed arm"
+               if doc.get("threads") else "")
+            + "; " + ", ".join(f"{k} {v.get(k)}" for k in
+                               ("torch", "torchvision", "train-doctor", "py-spy") if v.get(k))
+            + ".", ""]
     loads = [f"{n} {num((r.get('loadavg_before') or [None])[0])}"
              for n, r in scripts.items() if isinstance(r, dict) and "plain" in r]
     if loads:
