@@ -190,10 +190,20 @@ TUNE_BUDGET = {"benchmark": "tune_budget", "target_ratio": 1.1, "worst_ratio": 0
                     "final_verdict": "same", "status": "complete", "refused": None,
                     "load_avg_1m": [2.82, 3.5]}]}
 
+REAL_SCRIPTS = {"benchmark": "real_scripts", "rounds": 3,
+                "corpus_commit": {"pytorch/examples": "77f55b912142e11fcfdf5b530231fb9c52f181e8"},
+                "machine": {"loadavg_start": [1.2, 1, 1], "loadavg_end": [1.4, 1, 1]},
+                "scripts": {"regression": {
+                    "window_steps": None, "loadavg_before": [1.2, 1, 1],
+                    "plain": {"wall_s": 2.9, "step_s": 0.0003, "steps": [400]},
+                    "tools": {"perfpilot": {"wall": {"overhead": 0.5}, "steady": {},
+                                            "fixed_s": 1.5, "steps": [400], "top": {}}},
+                    "verify": {"top": None, "result": "no finding"}}}}
+
 ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
-       "batch_size": BATCH, "run_all": RUN_ALL}
+       "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "run_all": RUN_ALL}
 
 
 def _write(folder: Path, docs: dict[str, object]) -> Path:
@@ -297,7 +307,7 @@ def test_plan_full_runs_every_benchmark_in_order(run_all: ModuleType, tmp_path: 
     steps = run_all.plan(quick=False, bench_dir=BENCH)
     assert [p.step.name for p in steps] == [
         "profilers", "batch_size", "tuned", "workloads", "pmap", "hardware", "hardware_loader_only",
-        "demo", "tune_budget", "profile_overhead", "measure_calibration"]
+        "demo", "tune_budget", "profile_overhead", "measure_calibration", "real_scripts"]
     by = {p.step.name: p for p in steps}
     assert by["hardware_loader_only"].args[-2:] == [
         "--out", "benchmarks/results/hardware_loader_only.json"]
@@ -321,6 +331,7 @@ def test_plan_quick_passes_quick_options(run_all: ModuleType, tmp_path: Path) ->
     assert by["hardware"].args[:2] == ["--budget", "15"]
     assert by["profile_overhead"].args[-2:] == ["--long", ""]
     assert not by["demo"].present and by["pmap"].present  # only what exists in bench_dir
+    assert "real_scripts" not in by  # full plan only
     est = [p.step.quick_estimate_s for p in steps]
     assert est == sorted(est)  # shortest first under --quick
     assert sum(est) <= run_all.QUICK_DEADLINE_MIN * 60
