@@ -248,3 +248,26 @@ def test_verify_sets_the_measured_result_on_the_verified_findings(monkeypatch):
     monkeypatch.setattr(verify, "verify_finding", lambda *a, **k: measured)
     cmd._verify(None, rec, steps=None)
     assert rec.findings == (dataclasses.replace(fixable, verified=measured), other)
+
+
+def test_steps_window_counts_steady_steps_of_a_dataloader_loop(tmp_path):
+    # Warm-up ends at a DataLoader's third fetch, inside step 2: the window must count the
+    # steps the record counts as steady (those begun after warm-up), not one more.
+    script = write(tmp_path, "loader_forever.py", """
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        data = TensorDataset(torch.randn(4096, 8), torch.randn(4096, 1))
+        model = torch.nn.Linear(8, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        while True:
+            for x, y in DataLoader(data, batch_size=16):
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+    """)
+    out = tmp_path / "r.json"
+    assert main(["profile", "--quiet", "--steps", "4", "--json", str(out), "--",
+                 sys.executable, str(script)]) == 0
+    record = json.loads(out.read_text())
+    assert record["profile"]["stopped"] == "steps"
+    assert record["profile"]["steady_steps"] == 4

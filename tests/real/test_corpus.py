@@ -182,14 +182,6 @@ def test_steps_are_the_scripts_own_count(run):
 
 @pytest.mark.parametrize("run", [n for n, s in SCRIPTS.items() if s["window_steps"]],
                          indirect=True)
-@pytest.mark.xfail(strict=True, reason=(
-    "probe bug: `perfpilot profile --steps N` ends the window after N-1 steady steps "
-    "(help: 'Profile N steady steps (after 2 warm-up steps)'). imagenet --steps 4: the "
-    "record says steady_steps 3, steps 5 (2 warm-up + 3), or with a torch.profiler "
-    "window steps 8 (2 + 3 steady + 3 excluded). The counter that ends the window "
-    "(probes/bootstrap.py _on_boundary, steady_count) starts one step before the "
-    "record's steady steps do; likely StepTracker._warmup_check ending warm-up on the "
-    "fetch/forward count (> 2) inside step 2, before step 2's optimizer boundary."))
 def test_steps_window_holds_n_steady_steps(run):
     prof = run.record["profile"]
     assert prof["steady_steps"] == run.spec["window_steps"]

@@ -197,7 +197,9 @@ class Session:
             return  # the common case, on every boundary: keep it cheap
         if self.tracker.warmup_end is None or self._window_over:
             return
-        if not self.tracker.profiling:  # steps in the profiler window are not steady steps
+        # Count what the record will count as steady: a step that began after warm-up
+        # ended, outside the profiler window (--steps N means N such steps).
+        if not self.tracker.profiling and self.tracker.closed_step_steady(kind):
             self.steady_count[kind] = self.steady_count.get(kind, 0) + 1
         n = self.tracker.boundaries()
         best = ("optimizer" if self.hooks.optimizers else "backward" if n["backward"] else

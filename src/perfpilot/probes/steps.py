@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from perfpilot.probes.step_series import StepSeries
+from perfpilot.probes.step_series import MAX_STEPS_KEPT, StepSeries
 
 LABELS: tuple[str, ...] = ("data", "h2d", "forward", "backward", "optimizer", "io", "other")
 STEP_KINDS: tuple[str, ...] = ("optimizer", "backward", "data", "forward")
@@ -208,6 +208,20 @@ class StepTracker:
                 self._warmup_check(now)
         else:
             self._warmup_check(now)
+
+    def closed_step_steady(self, kind: str) -> bool:
+        """Whether the step of ``kind`` that just closed is one the record counts as steady:
+        it started at or after the end of warm-up and is not in the profiler window (warm-up
+        can end inside a step: a DataLoader's third fetch comes mid-step)."""
+        series = self._steps.get(kind)
+        if series is None or self.warmup_end is None:
+            return False
+        if not series.steps:
+            return False
+        if len(series.steps) >= MAX_STEPS_KEPT:
+            return True  # past what is kept every step is long after warm-up
+        last = series.steps[-1]
+        return last["start"] >= self.warmup_end - 1e-9 and not last["excluded"]
 
     def _warmup_check(self, now: float) -> None:
         if self.warmup_end is None and (self._n["opt"] >= WARMUP_BOUNDARIES
