@@ -14,9 +14,11 @@ from perfpilot.record import amdahl
 
 
 def cpu(user: float = 1.0, system: float = 2.0, faults: int = 500_000, span: float = 4.05,
-        allocator: str = "glibc", **kw: Any) -> dict[str, Any]:
+        allocator: str = "glibc", env: dict[str, str] | None = None, **kw: Any
+        ) -> dict[str, Any]:
     return {"span_s": span, "window": "steady", "user_s": user, "system_s": system,
-            "minor_faults": faults, "usable_cores": 2, "allocator": allocator, **kw}
+            "minor_faults": faults, "usable_cores": 2, "allocator": allocator,
+            "allocator_env": env or {}, **kw}
 
 
 def test_allocator_churn_on_glibc_offers_the_malloc_environment():
@@ -32,9 +34,10 @@ def test_allocator_churn_on_glibc_offers_the_malloc_environment():
     assert f.measured_value("system_share") == pytest.approx(2 / 3, abs=1e-3)
 
 
-@pytest.mark.parametrize("allocator", ["jemalloc", "glibc MALLOC_MMAP_MAX_=0", ""])
-def test_no_setting_is_offered_where_it_would_not_apply(allocator: str):
-    (f,) = system_time(facts_of(changed(record(), cpu=cpu(allocator=allocator))))
+@pytest.mark.parametrize(("allocator", "env"), [("jemalloc", {}),
+                                                ("glibc", {"MALLOC_MMAP_MAX_": "0"}), ("", {})])
+def test_no_setting_is_offered_where_it_would_not_apply(allocator: str, env: dict):
+    (f,) = system_time(facts_of(changed(record(), cpu=cpu(allocator=allocator, env=env))))
     assert f.plan_change is None and f.confidence == "low"
     assert "preallocated buffers" in f.fix
 

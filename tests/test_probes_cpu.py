@@ -87,3 +87,22 @@ def test_the_window_ends_at_the_last_step_not_after_the_scripts_tail():
     cpu = CpuUse.from_dict(p.section(cores=2, until=4.5))
     assert cpu.span_s == pytest.approx(2.0) and cpu.system_s == 0.0
     assert CpuUse.from_dict(p.section(cores=2)).span_s == pytest.approx(7.0)  # no bound
+
+
+def test_the_allocator_is_named_with_its_settings(monkeypatch):
+    import platform
+
+    from perfpilot.probes import cpu as cpu_mod
+
+    cpu_mod._allocator.cache_clear()
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    try:
+        assert cpu_mod.allocator() == {"allocator": "jemalloc",
+                                       "allocator_env": {"MALLOC_ARENA_MAX": "2"}}
+        monkeypatch.delenv("LD_PRELOAD")
+        cpu_mod._allocator.cache_clear()
+        glibc = platform.libc_ver()[0] == "glibc"
+        assert cpu_mod.allocator()["allocator"] == ("glibc" if glibc else "")
+    finally:
+        cpu_mod._allocator.cache_clear()

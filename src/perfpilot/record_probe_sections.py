@@ -355,7 +355,8 @@ class CpuUse(Section):
     seconds; ``children_s``: its child processes' (DataLoader workers);
     ``other_processes_s``: every other process's on the machine; page faults of the
     process; the 1-minute load average at both ends; ``allocator``: the process's
-    ``malloc`` and its settings from the environment (:func:`perfpilot.probes.cpu.allocator`).
+    ``malloc`` (``glibc``, ``jemalloc``..., ``""`` unknown) and ``allocator_env`` its
+    settings from the environment (:func:`perfpilot.probes.cpu.allocator`).
     Empty (``span_s`` 0) when not measured; ``error`` says why a reading failed."""
 
     span_s: float = 0.0
@@ -370,6 +371,7 @@ class CpuUse(Section):
     load_1m_end: float | None = None
     usable_cores: int | None = None
     allocator: str = ""
+    allocator_env: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
     @property

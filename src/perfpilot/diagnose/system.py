@@ -71,8 +71,8 @@ def system_time(f: Facts) -> list[Finding]:
                      "Look for per-step file, socket or pipe I/O and busy thread pools in "
                      "the step (perfpilot profile's hot lines show where the step waits).",
                      share, SYSTEM_FACTOR, confidence="low", measured=measured)]
-    glibc = cpu.allocator.split(" ")[0] == "glibc"
-    already = "MALLOC_MMAP_MAX_=0" in cpu.allocator
+    glibc = cpu.allocator == "glibc"
+    already = cpu.allocator_env.get("MALLOC_MMAP_MAX_") == "0"
     evidence = (numbers + ": the allocator hands large tensors back to the kernel and "
                 "faults fresh zeroed pages in again every step.")
     if glibc and not already:
@@ -83,7 +83,7 @@ def system_time(f: Facts) -> list[Finding]:
         return [make("system-time", "Allocator churn: every step page-faults its memory in "
                      "again", evidence, fix, share, SYSTEM_FACTOR, confidence="medium",
                      plan_change={"env": dict(MALLOC_ENV)}, measured=measured)]
-    what = cpu.allocator.split(" ")[0] or "this C library's malloc"
+    what = cpu.allocator or "this C library's malloc"
     fix = (f"Reuse preallocated buffers for the largest tensors (the allocator, {what}, "
            "already has its settings or takes none perfpilot knows).")
     return [make("system-time", "Allocator churn: every step page-faults its memory in again",

@@ -24,6 +24,7 @@ sample of the steady window.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -116,7 +117,7 @@ class CpuProbe:
                    system_s=system, children_s=children, other_processes_s=others,
                    minor_faults=int(d("minor_faults")), major_faults=int(d("major_faults")),
                    load_1m_start=a.get("load_1m"), load_1m_end=b.get("load_1m"),
-                   usable_cores=cores, allocator=allocator())
+                   usable_cores=cores, **allocator())
         return out
 
 
@@ -125,16 +126,20 @@ ALLOCATOR_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRE
 PRELOADED = ("jemalloc", "tcmalloc", "mimalloc")
 
 
-def allocator() -> str:
-    """Which ``malloc`` the process runs on: ``glibc`` (the settings that apply:
-    ``MALLOC_*`` environment variables), a preloaded allocator by name, or ``""`` when not
-    known (another C library). The allocator's settings already in the environment follow
-    after a space (``glibc MALLOC_MMAP_MAX_=0``)."""
+@functools.lru_cache(maxsize=1)
+def _allocator() -> tuple[str, tuple[tuple[str, str], ...]]:
     import platform
 
     pre = os.environ.get("LD_PRELOAD", "")
     name = next((a for a in PRELOADED if a in pre), None)
-    if name is None:
+    if name is None:  # libc_ver reads the interpreter's binary: once per process
         name = "glibc" if platform.libc_ver()[0] == "glibc" else ""
-    set_ = [f"{k}={os.environ[k]}" for k in ALLOCATOR_ENV if k in os.environ]
-    return " ".join([name, *set_]).strip()
+    return name, tuple((k, os.environ[k]) for k in ALLOCATOR_ENV if k in os.environ)
+
+
+def allocator() -> dict[str, Any]:
+    """Which ``malloc`` the process runs on (``allocator``: ``glibc``, a preloaded
+    allocator by name, or ``""`` for another C library) and its settings already in the
+    environment (``allocator_env``); fixed for the process's life, so read once."""
+    name, env = _allocator()
+    return {"allocator": name, "allocator_env": dict(env)}
