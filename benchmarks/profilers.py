@@ -52,7 +52,6 @@ Prints a markdown table and writes ``benchmarks/results/profilers.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -336,9 +335,9 @@ def main() -> None:
                "elapsed_s": elapsed, "finished_at": time.time()}
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(out)
+    from perfpilot.jsonio import write_json_atomic  # the project's one atomic writer
+
+    write_json_atomic(out, payload)
     print(f"\n{elapsed / 60:.1f} min; load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}; "
           f"wrote {out}")
 

@@ -153,4 +153,4 @@ def adopt_child(raw: dict[str, Any]) -> dict[str, Any]:
                 "steps": {str(c["pid"]): _steps(c) for c in children}}
     keep = {k: raw.get(k) for k in ("argv", "cwd", "exit_code", "stopped", "error",
                                     "config", "mode")}
-    return {**best, **keep, "followed": followed, "parent_cpu": raw.get("cpu")}
+    return {**best, **keep, "followed": followed}

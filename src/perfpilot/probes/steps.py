@@ -214,9 +214,7 @@ class StepTracker:
         it started at or after the end of warm-up and is not in the profiler window (warm-up
         can end inside a step: a DataLoader's third fetch comes mid-step)."""
         series = self._steps.get(kind)
-        if series is None or self.warmup_end is None:
-            return False
-        if not series.steps:
+        if series is None or self.warmup_end is None or not series.steps:
             return False
         if len(series.steps) >= MAX_STEPS_KEPT:
             return True  # past what is kept every step is long after warm-up
