@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "perfpilot.plan": 1, "perfpilot.record": 1, "perfpilot.record_sections": 1,
     "perfpilot.record_probe_sections": 1, "perfpilot.trial": 1, "perfpilot.tune_record": 1,
     "perfpilot.progress": 1, "perfpilot.script_plan": 1,
+    "perfpilot.script_tune_record": 1,
     "perfpilot.script_patch": 2,
     "perfpilot.host": 2, "perfpilot.devices": 2, "perfpilot.measure": 2,
     "perfpilot.workload": 2, "perfpilot.workloads": 2, "perfpilot.apply_plan": 2,
