@@ -43,10 +43,11 @@ def register(app: typer.Typer) -> None:
 
 
 def tune_command(
-    workload: str = typer.Argument(
-        ..., metavar="WORKLOAD",
+    what: list[str] = typer.Argument(
+        None, metavar="WORKLOAD | -- python train.py ARGS...",
         help="Workload: path/to/file.py:factory, package.module:factory or a built-in name "
-             "(digits, charlm, augmented)."),
+             "(digits, charlm, augmented); or, after --, the command that runs your own "
+             "unmodified script (see docs/tune-scripts.md)."),
     only: str | None = typer.Option(
         None, "--only", metavar="STAGES",
         help="Comma-separated stages to run, e.g. hardware,loader (default: all, in order: "
@@ -76,8 +77,20 @@ def tune_command(
              "must pay for itself within it. Default: the baseline's measured time to the "
              "target, else each stage's default (stated in the report)."),
 ) -> None:
-    """Tune WORKLOAD by measurement and write DIR/plan.json with the evidence (report.html)."""
+    """Tune WORKLOAD (or a script) by measurement; write DIR/plan.json with the evidence."""
     entered = time.monotonic()  # the budget is the command's wall time
+    words = list(what or [])
+    if _is_script(words):
+        from perfpilot.commands.tune_script import tune_script_command
+
+        tune_script_command(words, only=only, budget=budget, out=out, resume=resume,
+                            executor=executor, target=target, horizon=horizon,
+                            entered=entered)
+        return
+    if len(words) != 1:
+        raise UserError("give one WORKLOAD, or your script after --: "
+                        "perfpilot tune -- python train.py ARGS")
+    workload = words[0]
     from rich.console import Console
 
     from perfpilot.render.progress import command_progress
@@ -105,6 +118,15 @@ def tune_command(
                        reserve_s=REPORT_RESERVE_S)
         rec = write_tune_report(rec, out)
     print_summary(rec, out, Console(), wrote_plan=True)
+
+
+def _is_script(words: list[str]) -> bool:
+    """A script command line (``python train.py``, ``train.py``), not a workload spec."""
+    if not words:
+        return False
+    first = Path(words[0]).name
+    return (first.startswith("python") and not first.endswith(".py")) or \
+        (words[0].endswith(".py") and ":" not in words[0])
 
 
 # ---------------------------------------------------------------- the budget

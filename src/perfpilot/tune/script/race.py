@@ -1,0 +1,195 @@
+"""The race: the baseline and the candidates run in interleaved rounds, decided by intervals.
+
+Each round runs every arm still in the race once, in an order rotated from round to
+round (drift and "who ran after whom" hit every arm alike). A candidate's speedup is
+the median over rounds of ``baseline s/sample ÷ candidate s/sample`` from runs of the
+same round, with a 95% interval (:func:`perfpilot.measure.compare_samples`, which needs
+:data:`~perfpilot.measure.MIN_ROUNDS` rounds).
+
+* A run that fails rejects its candidate at once, with the reason.
+* Parity is judged on the candidate's first run against the baseline's of the same round
+  (:mod:`perfpilot.tune.script.parity`); a candidate whose losses differ is rejected.
+* After :data:`SCREEN_ROUNDS` rounds a candidate whose median is below
+  :data:`SCREEN_DROP` leaves the race (``slower``): confirming a loss costs rounds the
+  promising ones need.
+* From :data:`MIN_ROUNDS` rounds on, a candidate leaves when its interval decides
+  (``faster`` -> ``kept``, ``slower``), or at :data:`MAX_ROUNDS` (``same``).
+
+Every run is a trial of the study (stage ``script``, key: arm, changes, round, window),
+so a resumed tuning recalls the runs it has and makes the same decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from perfpilot.measure import MIN_ROUNDS, compare_samples
+from perfpilot.script_plan import changes_math, describe
+from perfpilot.script_tune_record import Candidate
+from perfpilot.tune.script.parity import judge_runs
+
+if TYPE_CHECKING:
+    from perfpilot.trial import Outcome, Trial, TrialRunner
+
+STAGE = "script"
+SCREEN_ROUNDS = 3
+SCREEN_DROP = 0.95
+MAX_ROUNDS = 9
+BASELINE = "baseline"
+
+
+class Race:
+    """Runs rounds through ``trials`` (the study); ``run(changes) -> Outcome`` is one run."""
+
+    def __init__(self, trials: TrialRunner, run: Callable[[dict[str, Any]], Outcome], *,
+                 window: int, progress: Callable[[str], None] = lambda m: None) -> None:
+        self.trials, self.run_fn, self.window = trials, run, window
+        self.progress = progress
+        self.runs: dict[str, dict[int, Trial]] = {BASELINE: {}}
+        self.changes: dict[str, dict[str, Any]] = {BASELINE: {}}
+        self.walls: list[float] = []  # seconds each measured run took (for the budget)
+
+    # ------------------------------------------------------------ running
+
+    def add(self, name: str, changes: dict[str, Any]) -> None:
+        self.runs.setdefault(name, {})
+        self.changes[name] = dict(changes)
+
+    def run_once(self, name: str, rnd: int) -> Trial:
+        changes = self.changes[name]
+        key = {"arm": name, "changes": changes, "round": rnd, "window": self.window}
+        trial = self.trials.run(STAGE, key, lambda: self.run_fn(changes))
+        self.runs[name][rnd] = trial
+        if trial.finished_at > trial.started_at > 0:
+            self.walls.append(trial.finished_at - trial.started_at)
+        return trial
+
+    def round(self, rnd: int, names: list[str]) -> None:
+        """Run the baseline and ``names`` once each, in an order rotated by ``rnd``."""
+        arms = [BASELINE, *names]
+        k = rnd % len(arms)
+        for name in arms[k:] + arms[:k]:
+            self.progress(f"round {rnd + 1}: {name}")
+            self.run_once(name, rnd)
+
+    def run_cost_s(self, default: float) -> float:
+        """Median wall seconds of one run so far (``default`` before any)."""
+        return statistics.median(self.walls) if self.walls else default
+
+    # ------------------------------------------------------------ reading
+
+    def value(self, name: str, rnd: int) -> float | None:
+        t = self.runs.get(name, {}).get(rnd)
+        if t is None or t.state != "complete":
+            return None
+        v = t.measurements.get("seconds_per_sample")
+        return float(v) if isinstance(v, (int, float)) and v > 0 else None
+
+    def paired(self, name: str) -> tuple[list[float], list[float]]:
+        """Baseline and candidate s/sample from the rounds where both completed."""
+        a, b = [], []
+        for rnd in sorted(self.runs.get(name, {})):
+            va, vb = self.value(BASELINE, rnd), self.value(name, rnd)
+            if va is not None and vb is not None:
+                a.append(va)
+                b.append(vb)
+        return a, b
+
+    def failure(self, name: str) -> str | None:
+        for rnd in sorted(self.runs.get(name, {})):
+            t = self.runs[name][rnd]
+            if t.state != "complete":
+                return f"round {rnd + 1}: {t.reason or t.state}"
+        return None
+
+    def startup(self, name: str) -> float | None:
+        vals = [t.measurements.get("startup_s") for t in self.runs.get(name, {}).values()
+                if t.state == "complete"]
+        vals = [float(v) for v in vals if isinstance(v, (int, float))]
+        return statistics.median(vals) if vals else None
+
+    def losses(self, name: str) -> list[list[float]]:
+        for rnd in sorted(self.runs.get(name, {})):
+            t = self.runs[name][rnd]
+            if t.state == "complete" and t.measurements.get("losses"):
+                return [list(r) for r in t.measurements["losses"]]
+        return []
+
+    # ------------------------------------------------------------ deciding
+
+    def judge(self, cand: Candidate) -> Candidate:
+        """The candidate's fate from its runs so far (``pending``: keep racing)."""
+        name = cand.name
+        fields: dict[str, Any] = {"seconds_per_sample": tuple(
+            v for r in sorted(self.runs.get(name, {}))
+            if (v := self.value(name, r)) is not None),
+            "startup_s": self.startup(name)}
+        fail = self.failure(name)
+        refused = self._refused(name)
+        if fail is not None:
+            return dataclasses.replace(cand, fate="rejected", reason=fail, refused=refused,
+                                       **fields)
+        parity = self._parity(name)
+        if parity is not None:
+            fields["parity"] = parity
+            if not parity.ok:
+                return dataclasses.replace(cand, fate="rejected", reason=parity.rule, **fields)
+        a, b = self.paired(name)
+        n = len(a)
+        fields["rounds"] = n
+        if n == 0:
+            return dataclasses.replace(cand, **fields)
+        med = statistics.median(x / y for x, y in zip(a, b, strict=True))
+        fields["ratio"] = med
+        if n < MIN_ROUNDS:
+            if n >= SCREEN_ROUNDS and med < SCREEN_DROP:
+                return dataclasses.replace(
+                    cand, fate="slower", reason=f"dropped after {n} rounds: median "
+                    f"{med:.2f}x (below {SCREEN_DROP:g}x; not worth confirming)", **fields)
+            return dataclasses.replace(cand, **fields)
+        c = compare_samples(a, b, paired=True)
+        fields.update(ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high)
+        if c.verdict == "faster":
+            return dataclasses.replace(cand, fate="kept", reason=f"faster: {c.describe()}",
+                                       **fields)
+        if c.verdict == "slower":
+            return dataclasses.replace(cand, fate="slower", reason=c.describe(), **fields)
+        if n >= MAX_ROUNDS:
+            return dataclasses.replace(cand, fate="same", reason=f"not proven faster in {n} "
+                                       f"rounds: {c.describe()}", **fields)
+        return dataclasses.replace(cand, **fields)
+
+    def _parity(self, name: str) -> Any:
+        for rnd in sorted(self.runs.get(name, {})):
+            base, cand = self.runs[BASELINE].get(rnd), self.runs[name][rnd]
+            if base is None or base.state != "complete" or cand.state != "complete":
+                continue
+            return judge_runs(base.measurements.get("losses") or [],
+                              cand.measurements.get("losses") or [],
+                              math=changes_math(self.changes[name]),
+                              noise=self.baseline_noise())
+        return None
+
+    def baseline_noise(self) -> float:
+        """How far two baseline runs' losses (same seed) differ: the script's own
+        nondeterminism, a floor under every parity tolerance."""
+        from perfpilot.tune.script.parity import window_diff
+
+        rows = [t.measurements.get("losses") or [] for _, t in sorted(self.runs[BASELINE].items())
+                if t.state == "complete"]
+        diffs = [window_diff(rows[0], r) for r in rows[1:3]]
+        diffs = [d for d in diffs if d is not None]
+        return max(diffs) if diffs else 0.0
+
+    def _refused(self, name: str) -> dict[str, str]:
+        for t in self.runs.get(name, {}).values():
+            if t.measurements.get("refused"):
+                return dict(t.measurements["refused"])
+        return {}
+
+
+def label(changes: dict[str, Any]) -> str:
+    return describe(changes)
