@@ -183,7 +183,11 @@ def test_loss_plot_draws_baseline_tuned_and_parity_rejections_only() -> None:
     assert ">workers-2<" not in losses_section.split("<table")[0]
 
 
-@pytest.mark.parametrize("make", [no_gain, interrupted, failed])
+def running() -> ScriptTuneRecord:
+    return interrupted().replace(status="running")
+
+
+@pytest.mark.parametrize("make", [no_gain, interrupted, failed, running])
 def test_html_of_every_other_shape(make: object) -> None:
     rec = make()  # type: ignore[operator]
     page = script_report_page(rec, OUT)
@@ -196,13 +200,15 @@ def test_html_of_every_other_shape(make: object) -> None:
         assert "No candidate" in page and "No losses recorded" in page
     elif rec.status == "interrupted":
         assert "This tuning was interrupted" in page and "1 pending" in page
+    elif rec.status == "running":
+        assert "This tuning did not finish" in page and "killed, or still running" in page
     else:
         assert "no change proven faster" in page and "No change: the script is kept" in page
 
 
 def test_unmeasured_values_render_as_none_and_as_nan_strings(tmp_path: Path) -> None:
     nan = float("nan")
-    c = Candidate(name="odd", changes={"num_workers": 1}, source="search", fate="same",
+    c = Candidate(name="odd[bold]<b>", changes={"num_workers": 1}, source="search", fate="same",
                   reason="no figures", ratio=nan, ci_low=None, ci_high=nan, rounds=2,
                   seconds_per_sample=(nan, 0.01), startup_s=None,
                   parity=Parity(ok=False, baseline_loss=None, candidate_loss=nan))
@@ -215,10 +221,11 @@ def test_unmeasured_values_render_as_none_and_as_nan_strings(tmp_path: Path) -> 
     rec.save(tmp_path / "record.json")  # NaN becomes "nan" strings on disk
     for r in (rec, ScriptTuneRecord.load(tmp_path / "record.json")):
         page = script_report_page(r, OUT)
-        assert "This section could not be rendered" not in page and "odd" in page
+        assert "This section could not be rendered" not in page
+        assert "odd[bold]&lt;b&gt;" in page and "<b>" not in page
         assert "no change proven faster" in page
         text = render_console(r)
-        assert "odd: same: no figures" in text and "load average" not in text
+        assert "odd[bold]<b>: same: no figures" in text and "load average" not in text
 
 
 def test_plots_missing_matplotlib_leave_a_line(monkeypatch: pytest.MonkeyPatch) -> None:
