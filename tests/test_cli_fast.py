@@ -65,6 +65,7 @@ def test_help_of_every_command_imports_no_torch() -> None:
 def plans(tmp_path: Path) -> Path:
     (tmp_path / "misspelt.json").write_text(json.dumps({"batch_sise": 64}))
     (tmp_path / "bad-value.json").write_text(json.dumps({"batch_size": 0}))
+    (tmp_path / "train.py").write_text("print('never run')\n")
     return tmp_path
 
 
@@ -89,6 +90,17 @@ MISTAKES: dict[str, tuple[list[str], list[str]]] = {
                              ["--duration: '3x' is not a duration"]),
     "profile-misspelt-plan-key": (["profile", "digits", "--plan", "misspelt.json"],
                                   ["misspelt.json", "'batch_sise'"]),
+    "tune-script-target": (["tune", "--target", "0.9", "--", "python", "train.py"],
+                           ["--target applies to a WORKLOAD"]),
+    "tune-script-executor": (["tune", "--executor", "ray", "--", "python", "train.py"],
+                             ["--executor ray", "separate processes"]),
+    "tune-script-bad-stage": (["tune", "--only", "lodaer", "--", "python", "train.py"],
+                              ["--only: unknown stage 'lodaer'"]),
+    "tune-script-missing": (["tune", "--", "python", "nosuch.py"],
+                            ["script not found: nosuch.py"]),
+    "tune-script-resume-nothing": (["tune", "--resume", "--out", "empty", "--", "python",
+                                    "train.py"], ["--resume: no tuning to continue in empty"]),
+    "tune-two-workloads": (["tune", "digits", "charlm"], ["give one WORKLOAD"]),
     "devices-check-misspelt-plan": (["devices", "--check", "misspelt.json"],
                                     ["misspelt.json", "'batch_sise'"]),
 }

@@ -91,8 +91,12 @@ def outcome_of(record: RunRecord, exit_code: int, spec: ArmSpec) -> Outcome:
 
 
 def loss_rows(record: RunRecord) -> list[list[float]]:
-    """``[step, loss]`` of the run's training steps (the runner's ``loss_history``)."""
-    rows = [[float(r[0]), float(r[2])] for r in (record.loss_history or []) if len(r) >= 3]
+    """``[step, loss, t_s, samples]`` of the run's training steps, from the runner's
+    ``loss_history`` rows ``[step, t_s, loss, samples]`` (``t_s``: seconds since the
+    first training step started)."""
+    rows = [[float(r[0]), float(r[2]), round(float(r[1]), 5),
+             float(r[3]) if len(r) > 3 else 0.0]
+            for r in (record.loss_history or []) if len(r) >= 3]
     return rows[:MAX_LOSS_POINTS]
 
 

@@ -13,7 +13,8 @@ same round, with a 95% interval (:func:`perfpilot.measure.compare_samples`, whic
   :data:`SCREEN_DROP` leaves the race (``slower``): confirming a loss costs rounds the
   promising ones need.
 * From :data:`MIN_ROUNDS` rounds on, a candidate leaves when its interval decides
-  (``faster`` -> ``kept``, ``slower``), or at :data:`MAX_ROUNDS` (``same``).
+  (above ``1 + MIN_EFFECT``: ``kept``; below: ``slower``; inside ``±MIN_EFFECT``:
+  ``same``), or at :data:`MAX_ROUNDS` (``same``).
 
 Every run is a trial of the study (stage ``script``, key: arm, changes, round, window),
 so a resumed tuning recalls the runs it has and makes the same decisions.
@@ -38,6 +39,9 @@ STAGE = "script"
 SCREEN_ROUNDS = 3
 SCREEN_DROP = 0.95
 MAX_ROUNDS = 9
+# Kept only when the whole interval is above 1 + this; "same" once it lies within ±this
+# (run-to-run noise of a shared machine makes smaller gains unprovable in a few rounds).
+MIN_EFFECT = 0.03
 BASELINE = "baseline"
 
 
@@ -51,12 +55,18 @@ class Race:
         self.runs: dict[str, dict[int, Trial]] = {BASELINE: {}}
         self.changes: dict[str, dict[str, Any]] = {BASELINE: {}}
         self.walls: list[float] = []  # seconds each measured run took (for the budget)
+        self.ttl: dict[str, float] = {}  # arms judged by time to loss -> batch ratio
 
     # ------------------------------------------------------------ running
 
-    def add(self, name: str, changes: dict[str, Any]) -> None:
+    def add(self, name: str, changes: dict[str, Any], *, batch_ratio: float | None = None
+            ) -> None:
+        """A candidate; ``batch_ratio`` (its batch over the baseline's) makes it judged by
+        time to the baseline's loss (:mod:`perfpilot.tune.script.ttl`), not by speed."""
         self.runs.setdefault(name, {})
         self.changes[name] = dict(changes)
+        if batch_ratio is not None:
+            self.ttl[name] = float(batch_ratio)
 
     def run_once(self, name: str, rnd: int) -> Trial:
         changes = self.changes[name]
@@ -89,20 +99,46 @@ class Race:
         return float(v) if isinstance(v, (int, float)) and v > 0 else None
 
     def paired(self, name: str) -> tuple[list[float], list[float]]:
-        """Baseline and candidate s/sample from the rounds where both completed."""
+        """Baseline and candidate costs from the rounds where both completed: seconds per
+        sample, or for a time-to-loss arm seconds to the baseline's loss."""
         a, b = [], []
         for rnd in sorted(self.runs.get(name, {})):
-            va, vb = self.value(BASELINE, rnd), self.value(name, rnd)
-            if va is not None and vb is not None:
-                a.append(va)
-                b.append(vb)
+            pair = self._ttl_pair(name, rnd) if name in self.ttl else \
+                (self.value(BASELINE, rnd), self.value(name, rnd))
+            if pair is not None and pair[0] is not None and pair[1] is not None:
+                a.append(pair[0])
+                b.append(pair[1])
         return a, b
+
+    def _rows(self, name: str, rnd: int) -> list[Any]:
+        t = self.runs.get(name, {}).get(rnd)
+        return list(t.measurements.get("losses") or []) if t and t.state == "complete" else []
+
+    def _ttl_pair(self, name: str, rnd: int) -> tuple[float, float | None] | None:
+        """(baseline, candidate) seconds to the baseline's loss level in round ``rnd``;
+        the candidate's is None when it never got there."""
+        from perfpilot.tune.script.ttl import candidate_span, target_level, time_to
+
+        base, cand = self._rows(BASELINE, rnd), self._rows(name, rnd)
+        goal = target_level(base) if base and cand else None
+        if goal is None:
+            return None
+        level, tb, span = goal
+        return tb, time_to(cand, level, candidate_span(span, self.ttl[name]))
 
     def failure(self, name: str) -> str | None:
         for rnd in sorted(self.runs.get(name, {})):
             t = self.runs[name][rnd]
             if t.state != "complete":
                 return f"round {rnd + 1}: {t.reason or t.state}"
+            if name in self.ttl:
+                pair = self._ttl_pair(name, rnd)
+                if pair is None and self.runs[BASELINE].get(rnd) is not None:
+                    return (f"round {rnd + 1}: no timed training losses to compare (the "
+                            "script's loss is not a scalar passed to backward)")
+                if pair is not None and pair[1] is None:
+                    return (f"round {rnd + 1}: did not reach the baseline's training loss "
+                            f"within its {self.window} steps")
         return None
 
     def startup(self, name: str) -> float | None:
@@ -132,7 +168,7 @@ class Race:
         if fail is not None:
             return dataclasses.replace(cand, fate="rejected", reason=fail, refused=refused,
                                        **fields)
-        parity = self._parity(name)
+        parity = self._parity(name) if name not in self.ttl else None
         if parity is not None:
             fields["parity"] = parity
             if not parity.ok:
@@ -150,16 +186,23 @@ class Race:
                     cand, fate="slower", reason=f"dropped after {n} rounds: median "
                     f"{med:.2f}x (below {SCREEN_DROP:g}x; not worth confirming)", **fields)
             return dataclasses.replace(cand, **fields)
-        c = compare_samples(a, b, paired=True)
+        c = compare_samples(a, b, paired=True, min_effect=MIN_EFFECT)
         fields.update(ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high)
+        what = " sooner to the baseline's training loss" if name in self.ttl else ""
+        figures = (f"{c.ratio:.2f}x{what} (95% CI {c.ci_low:.2f}-{c.ci_high:.2f}, "
+                   f"{n} rounds)")
         if c.verdict == "faster":
-            return dataclasses.replace(cand, fate="kept", reason=f"faster: {c.describe()}",
+            return dataclasses.replace(cand, fate="kept", reason=f"faster: {figures}",
                                        **fields)
         if c.verdict == "slower":
-            return dataclasses.replace(cand, fate="slower", reason=c.describe(), **fields)
+            return dataclasses.replace(cand, fate="slower", reason=f"slower: {figures}",
+                                       **fields)
+        if c.equivalent:
+            return dataclasses.replace(cand, fate="same", reason=f"no difference beyond "
+                                       f"±{MIN_EFFECT:.0%}: {figures}", **fields)
         if n >= MAX_ROUNDS:
-            return dataclasses.replace(cand, fate="same", reason=f"not proven faster in {n} "
-                                       f"rounds: {c.describe()}", **fields)
+            return dataclasses.replace(cand, fate="same", reason=f"not proven faster: "
+                                       f"{figures}", **fields)
         return dataclasses.replace(cand, **fields)
 
     def _parity(self, name: str) -> Any:

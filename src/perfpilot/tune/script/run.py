@@ -36,7 +36,13 @@ from perfpilot.progress import NullProgress, Progress
 from perfpilot.script_tune_record import Baseline, Candidate, Result, ScriptTuneRecord
 from perfpilot.tune.script.arms import ArmSpec, run_arm
 from perfpilot.tune.script.race import BASELINE, MAX_ROUNDS, Race
-from perfpilot.tune.script.space import ScriptFacts, candidates, combine, window_steps
+from perfpilot.tune.script.space import (
+    ScriptFacts,
+    batch_ratio,
+    candidates,
+    combine,
+    window_steps,
+)
 
 if TYPE_CHECKING:
     from perfpilot.probes.launch import Target
@@ -199,9 +205,11 @@ class _Job:
                               loader_sites=_sites(record), threads=facts.threads,
                               usable_cores=facts.cores, device=facts.device),
             candidates=tuple(planned))
+        self.facts = facts
         for c in planned:
             if c.fate == "pending":
-                self.race.add(c.name, c.changes)
+                self.race.add(c.name, c.changes,
+                              batch_ratio=batch_ratio(c.changes, facts.batch_size))
         self.save()
         self.progress.phase("race", self.left())
 
@@ -277,7 +285,7 @@ class _Job:
         race = self.race
         assert race is not None
         comb = Candidate(COMBINED, merged, "combined winners")
-        race.add(COMBINED, merged)
+        race.add(COMBINED, merged, batch_ratio=batch_ratio(merged, self.facts.batch_size))
         self.progress.message(f"re-measuring the winners together: {comb.name}")
         rnd = self.next_round
         while comb.fate == "pending" and rnd < self.next_round + MAX_ROUNDS:

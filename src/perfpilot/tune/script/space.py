@@ -69,6 +69,7 @@ def candidates(facts: ScriptFacts, findings: list[Finding],
     out += _from_findings(findings)
     out += _workers_threads(facts)
     out += _math(facts, machine, compile_ok)
+    out += _batch(facts)
     return _dedupe(out)
 
 
@@ -152,6 +153,35 @@ def _math(facts: ScriptFacts, machine: Machine | dict[str, Any] | None,
         out.append(Candidate("channels_last=True", {"channels_last": True},
                              "search:memory-format"))
     return out
+
+
+def lr_rule(optimizer: str | None) -> str:
+    """``linear`` for the SGD family, ``sqrt`` for adaptive or unknown optimizers (the
+    batch stage's rule, :mod:`perfpilot.tune.stages.batch.lr`, by class name)."""
+    name = (optimizer or "").lower()
+    return "linear" if name in ("sgd", "lars", "sgdw", "asgd") else "sqrt"
+
+
+def _batch(facts: ScriptFacts) -> list[Candidate]:
+    """Twice the training loader's batch with the learning rate scaled by the rule;
+    judged by time to the baseline's loss, not by speed."""
+    if not facts.batch_size or facts.loader_workers is None:
+        return []
+    if facts.optimizer is None:
+        return [Candidate("batch_size x2", {"batch_size": 2 * facts.batch_size}, "search:batch",
+                          fate="skipped", reason="no optimizer step was seen: the learning "
+                          "rate cannot be scaled with the batch")]
+    rule = lr_rule(facts.optimizer)
+    scale = 2.0 if rule == "linear" else round(math.sqrt(2.0), 4)
+    change = {"batch_size": 2 * facts.batch_size, "lr_scale": scale}
+    return [Candidate(_name(change), change, f"search:batch×lr ({rule} rule for "
+                      f"{facts.optimizer})")]
+
+
+def batch_ratio(changes: dict[str, Any], facts_batch: int | None) -> float | None:
+    """The candidate's batch over the baseline's, when it changes the batch."""
+    b = changes.get("batch_size")
+    return b / facts_batch if b and facts_batch else None
 
 
 def _dedupe(cands: list[Candidate]) -> list[Candidate]:
