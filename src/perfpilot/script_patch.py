@@ -1,28 +1,17 @@
-"""The patch that writes a script plan's changes into the user's files.
+"""The patch that writes a script plan's changes into the user's files (docs/patch.md).
 
 :func:`make_patch` turns a script plan's ``changes`` (:mod:`perfpilot.script_plan`) into a
-unified diff against the user's source, relative to ``root``, so that
-``cd root && git apply train.patch`` (or ``patch -p1 < train.patch``) makes the unmodified
-script do what the plan does. It works on source text with :mod:`ast` (to find what to
-edit) and :mod:`difflib` (to write the diff); nothing here imports torch or runs the script.
-
-What is a clean edit:
-
-* loader knobs (``num_workers``, ``prefetch_factor``, ``persistent_workers``,
-  ``pin_memory``, ``batch_size``): the keyword is set in each ``DataLoader(...)`` call:
-  an existing keyword's value (or the positional argument in that slot) is replaced in
-  place, a missing one is added after the last argument in the call's own layout;
-* ``cpu_threads``, ``interop_threads``: an existing ``torch.set_num_threads(...)`` /
-  ``torch.set_num_interop_threads(...)`` call (module level or in ``main``) gets the new
-  argument, else the call is inserted after the script's leading imports;
-* ``cudnn_benchmark``: the same for ``torch.backends.cudnn.benchmark = ...``.
-
-Everything else is returned in :attr:`ScriptPatch.launcher` with the reason: it is applied
-at run time by ``perfpilot run-script --plan plan.json -- python train.py``. The same holds
-for a loader knob whose DataLoader call cannot be edited safely (outside ``root``, passes
-``**kwargs``, ...). Edits never add comments to the user's code; a file's encoding, BOM and
-line endings are kept, and an edit that would not parse is dropped (its knobs go to the
-launcher). Making the patch twice, or on already patched files, gives an empty diff.
+unified diff relative to ``root``: ``cd root && git apply train.patch`` (or
+``patch -p1 < train.patch``) makes the unmodified script do what the plan does. Clean
+edits: the loader knobs as keywords of each ``DataLoader(...)`` call (a value replaced in
+place, a missing keyword added in the call's own layout), ``torch.set_num_threads`` /
+``set_num_interop_threads`` and ``torch.backends.cudnn.benchmark`` (an existing setting
+replaced, else inserted after the leading imports). Everything else, and a loader knob whose
+call cannot be edited safely, is returned in :attr:`ScriptPatch.launcher` with the reason:
+``perfpilot run-script --plan plan.json`` applies it at run time. Source text only
+(:mod:`ast` finds, :mod:`difflib` writes): no torch, nothing run. No comments are added;
+encoding, BOM and line endings are kept; an edit that would not parse is dropped (its knobs
+go to the launcher); a patch of already patched files is empty.
 """
 
 from __future__ import annotations
@@ -31,6 +20,7 @@ import ast
 import bisect
 import difflib
 import io
+import itertools
 import re
 import subprocess
 import tokenize
@@ -40,17 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from perfpilot.errors import UserError
+from perfpilot.jsonio import write_text_atomic
 from perfpilot.script_plan import LOADER_KNOBS, validate_changes
 
 # Why a knob is never a clean edit (``env`` gets its own text, naming the variables).
 LAUNCHER_REASONS: dict[str, str] = {
-    "lr_scale": "the optimizer's lr may come from anywhere (a literal, args, a config, a "
-                "scheduler): run-script multiplies every optimizer's lr when it is built",
-    "precision": "autocast must wrap the model's forward, which is not a one-line edit",
-    "compile": "torch.compile must wrap the training model's forward, which is not a "
-               "one-line edit",
-    "channels_last": "the model and every 4-D input must be converted where the forward "
-                     "runs, which is not a one-line edit",
+    "lr_scale": "the optimizer's lr may come from anywhere (a literal, args, a config)",
+    "precision": "autocast around the model's forward is not a one-line edit",
+    "compile": "torch.compile around the model's forward is not a one-line edit",
+    "channels_last": "converting the model and its 4-D inputs is not a one-line edit",
     "seed": "never written: the seed only makes tuning trials comparable",
 }
 # Values that change nothing: such a knob needs neither an edit nor the launcher.
@@ -63,8 +51,8 @@ _LOADER_PATHS = frozenset({"torch.utils.data.DataLoader",
 # num_workers, collate_fn, pin_memory, ...); prefetch_factor and persistent_workers are
 # keyword-only.
 _SLOTS = {"batch_size": 1, "num_workers": 5, "pin_memory": 7}
-_DEFAULTS = {"num_workers": 0, "prefetch_factor": None, "persistent_workers": False,
-             "pin_memory": False, "batch_size": 1}
+_DEFAULTS = dict(num_workers=0, prefetch_factor=None, persistent_workers=False,
+                 pin_memory=False, batch_size=1)
 _THREAD_CALLS = {"cpu_threads": "set_num_threads", "interop_threads": "set_num_interop_threads"}
 _CUDNN = "torch.backends.cudnn.benchmark"
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -73,13 +61,8 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class ScriptPatch:
-    """A plan's changes as a diff (see the module docstring).
-
-    ``diff`` applies with ``git apply`` / ``patch -p1`` from ``root`` ('' when nothing is to
-    edit); ``edits`` says what each hunk does, one line per knob and call; ``launcher``
-    maps each knob that run-script must apply instead to the reason; ``files`` are the
-    files the diff touches, relative to ``root``.
-    """
+    """``diff`` applies from ``root`` ('' when nothing is to edit); ``edits``: one line per
+    knob and call edited; ``launcher``: knob -> why run-script applies it instead."""
 
     diff: str = ""
     edits: tuple[str, ...] = ()
@@ -97,8 +80,6 @@ class ScriptPatch:
 
     def save(self, path: str | Path) -> None:
         """Write the diff to ``path`` atomically (UserError on OSError)."""
-        from perfpilot.jsonio import write_text_atomic
-
         write_text_atomic(path, self.diff)
 
 
@@ -114,21 +95,22 @@ class _Source:
         try:
             encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
             self.bom = encoding == "utf-8-sig"
-            self.encoding = "utf-8" if self.bom else encoding
-            text = raw.decode(self.encoding)
+            text = raw.decode("utf-8" if self.bom else encoding)
         except (SyntaxError, UnicodeDecodeError, LookupError) as e:
             raise UserError(f"{path}: cannot decode: {e}") from None
         self.text = text[1:] if self.bom else text  # edits see no BOM; the diff adds it back
-        self.tree = _parse(self.text, path)
+        try:
+            self.tree = ast.parse(self.text, filename=str(path))
+        except SyntaxError as e:
+            raise UserError(f"{path}:{e.lineno}: cannot parse: {e.msg}") from None
+        except ValueError as e:  # null bytes
+            raise UserError(f"{path}: cannot parse: {e}") from None
         self.lines = _LINE.findall(self.text)
-        self.starts = [0]
-        for line in self.lines:
-            self.starts.append(self.starts[-1] + len(line))
+        self.starts = [0, *itertools.accumulate(len(line) for line in self.lines)]
         first = re.search(r"\r\n|\r|\n", self.text)
         self.nl = first.group() if first else "\n"
         self.aliases = _aliases(self.tree)
         self.edits: list[tuple[int, int, str]] = []
-        self.notes: list[str] = []
 
     def off(self, lineno: int, col: int) -> int:
         """Char offset of ``lineno`` (1-based) and ``col`` (UTF-8 bytes, as ast gives it)."""
@@ -142,12 +124,7 @@ class _Source:
                 self.off(node.end_lineno, node.end_col_offset))  # type: ignore[attr-defined]
 
     def seg(self, node: ast.AST) -> str:
-        s, e = self.span(node)
-        return self.text[s:e]
-
-    def line_of(self, offset: int) -> int:
-        """0-based index of the line holding ``offset``."""
-        return bisect.bisect_right(self.starts, offset) - 1
+        return self.text.__getitem__(slice(*self.span(node)))
 
     def after_line(self, lineno: int) -> tuple[int, str]:
         """Offset where a new line after line ``lineno`` goes, and the prefix it needs."""
@@ -159,10 +136,8 @@ class _Source:
     def resolve(self, node: ast.AST) -> str | None:
         """``torch.utils.data.DataLoader`` for ``DL`` after ``from ... import DataLoader as DL``."""
         name = _dotted(node)
-        if name is None:
-            return None
-        head, dot, rest = name.partition(".")
-        return self.aliases.get(head, head) + dot + rest
+        head, dot, rest = (name or "").partition(".")
+        return self.aliases.get(head, head) + dot + rest if name else None
 
     def patched(self) -> str:
         text = self.text
@@ -173,15 +148,6 @@ class _Source:
             s, e, new = self.edits[i]
             text = text[:s] + new + text[e:]
         return text
-
-
-def _parse(text: str, path: Path) -> ast.Module:
-    try:
-        return ast.parse(text, filename=str(path))
-    except SyntaxError as e:
-        raise UserError(f"{path}:{e.lineno}: cannot parse: {e.msg}") from None
-    except ValueError as e:  # null bytes
-        raise UserError(f"{path}: cannot parse: {e}") from None
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -231,11 +197,9 @@ def _main_nodes(tree: ast.Module) -> Iterator[ast.AST]:
     stack: list[ast.AST] = list(tree.body)
     while stack:
         node = stack.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if node.name == "main":
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "main":
                 stack.extend(node.body)
-            continue
-        if isinstance(node, (ast.ClassDef, ast.Lambda)):
             continue
         yield node
         stack.extend(ast.iter_child_nodes(node))
@@ -277,7 +241,7 @@ def _add_keywords(src: _Source, call: ast.Call, items: list[str]) -> None:
     lines = [f"{indent}{item}," for item in items]
     if not comma:
         lines[-1] = lines[-1][:-1]
-    index = src.line_of(anchor)
+    index = bisect.bisect_right(src.starts, anchor) - 1
     rest = src.lines[index][anchor - src.starts[index]:].strip()
     if not rest or rest.startswith("#"):  # the rest of the line is ours to follow
         if not comma:
@@ -290,20 +254,17 @@ def _add_keywords(src: _Source, call: ast.Call, items: list[str]) -> None:
 
 
 def _edit_loader(src: _Source, call: ast.Call, knobs: dict[str, Any],
-                 launcher: dict[str, list[str]], edits: list[str]) -> None:
+                 launcher: dict[str, list[str]], edits: list[tuple[str, str, str]]) -> None:
     """Set each loader knob in one DataLoader call (or say why not in ``launcher``)."""
     where = f"{src.rel}:{call.lineno}: {_dotted(call.func)}(...)"
     kw = {k.arg: k.value for k in call.keywords if k.arg}
     starstar = any(k.arg is None for k in call.keywords)
     star = next((i for i, a in enumerate(call.args) if isinstance(a, ast.Starred)), None)
 
-    def current(knob: str) -> Any:
-        node = kw.get(knob)
-        slot = _SLOTS.get(knob)
-        if node is None and slot is not None and (star is None or star > slot) \
-                and len(call.args) > slot:
-            node = call.args[slot]
-        return node
+    def current(knob: str) -> Any:  # the keyword's value, else the positional in its slot
+        slot = _SLOTS.get(knob, len(call.args))
+        positional = len(call.args) > slot and (star is None or star > slot)
+        return kw.get(knob, call.args[slot] if positional else None)
 
     workers = knobs.get("num_workers", _MISSING)
     if workers is _MISSING:
@@ -330,10 +291,11 @@ def _edit_loader(src: _Source, call: ast.Call, knobs: dict[str, Any],
             launcher.setdefault(knob, []).append(f"{where} {why}")
         elif node is None:
             adds.append(f"{knob}={value!r}")
-            edits.append(f"{where}: {knob} {_DEFAULTS[knob]!r} (default) -> {value!r}")
+            edits.append((src.rel, knob,
+                          f"{where}: {knob} {_DEFAULTS[knob]!r} (default) -> {value!r}"))
         elif not _same(node, value):
             src.edits.append((*src.span(node), repr(value)))
-            edits.append(f"{where}: {knob} {src.seg(node)} -> {value!r}")
+            edits.append((src.rel, knob, f"{where}: {knob} {src.seg(node)} -> {value!r}"))
     if adds:
         _add_keywords(src, call, adds)
 
@@ -342,16 +304,15 @@ def _leading_imports(src: _Source) -> tuple[int, str | None]:
     """The line after which process-wide settings go (the last import of the file's leading
     run of imports, past a docstring), and the name torch is bound to there (or None)."""
     body = src.tree.body
-    after, torch_name, i = 0, None, 0
+    after, torch_name, i = 0 if body else len(src.lines), None, 0
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         after, i = body[0].end_lineno or 0, 1
     for stmt in body[i:]:
         if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
             if after == 0:  # below a shebang or coding line, above decorators
-                first = min([stmt.lineno] + [d.lineno for d in
-                                             getattr(stmt, "decorator_list", [])])
-                after = first - 1
+                after = min([stmt.lineno, *(d.lineno for d in
+                                            getattr(stmt, "decorator_list", []))]) - 1
             break
         after = stmt.end_lineno or stmt.lineno
         for a in stmt.names if isinstance(stmt, ast.Import) else ():
@@ -359,12 +320,11 @@ def _leading_imports(src: _Source) -> tuple[int, str | None]:
                 torch_name = a.asname
             elif not a.asname and a.name.partition(".")[0] == "torch":
                 torch_name = "torch"
-    else:
-        after = max(after, len(src.lines)) if not body else after
     return after, torch_name
 
 
-def _edit_process(src: _Source, knobs: dict[str, Any], edits: list[str]) -> None:
+def _edit_process(src: _Source, knobs: dict[str, Any],
+                  edits: list[tuple[str, str, str]]) -> None:
     """Thread counts and cudnn.benchmark: replace an existing setting, else insert one."""
     pending: list[tuple[str, str]] = []  # (knob, statement after "torch.")
     for knob, value in knobs.items():
@@ -385,8 +345,8 @@ def _edit_process(src: _Source, knobs: dict[str, Any], edits: list[str]) -> None
             found = True
             if not _same(target, value):
                 src.edits.append((*src.span(target), repr(value)))
-                edits.append(f"{src.rel}:{node.lineno}: {label}: {knob} {src.seg(target)} "
-                             f"-> {value!r}")
+                edits.append((src.rel, knob, f"{src.rel}:{node.lineno}: {label}: {knob} "
+                                             f"{src.seg(target)} -> {value!r}"))
         if not found:
             stmt = (f"backends.cudnn.benchmark = {value!r}" if knob == "cudnn_benchmark"
                     else f"{_THREAD_CALLS[knob]}({value!r})")
@@ -400,7 +360,7 @@ def _edit_process(src: _Source, knobs: dict[str, Any], edits: list[str]) -> None
     at, prefix = src.after_line(after)
     src.edits.append((at, at, prefix + "".join(line + src.nl for line in lines)))
     for knob, stmt in pending:
-        edits.append(f"{src.rel}:{after + 1}: inserted {name}.{stmt} ({knob})")
+        edits.append((src.rel, knob, f"{src.rel}:{after + 1}: inserted {name}.{stmt} ({knob})"))
 
 
 def _git_top(folder: Path) -> Path | None:
@@ -409,18 +369,13 @@ def _git_top(folder: Path) -> Path | None:
                              capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    top = out.stdout.strip()
-    return Path(top).resolve() if top else None
+    return Path(out.stdout.strip()).resolve() if out.stdout.strip() else None
 
 
 def _site_path(file: str, root: Path, script: Path) -> Path:
-    p = Path(file)
-    if p.is_absolute():
-        return p.resolve()
-    for base in (root, script.parent, Path.cwd()):
-        if (base / p).exists():
-            return (base / p).resolve()
-    return (root / p).resolve()
+    p = Path(file)  # relative: to root, to the script's folder or to here, whichever exists
+    bases = () if p.is_absolute() else (root, script.parent, Path.cwd())
+    return next(((b / p).resolve() for b in bases if (b / p).exists()), (root / p).resolve())
 
 
 def _outside(path: Path, root: Path) -> str | None:
@@ -439,10 +394,35 @@ def _diff(src: _Source, new: str) -> str:
     bom = "\ufeff" if src.bom else ""
     old_lines = _LINE.findall(bom + src.text)
     new_lines = _LINE.findall(bom + new)
-    out = []
-    for line in difflib.unified_diff(old_lines, new_lines, f"a/{src.rel}", f"b/{src.rel}"):
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in difflib.unified_diff(old_lines, new_lines,
+                                                    f"a/{src.rel}", f"b/{src.rel}"))
+
+
+def _site_calls(sites: Sequence[tuple[str, int]], source: Any, root: Path, script: Path,
+                loader: dict[str, Any], launcher: dict[str, list[str]]
+                ) -> list[tuple[_Source, ast.Call]]:
+    """The DataLoader call at each recorded site (or why there is none, in ``launcher``)."""
+    calls: list[tuple[_Source, ast.Call]] = []
+    for file, line in sites:
+        path = _site_path(str(file), root, script)
+        why, hits, src = _outside(path, root), [], None
+        try:
+            src = None if why else source(path)
+        except UserError as e:
+            why = f"cannot be edited ({e})"
+        if src is not None:  # innermost DataLoader call whose lines hold the site
+            hits = [n for n in ast.walk(src.tree) if isinstance(n, ast.Call) and
+                    n.lineno <= line <= (n.end_lineno or n.lineno) and _is_loader(src, n)]
+            why = None if hits else "has no DataLoader(...) call on that line to edit"
+        if why or src is None:
+            for knob in loader:
+                launcher.setdefault(knob, []).append(f"{file}:{line} {why}")
+            continue
+        call = min(hits, key=lambda n: (n.end_lineno or 0) - n.lineno)
+        if all(c is not call for _, c in calls):
+            calls.append((src, call))
+    return calls
 
 
 def make_patch(changes: dict[str, Any], *, script: str | Path,
@@ -450,10 +430,9 @@ def make_patch(changes: dict[str, Any], *, script: str | Path,
                root: str | Path | None = None) -> ScriptPatch:
     """The patch that makes ``script`` do what ``changes`` say (see the module docstring).
 
-    ``loader_sites`` are the (file, line) where each DataLoader was built, as the profiler
-    recorded them (a line anywhere within a multi-line call); when empty, every
-    ``DataLoader(...)`` call in ``script`` is edited. Only files under ``root`` are edited
-    (default: the git top level of the script's folder, else that folder). A missing or
+    ``loader_sites``: (file, line) where each DataLoader was built, any line of the call
+    (default: every ``DataLoader(...)`` call in ``script``). Only files under ``root`` are
+    edited (default: the script folder's git top level, else that folder). A missing or
     unparsable script is a :class:`UserError` naming the file (and line).
     """
     changes = validate_changes(changes)
@@ -465,85 +444,58 @@ def make_patch(changes: dict[str, Any], *, script: str | Path,
         _git_top(script_path.parent) or script_path.parent)
     sources: dict[Path, _Source] = {}
     launcher: dict[str, list[str]] = {}
-    edits: list[str] = []
+    edits: list[tuple[str, str, str]] = []  # (file, knob, line)
 
     def source(path: Path) -> _Source:
         if path not in sources:
             sources[path] = _Source(path, path.relative_to(root_path).as_posix())
         return sources[path]
 
+    main_src = None
     if root is not None and _outside(script_path, root_path):
-        main_src = None
         _Source(script_path, script_path.name)  # still a UserError when it does not parse
     else:
         main_src = source(script_path)
     for knob, value in changes.items():
         if knob == "env":
-            names = ", ".join(value)
-            launcher[knob] = [f"set {names} in the environment or use run-script (read at "
-                              "process start, before the script's first line)"]
+            launcher[knob] = [f"set {', '.join(value)} in the environment or use run-script "
+                              "(read at process start, before the script's first line)"]
         elif knob in LAUNCHER_REASONS and _NOOP.get(knob, _MISSING) != value:
             launcher[knob] = [LAUNCHER_REASONS[knob]]
-
     process = {k: v for k, v in changes.items() if k in _THREAD_CALLS or k == "cudnn_benchmark"}
-    if process and main_src is None:
-        for knob in process:
-            launcher[knob] = [f"the script is outside {root_path}"]
-    elif process and main_src is not None:
-        _edit_process(main_src, process, edits)
-
     loader = {k: v for k, v in changes.items() if k in LOADER_KNOBS}
-    if loader:
-        calls: list[tuple[_Source, ast.Call]] = []
-        if loader_sites:
-            for file, line in loader_sites:
-                path = _site_path(str(file), root_path, script_path)
-                why = _outside(path, root_path)
-                try:
-                    src = None if why else source(path)
-                except UserError as e:
-                    why = f"cannot be edited ({e})"
-                hits = [] if src is None else [
-                    n for n in ast.walk(src.tree) if isinstance(n, ast.Call)
-                    and n.lineno <= line <= (n.end_lineno or n.lineno) and _is_loader(src, n)]
-                if src is not None and not hits:
-                    why = "has no DataLoader(...) call on that line to edit"
-                if why:
-                    for knob in loader:
-                        launcher.setdefault(knob, []).append(f"{file}:{line} {why}")
-                    continue
-                call = min(hits, key=lambda n: (n.end_lineno or 0) - n.lineno)
-                if all(c is not call for _, c in calls):
-                    calls.append((src, call))  # type: ignore[arg-type]
-        elif main_src is not None:
-            calls = [(main_src, n) for n in ast.walk(main_src.tree)
-                     if isinstance(n, ast.Call) and _is_loader(main_src, n)]
-            if not calls:
-                for knob in loader:
-                    launcher[knob] = [f"no DataLoader(...) call found in {main_src.rel}"]
-        else:
+    if main_src is None:
+        for knob in {**process, **(loader if not loader_sites else {})}:
+            launcher[knob] = [f"the script is outside {root_path}"]
+    elif process:
+        _edit_process(main_src, process, edits)
+    calls: list[tuple[_Source, ast.Call]] = []
+    if loader and loader_sites:
+        calls = _site_calls(loader_sites, source, root_path, script_path, loader, launcher)
+    elif loader and main_src is not None:
+        calls = [(main_src, n) for n in ast.walk(main_src.tree)
+                 if isinstance(n, ast.Call) and _is_loader(main_src, n)]
+        if not calls:
             for knob in loader:
-                launcher[knob] = [f"the script is outside {root_path}"]
-        for src, call in sorted(calls, key=lambda sc: (sc[0].rel, sc[1].lineno)):
-            _edit_loader(src, call, loader, launcher, edits)
+                launcher[knob] = [f"no DataLoader(...) call found in {main_src.rel}"]
+    for src, call in sorted(calls, key=lambda sc: (sc[0].rel, sc[1].lineno)):
+        _edit_loader(src, call, loader, launcher, edits)
 
     diffs, files = [], []
     for src in sorted(sources.values(), key=lambda s: s.rel):
+        new = src.patched()
         if not src.edits:
             continue
-        new = src.patched()
         try:
             ast.parse(new)
         except (SyntaxError, ValueError):  # a layout the edit rules got wrong: run-script
-            mine = [e for e in edits if e.startswith(f"{src.rel}:")]
-            edits = [e for e in edits if e not in mine]
-            for knob in changes:
-                if any(f": {knob} " in e or f"({knob})" in e for e in mine):
-                    launcher.setdefault(knob, []).append(
-                        f"the edit of {src.rel} would not parse (please report it)")
+            for knob in dict.fromkeys(k for f, k, _ in edits if f == src.rel):
+                launcher.setdefault(knob, []).append(
+                    f"the edit of {src.rel} would not parse (please report it)")
+            edits = [e for e in edits if e[0] != src.rel]
             continue
         diffs.append(_diff(src, new))
         files.append(src.rel)
-    return ScriptPatch(diff="".join(diffs), edits=tuple(edits),
+    return ScriptPatch(diff="".join(diffs), edits=tuple(line for _, _, line in edits),
                        launcher={k: "; ".join(v) for k, v in launcher.items()},
                        files=tuple(files))
