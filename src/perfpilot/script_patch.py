@@ -126,13 +126,6 @@ class _Source:
     def seg(self, node: ast.AST) -> str:
         return self.text.__getitem__(slice(*self.span(node)))
 
-    def after_line(self, lineno: int) -> tuple[int, str]:
-        """Offset where a new line after line ``lineno`` goes, and the prefix it needs."""
-        if lineno >= len(self.lines):
-            ends = self.text.endswith(("\n", "\r")) or not self.text
-            return len(self.text), "" if ends else self.nl
-        return self.starts[lineno], ""
-
     def resolve(self, node: ast.AST) -> str | None:
         """``torch.utils.data.DataLoader`` for ``DL`` after ``from ... import DataLoader as DL``."""
         name = _dotted(node)
@@ -357,7 +350,9 @@ def _edit_process(src: _Source, knobs: dict[str, Any],
     lines = [] if torch_name else ["import torch"]
     name = torch_name or "torch"
     lines += [f"{name}.{stmt}" for _, stmt in pending]
-    at, prefix = src.after_line(after)
+    at = src.starts[min(after, len(src.lines))]  # start of the next line, or the end
+    dangling = at == len(src.text) and src.text and not src.text.endswith(("\n", "\r"))
+    prefix = src.nl if dangling else ""
     src.edits.append((at, at, prefix + "".join(line + src.nl for line in lines)))
     for knob, stmt in pending:
         edits.append((src.rel, knob, f"{src.rel}:{after + 1}: inserted {name}.{stmt} ({knob})"))
