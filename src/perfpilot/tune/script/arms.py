@@ -69,7 +69,7 @@ def outcome_of(record: RunRecord, exit_code: int, spec: ArmSpec) -> Outcome:
         where = err.get("site")
         at = f" at {where[0]}:{where[1]}" if where else ""
         return Outcome("failed", m, f"the script raised {err.get('type')}: "
-                       f"{str(err.get('message', ''))[:300]}{at}")
+                       f"{short_message(str(err.get('message', '')))}{at}")
     if exit_code != 0:
         return Outcome("failed", m, f"the script {_ended(exit_code)}")
     if refused:
@@ -88,6 +88,16 @@ def outcome_of(record: RunRecord, exit_code: int, spec: ArmSpec) -> Outcome:
     m["load_1m"] = record.cpu.load_1m_end
     m["other_cores"] = round(record.cpu.other_cores, 3) if record.cpu.measured else None
     return Outcome("complete", m)
+
+
+def short_message(text: str, limit: int = 300) -> str:
+    """One line of an error message: its first and last lines when it has several (a
+    DataLoader worker's error puts the original exception last)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    one = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return one if len(one) <= limit else one[: limit - 3] + "..."
 
 
 def loss_rows(record: RunRecord) -> list[list[float]]:

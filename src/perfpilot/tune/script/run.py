@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from perfpilot.record import RunRecord
 
 PROFILE_STEPS = 30
+WINDOW_S = 2.5  # seconds of steady steps per measured run (at least 20 steps)
 DEFAULT_HORIZON_S = 3600.0
 COMBINED = "combined"
 STAGE_OF = {"num_workers": "loader", "prefetch_factor": "loader", "pin_memory": "loader",
@@ -58,11 +59,12 @@ STAGE_OF = {"num_workers": "loader", "prefetch_factor": "loader", "pin_memory": 
 def tune_script(target: Target, *, budget_s: float, out_dir: str | Path,
                 resume: bool = False, stages: Sequence[str] | None = None,
                 horizon_s: float | None = None, progress: Progress | None = None,
-                origin: float | None = None, seed: int = 0,
+                origin: float | None = None, seed: int = 0, window_s: float = WINDOW_S,
                 clock: Callable[[], float] = time.monotonic) -> ScriptTuneRecord:
     """Tune the script ``target`` within ``budget_s`` seconds of wall time (counted from
     ``origin``, a ``clock`` reading; default now) and write the outputs to ``out_dir``.
-    ``stages`` limits the knobs (``loader``, ``hardware``, ``batch``; default all)."""
+    ``stages`` limits the knobs (``loader``, ``hardware``, ``batch``; default all);
+    ``window_s`` is about how long each run's measured window lasts."""
     from perfpilot.tune.study import Study
 
     out = Path(out_dir)
@@ -75,7 +77,7 @@ def tune_script(target: Target, *, budget_s: float, out_dir: str | Path,
     job = _Job(target, study, out, budget_s, progress or NullProgress(),
                origin if origin is not None else clock(), clock, command, seed,
                set(stages) if stages else {"loader", "hardware", "batch"},
-               horizon_s or DEFAULT_HORIZON_S)
+               horizon_s or DEFAULT_HORIZON_S, window_s)
     return job.go()
 
 
@@ -90,10 +92,11 @@ class _Job:
     def __init__(self, target: Target, study: Any, out: Path, budget_s: float,
                  progress: Progress, origin: float, clock: Callable[[], float],
                  command: tuple[str, ...], seed: int, stages: set[str],
-                 horizon_s: float) -> None:
+                 horizon_s: float, window_s: float) -> None:
         self.target, self.study, self.out = target, study, out
         self.budget_s, self.progress, self.origin, self.clock = budget_s, progress, origin, clock
         self.seed, self.stages, self.horizon_s = seed, stages, horizon_s
+        self.window_s = window_s
         self.rec = ScriptTuneRecord(command=command, budget_s=budget_s, seed=seed,
                                     machine={"cores": _cores(), "load_before": _load()},
                                     versions=_versions())
@@ -161,7 +164,7 @@ class _Job:
         machine = devices.discover()
         compile_ok = devices.compile_support(facts.device, machine)
         step_s = float(record.step_time_s.median or 0.0)
-        window = window_steps(step_s)
+        window = window_steps(step_s, target_s=self.window_s)
         cands = candidates(facts, findings, machine, compile_ok=compile_ok)
         cands = [c if self._allowed(c) else dataclasses.replace(
             c, fate="skipped", reason=f"not in --only {','.join(sorted(self.stages))}")
@@ -179,9 +182,13 @@ class _Job:
         run_s = self.race.run_cost_s(float(record.timeline.steady_from or 0.0)
                                      + window * step_s + 1.0)
         runs_left = max(0.0, self.left() - 2.0) / max(run_s, 0.1)
-        # MIN_ROUNDS runs per raced candidate, MIN_ROUNDS baseline runs, and
-        # MIN_ROUNDS x 2 runs for re-measuring the winners together
-        n_fit = int((runs_left - 3 * MIN_ROUNDS) / MIN_ROUNDS)
+        # MIN_ROUNDS runs per raced candidate, MIN_ROUNDS baseline runs, and, when the
+        # candidates span several knob groups, MIN_ROUNDS x 2 runs for re-measuring the
+        # winners together
+        knobs = [set(c.changes) for c in cands if c.fate == "pending"]
+        disjoint = any(not (a & b) for i, a in enumerate(knobs) for b in knobs[i + 1:])
+        reserve = 3 if disjoint else 1
+        n_fit = int((runs_left - reserve * MIN_ROUNDS) / MIN_ROUNDS)
         raced = 0
         planned = []
         for c in cands:
