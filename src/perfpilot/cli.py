@@ -18,13 +18,15 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from perfpilot.errors import UserError
 
-# Order is the order of `perfpilot --help`.
+# Command names, in the order of `perfpilot --help`; each is the module
+# perfpilot.commands.<name with - as _>.
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "run",
     "profile",
     "lint",
     "tune",
+    "run-script",
     "report",
     "devices",
 )
@@ -90,10 +92,11 @@ def _root(
 
 def _register_all() -> None:
     for name in COMMAND_MODULES:
+        path = f"perfpilot.commands.{name.replace('-', '_')}"
         try:
-            module = importlib.import_module(f"perfpilot.commands.{name}")
+            module = importlib.import_module(path)
         except ModuleNotFoundError as e:
-            if e.name == f"perfpilot.commands.{name}":
+            if e.name == path:
                 continue  # command not built yet
             raise
         module.register(app)

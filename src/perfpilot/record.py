@@ -31,6 +31,7 @@ from perfpilot.record_probe_sections import (
     CudaInfo,
     GradInEval,
     HotOps,
+    Injection,
     IoCall,
     LoaderInfo,
     OptimizerInfo,
@@ -299,6 +300,7 @@ _SECTIONS: dict[str, Any] = {
     "hot_ops": HotOps.from_dict,
     "cuda": CudaInfo.from_dict,
     "grad_in_eval": GradInEval.from_dict,
+    "injection": Injection.from_dict,
     "loaders": lambda v: tuple(LoaderInfo.from_dict(x) for x in v),
     "io": lambda v: tuple(IoCall.from_dict(x) for x in v),
     "roots": lambda v: tuple(RootModule.from_dict(x) for x in v),
@@ -316,10 +318,10 @@ class RunRecord:
     nothing wrote it: ``engine`` (perfpilot's training loop), ``profile``, ``timeline``,
     ``step_phases``, ``stack_samples``, ``hot_lines``, ``memory``, ``threads`` (see
     :mod:`perfpilot.record_sections`); ``calibration``, ``hot_ops``, ``cuda``,
-    ``grad_in_eval``, ``cpu``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``
-    (see :mod:`perfpilot.record_probe_sections`; ``optimizers`` None: not probed; empty:
-    none stepped). ``status`` is ``"failed"`` (with ``error``) for a run that stopped on
-    an error. ``extra`` is the user's, never perfpilot's.
+    ``grad_in_eval``, ``cpu``, ``loaders``, ``io``, ``roots``, ``optimizers``,
+    ``set_num_threads``, ``injection`` (see :mod:`perfpilot.record_probe_sections`;
+    ``optimizers`` None: not probed; empty: none stepped). ``status`` is ``"failed"``
+    (with ``error``) for a run that stopped on an error. ``extra`` is the user's, never perfpilot's.
     """
 
     workload: str
@@ -356,6 +358,7 @@ class RunRecord:
     roots: tuple[RootModule, ...] = ()
     optimizers: tuple[OptimizerInfo, ...] | None = None
     set_num_threads: tuple[SetThreadsCall, ...] = ()
+    injection: Injection = field(default_factory=Injection)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

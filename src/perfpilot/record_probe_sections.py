@@ -13,6 +13,7 @@ Who fills what:
   :class:`LoaderInfo` (``loaders``), :class:`IoCall` (``io``), :class:`RootModule`
   (``roots``), :class:`OptimizerInfo` (``optimizers``), :class:`SetThreadsCall`
   (``set_num_threads``), :class:`GradInEval` (``grad_in_eval``);
+* :mod:`perfpilot.probes.inject`: :class:`Injection` (``injection``);
 * :mod:`perfpilot.probes.opwindow`: :class:`HotOps` (``hot_ops``);
 * :mod:`perfpilot.probes.cuda`: :class:`CudaInfo` (``cuda``);
 * the runner's calibrations (:mod:`perfpilot.probes.threads`, ``calibrate_matmul``):
@@ -121,6 +122,16 @@ class SetThreadsCall(Section):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SetThreadsCall:
         return build(cls, d, site=site_of)
+
+
+@dataclass(frozen=True)
+class Injection(Section):
+    """What the runner did with a script plan's changes (:mod:`perfpilot.probes.inject`):
+    ``applied`` knob -> what was done, ``refused`` knob -> why not (a refused knob
+    changed nothing). Both empty when nothing was asked."""
+
+    applied: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ profiler window left out); probe sections go to the record's typed section field
 ``stack_samples`` / ``hot_lines``   the record contracts (main thread, steady window)
 ``memory``, ``threads``, ``engine`` (workload runs)   :mod:`perfpilot.record_sections`
 ``hot_ops``, ``loaders``, ``io``, ``roots``, ``optimizers``, ``set_num_threads``,
-``grad_in_eval``, ``calibration``, ``cuda``   :mod:`perfpilot.record_probe_sections`
+``grad_in_eval``, ``calibration``, ``cuda``, ``injection``   :mod:`perfpilot.record_probe_sections`
+``loss_history``  the training loss per step (:mod:`perfpilot.probes.losses`)
 
 The probes write plain JSON in the profiled process; this is where it becomes typed.
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from perfpilot.probes.children import adopt_child
 from perfpilot.probes.frames import is_user_file
+from perfpilot.probes.losses import loss_history
 from perfpilot.record import PHASES, RunRecord, StatSummary
 from perfpilot.record_probe_sections import (
     Calibration,
@@ -32,6 +34,7 @@ from perfpilot.record_probe_sections import (
     CudaInfo,
     GradInEval,
     HotOps,
+    Injection,
     IoCall,
     LoaderInfo,
     OptimizerInfo,
@@ -79,6 +82,7 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
         "hot_ops": HotOps.from_dict(raw.get("hot_ops") or {}),
         "cuda": CudaInfo.from_dict(raw.get("cuda") or {}),
         "grad_in_eval": GradInEval.from_dict(hooks.get("grad_in_eval") or {}),
+        "injection": Injection.from_dict(hooks.get("injection") or {}),
     }
     for key, section in _HOOK_LISTS.items():
         if key in hooks:
@@ -97,6 +101,7 @@ def build_record(raw: dict[str, Any]) -> RunRecord:
         step_time_s=_summary(totals), phases_s=phases["per_step_s_core"],
         peak_memory_bytes=int(cuda_mem if cuda_mem is not None else peak),
         wall_time_s=float(clock.get("end") or clock.get("last_activity") or 0.0),
+        loss_history=loss_history(hooks.get("losses") or [], tr),
         **sections,
     )
 

@@ -17,9 +17,13 @@
 * ``torch.save``/``load``, ``pickle``/``numpy`` save and load: I/O time per call site;
 * ``torch.set_num_threads``: who set the thread count, and to what.
 
-``overrides`` apply settings perfpilot controls to the script (for ``--verify``):
-``num_workers``, ``persistent_workers``, ``pin_memory``, ``prefetch_factor``,
-``batch_size`` (applied to every DataLoader built) and ``cpu_threads``.
+``overrides`` apply settings perfpilot controls to the script (``--verify``, ``perfpilot
+run-script`` and tuning trials): every knob of a script plan but ``env``, applied and
+recorded by :class:`~perfpilot.probes.inject.Injector` (the DataLoader knobs through
+``DataLoader.__init__``, ``cpu_threads`` through ``torch.set_num_threads``).
+
+The backward wrapper also keeps the training loss of each step
+(:mod:`perfpilot.probes.losses`).
 
 Every wrapper catches its own failures: a probe must never break the user's program
 (a failure becomes a line in ``errors``, the record's ``profile.hook_errors``). Nothing
@@ -41,7 +45,9 @@ from threading import get_ident
 from typing import Any
 
 from perfpilot.probes.frames import caller_site, user_site
+from perfpilot.probes.inject import Injector
 from perfpilot.probes.loader_hooks import LOADER_KNOBS, LoaderHooks, batch_size_of, site_list
+from perfpilot.probes.losses import LossRecorder
 from perfpilot.probes.roots import RootHooks
 from perfpilot.probes.steps import StepTracker
 
@@ -61,6 +67,7 @@ class TorchHooks(LoaderHooks, RootHooks):
         self.clock = clock
         self.overrides = dict(overrides or {})
         self.measure_nograd = measure_nograd
+        self._inj_token: Any = None  # what the injection's exit needs (a root's autocast)
         self._undo: list[Callable[[], None]] = []
         self.loaders: dict[int, dict[str, Any]] = {}
         self.io: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -70,6 +77,8 @@ class TorchHooks(LoaderHooks, RootHooks):
         self.optimizers: dict[int, dict[str, Any]] = {}
         self.roots: dict[int, dict[str, Any]] = {}
         self.errors: list[str] = []
+        self.inj = Injector(self.overrides, self._patch, self._error)
+        self.losses = LossRecorder()
         self._boundary_opt: int | None = None
         self.closed = False  # set by uninstall: every wrapper passes straight through
         self._init_roots()
@@ -96,6 +105,10 @@ class TorchHooks(LoaderHooks, RootHooks):
         self._patch_threads()
         if "cpu_threads" in self.overrides:
             torch.set_num_threads(int(self.overrides["cpu_threads"]))
+        try:
+            self.inj.install(torch)
+        except Exception as e:  # what it could not do is refused; the script runs on
+            self._error("inject", e)
 
     def uninstall(self) -> None:
         """Remove every patch (idempotent; safe from another thread: a wrapper that is
@@ -196,12 +209,15 @@ class TorchHooks(LoaderHooks, RootHooks):
 
         hooks = self
 
-        def make(orig: Any) -> Any:
+        def make(orig: Any, loss: bool = False) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 if hooks._bwd_depth or hooks.closed or get_ident() != hooks._main:
                     return orig(*args, **kwargs)
                 if not hooks._event("backward", hooks._backward_begin):
                     return orig(*args, **kwargs)
+                if loss:
+                    first = args[0] if args else kwargs.get("tensors")
+                    hooks._event("loss", hooks._loss, first)
                 hooks._bwd_depth += 1
                 try:
                     return orig(*args, **kwargs)
@@ -211,8 +227,11 @@ class TorchHooks(LoaderHooks, RootHooks):
             wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
             return wrapper
 
-        self._patch(ag, "backward", make)
+        self._patch(ag, "backward", lambda orig: make(orig, loss=True))
         self._patch(ag, "grad", make)
+
+    def _loss(self, first: Any) -> None:
+        self.losses.on_backward(first, self.t.boundaries(), self.clock() - self.t.process_start)
 
     def _backward_begin(self) -> None:
         if self._gie_last is not None:
@@ -266,10 +285,16 @@ class TorchHooks(LoaderHooks, RootHooks):
         # Switch discovery on/off only between forwards (loader/backward/optimizer).
         if kind != "forward" and self._active is None and not self.closed:
             self._boundaries += 1
-            if self._global and self.t.warmup_end is not None:
+            # A compiled model must not run under the global hooks (dynamo would trace
+            # them): no discovery once one is compiled.
+            compiled = self.inj.compiled
+            if self._global and (self.t.warmup_end is not None or compiled):
                 self._disable_global()
-            elif not self._global and self._boundaries % REDISCOVER_EVERY == 0:
+            elif (not self._global and self._boundaries % REDISCOVER_EVERY == 0
+                  and not compiled):
                 self._enable_global()
+            if kind in ("optimizer", "backward"):
+                self._event("loss", self.losses.flush)
         for fn in self.on_boundary:
             try:
                 fn(kind)
@@ -367,4 +392,6 @@ class TorchHooks(LoaderHooks, RootHooks):
                              "grad_over_nograd": self.nograd_ratios},
             "set_num_threads": self.set_threads_calls[:20],
             "overrides": self.overrides, "errors": self.errors,
+            "injection": self.inj.section(final=self.closed),
+            "losses": self.losses.section(final=self.closed),
         }

@@ -150,3 +150,26 @@ def run_profiled(target: Target, config: dict[str, Any], *,
                 raw = json.load(f)
             raw["children"] = read_children(out)  # followed spawned processes (DDP ranks)
         return ChildResult(code, raw, interrupted)
+
+
+# The runner with nothing but the injection: no stack samples (the sampler thread only
+# checks memory now and then), the interpreter's switch interval left as it is, no op
+# window, no calibration, no no-grad probes, no partial saves.
+INJECT_ONLY: dict[str, Any] = {"window": False, "calibrate": False, "measure_nograd": False,
+                               "save_every_s": 0, "sampler": False, "switch_interval_s": 0,
+                               "interval_s": 0.05}
+
+
+def run_with_plan(target: Target, changes: dict[str, Any], *, quiet: bool = False,
+                  config: dict[str, Any] | None = None) -> ChildResult:
+    """Run a script with a script plan's ``changes`` injected and nothing else measured
+    (``perfpilot run-script``): ``env`` goes into the child's environment, every other
+    knob to the runner's overrides (:mod:`perfpilot.probes.inject`). The raw profile
+    still comes back (small: no stacks), for the record's ``injection`` section.
+    ``config`` adds to or replaces :data:`INJECT_ONLY`."""
+    if target.kind != "script":
+        raise UserError("a script plan applies to a script: `-- python train.py ARGS`")
+    overrides = {k: v for k, v in changes.items() if k != "env"}
+    env = {str(k): str(v) for k, v in (changes.get("env") or {}).items()}
+    return run_profiled(target, {**INJECT_ONLY, **(config or {}), "overrides": overrides},
+                        quiet=quiet, extra_env=env)

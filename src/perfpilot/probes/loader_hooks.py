@@ -64,7 +64,9 @@ class LoaderHooks:
     closed: bool
     overrides: dict[str, Any]
     loaders: dict[int, dict[str, Any]]
+    inj: Any  # perfpilot.probes.inject.Injector: told which knobs each loader took
     _main: int | None
+    _loader_knobs: list[str] | None = None  # the knobs the DataLoader being built took
 
     def _patch(self, owner: Any, name: str, make: Any) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -151,6 +153,7 @@ class LoaderHooks:
                      kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Arguments with the loader overrides applied (unchanged when there are none)."""
         wanted = {k: v for k, v in self.overrides.items() if k in LOADER_KNOBS}
+        self._loader_knobs = []
         if not wanted:
             return args, kwargs
         import inspect
@@ -168,6 +171,7 @@ class LoaderHooks:
         if not call.get("num_workers"):
             call.pop("persistent_workers", None)
             call.pop("prefetch_factor", None)
+        self._loader_knobs = [k for k in wanted if k in call and call[k] == wanted[k]]
         return (), call
 
     def _record_loader(self, loader: Any) -> None:
@@ -186,6 +190,9 @@ class LoaderHooks:
                 "site": site_list(caller_site(2)), "batches": 0, "samples": 0,
                 "fetch_s": 0.0, "iters": 0, "iter_s": 0.0,
             }
+            knobs, self._loader_knobs = self._loader_knobs or [], None
+            if getattr(self, "inj", None) is not None:
+                self.inj.loader_built(knobs)
         except Exception as e:
             self._error("DataLoader", e)
 

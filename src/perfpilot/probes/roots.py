@@ -64,10 +64,13 @@ class RootHooks:
     and ``_root_begin``/``_root_end`` from the class it is mixed into."""
 
     t: Any
+    torch: Any
     roots: dict[int, dict[str, Any]]
     _main: int | None
     _probing: bool
     closed: bool
+    inj: Any  # perfpilot.probes.inject.Injector: the overrides applied at model forwards
+    _inj_token: Any
 
     def _error(self, where: str, e: BaseException) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -108,9 +111,10 @@ class RootHooks:
             h.remove()
         self._global = []
 
-    def _gpre(self, module: Any, args: Any) -> None:
+    def _gpre(self, module: Any, args: Any) -> Any:
         if get_ident() != self._main or self.closed:
-            return
+            return None
+        new = None
         try:
             if self._depth == 0 and self._active is None and not self._probing:
                 info = self._adopt(module)
@@ -118,11 +122,13 @@ class RootHooks:
                 self._start_dim_check(module, info, args)
                 kw = self._kw[1] if self._kw is not None and self._kw[0] == id(module) else None
                 self._root_begin(module, args, kw)
+                new = self._inject_enter(module, info, args)  # replaces the args if not None
             elif self._dim_check is not None and id(module) == self._dim_check[2]:
                 self._finish_dim_check(args)
         except Exception as e:
             self._error("forward", e)
         self._depth += 1
+        return new
 
     def _gpost(self, module: Any, args: Any, out: Any) -> None:
         if get_ident() != self._main:
@@ -132,6 +138,7 @@ class RootHooks:
                 and not self._probing):
             self._active = None
             self._dim_check = None
+            self._inject_exit()
             self._root_end(module, args)
 
     def _adopt(self, module: Any) -> dict[str, Any]:
@@ -166,6 +173,9 @@ class RootHooks:
 
         def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
             h = hooks
+            if (h._global and h.inj is not None and h.inj.compiled and h._active is None
+                    and not h.closed and get_ident() == h._main):
+                h._disable_global()  # a compiled model must not run under global hooks
             if (h._active is None and not h._global and not h._probing and not h.closed
                     and get_ident() == h._main):
                 ref = h._refs.get(id(self))
@@ -193,12 +203,39 @@ class RootHooks:
                    kwargs: dict[str, Any]) -> Any:
         self._active, self._active_local = module, True
         self._root_begin(module, args, kwargs)  # catches its own failures
+        new = self._inject_enter(module, self.roots.get(id(module)) or {}, args)
         try:
-            return orig(module, *args, **kwargs)
+            return orig(module, *(args if new is None else new), **kwargs)
         finally:
             if self._active is module:
                 self._active = None
+                self._inject_exit()
                 self._root_end(module, args)
+
+    # ------------------------------------------------------------ injection
+
+    def _inject_enter(self, module: Any, info: dict[str, Any],
+                      args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """Apply the overrides at a root's forward (see :mod:`perfpilot.probes.inject`);
+        the new positional args, or None. A failure is a note, never the script's."""
+        inj = self.inj
+        if inj is None or not inj.active or self._probing:
+            return None
+        try:
+            training = bool(module.training) and self.torch.is_grad_enabled()
+            new, self._inj_token = inj.enter(module, info, args, training)
+            return new
+        except Exception as e:
+            self._error("inject", e)
+            return None
+
+    def _inject_exit(self) -> None:
+        token, self._inj_token = self._inj_token, None
+        if token is not None:
+            try:
+                self.inj.exit(token)
+            except Exception as e:
+                self._error("inject", e)
 
     def _unwrap_classes(self) -> None:
         for cls, (own, wrapper) in reversed(list(self._classes.items())):
