@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 def run_script_command(
     command: list[str] = typer.Argument(
         None, metavar="-- python script.py ARGS...",
-        help="After --, the command that runs your script."),
+        help="After --, the command that runs your script (default: the plan's command)."),
     plan: Path = typer.Option(
         ..., "--plan", metavar="FILE",
         help="A script plan (JSON with \"format\": \"perfpilot.script-plan/1\")."),
@@ -45,9 +45,10 @@ def run_script_command(
     from perfpilot.script_plan import load_script_plan
 
     sp = load_script_plan(plan)
-    words = list(command or [])
+    words = list(command or sp.command)  # none after --: the command the plan names
     if not words:
-        raise UserError("nothing to run: give `-- python script.py ARGS` after the options")
+        raise UserError(f"{plan}: nothing to run: the plan names no command; give "
+                        "`-- python script.py ARGS` after the options")
     target = parse_target(words)
     if target.kind != "script":
         raise UserError(f"run-script runs a Python script: `-- python {' '.join(words)}`")
