@@ -140,7 +140,8 @@ def test_usage_lines_name_arguments_plainly() -> None:
     usage = {name: _help([name]).split("Usage: ", 1)[1].splitlines()[0].rstrip()
              for name in ("run", "tune", "report", "lint", "profile")}
     assert usage["run"] == "perfpilot run [OPTIONS] WORKLOAD"
-    assert usage["tune"] == "perfpilot tune [OPTIONS] WORKLOAD"
+    assert usage["tune"] == ("perfpilot tune [OPTIONS] "
+                             "[WORKLOAD | -- python script.py ARGS...]")
     assert usage["report"] == "perfpilot report [OPTIONS] DIR"
     assert usage["lint"] == "perfpilot lint [OPTIONS] PATH..."
     assert usage["profile"] == ("perfpilot profile [OPTIONS] "

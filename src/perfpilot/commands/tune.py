@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
 
 def tune_command(
     what: list[str] = typer.Argument(
-        None, metavar="WORKLOAD | -- python train.py ARGS...",
+        None, metavar="WORKLOAD | -- python script.py ARGS...",
         help="Workload: path/to/file.py:factory, package.module:factory or a built-in name "
              "(digits, charlm, augmented); or, after --, the command that runs your own "
              "unmodified script (see docs/tune-scripts.md)."),
