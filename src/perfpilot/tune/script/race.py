@@ -10,8 +10,8 @@ same round, with a 95% interval (:func:`perfpilot.measure.compare_samples`, whic
 * Parity is judged on the candidate's first run against the baseline's of the same round
   (:mod:`perfpilot.tune.script.parity`); a candidate whose losses differ is rejected.
 * After :data:`SCREEN_ROUNDS` rounds a candidate whose median is below
-  :data:`SCREEN_DROP` leaves the race (``slower``): confirming a loss costs rounds the
-  promising ones need.
+  ``1 + MIN_EFFECT`` leaves the race (``slower`` or ``same``): it could hardly be proven
+  faster, and its rounds are better spent on the promising ones.
 * From :data:`MIN_ROUNDS` rounds on, a candidate leaves when its interval decides
   (above ``1 + MIN_EFFECT``: ``kept``; below: ``slower``; inside ``±MIN_EFFECT``:
   ``same``), or at :data:`MAX_ROUNDS` (``same``).
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 STAGE = "script"
 SCREEN_ROUNDS = 3
-SCREEN_DROP = 0.95
 MAX_ROUNDS = 9
 # Kept only when the whole interval is above 1 + this; "same" once it lies within ±this
 # (run-to-run noise of a shared machine makes smaller gains unprovable in a few rounds).
@@ -181,10 +180,12 @@ class Race:
         med = statistics.median(x / y for x, y in zip(a, b, strict=True))
         fields["ratio"] = med
         if n < MIN_ROUNDS:
-            if n >= SCREEN_ROUNDS and med < SCREEN_DROP:
+            if n >= SCREEN_ROUNDS and med < 1.0 + MIN_EFFECT:
+                fate = "slower" if med < 1.0 / (1.0 + MIN_EFFECT) else "same"
                 return dataclasses.replace(
-                    cand, fate="slower", reason=f"dropped after {n} rounds: median "
-                    f"{med:.2f}x (below {SCREEN_DROP:g}x; not worth confirming)", **fields)
+                    cand, fate=fate, reason=f"left the race after {n} rounds: median "
+                    f"{med:.2f}x, below the {1 + MIN_EFFECT:g}x a change must prove (the "
+                    "rounds go to the promising ones)", **fields)
             return dataclasses.replace(cand, **fields)
         c = compare_samples(a, b, paired=True, min_effect=MIN_EFFECT)
         fields.update(ratio=c.ratio, ci_low=c.ci_low, ci_high=c.ci_high)

@@ -326,6 +326,11 @@ class _Job:
     def save(self) -> None:
         from perfpilot.tune_record import RECORD_FILE
 
+        if self.race is not None:
+            runs = tuple(v for r in sorted(self.race.runs[BASELINE])
+                         if (v := self.race.value(BASELINE, r)) is not None)
+            self.rec = self.rec.replace(baseline=dataclasses.replace(
+                self.rec.baseline, seconds_per_sample=runs))
         self.rec = self.rec.replace(elapsed_s=round(self.elapsed(), 2))
         self.rec.save(self.out / RECORD_FILE)
 
