@@ -13,8 +13,7 @@ synthetic outputs:
   (:func:`perfpilot.measure.compare_samples`, 5 rounds or more) and a sign count.
 
 Both readers return the same shape (:func:`empty`: :data:`EMPTY` plus what the tool
-said), so the table
-has one column per question whichever tool answered it.
+said), so the table has one column per question whichever tool answered it.
 """
 
 from __future__ import annotations
