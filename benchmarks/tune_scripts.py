@@ -46,6 +46,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# perfpilot from this checkout (its statistics, its atomic writer), whichever Python runs
+# this: the peers' environment need not have perfpilot installed.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "src"))
 from _context import Context, Section, header, readable  # noqa: E402  (sibling modules)
 from _fmt import changes_str, load_str, secs, table, times  # noqa: E402
 from real_reads import clock_steps  # noqa: E402
@@ -329,6 +332,10 @@ def tried_lines(scripts: dict[str, Any]) -> list[str]:
         for tool, r in ((s or {}).get("tools") or {}).items():
             cands = r.get("candidates") or []
             if not cands:
+                if r.get("headline") or r.get("suggestions"):
+                    out.append(f"- {name}, {tool}: nothing tried; "
+                               f"{r.get('headline') or ''} (suggested only: "
+                               f"{', '.join(r.get('suggestions') or []) or 'none'})")
                 continue
             out.append(f"- {name}, {tool}: " + "; ".join(
                 f"{c.get('name')} ({changes_str(c.get('changes'))}): {c.get('fate')}, "
