@@ -30,4 +30,4 @@ def test_loader_bound_keeps_the_defaults_a_tuner_should_find():
     src = (EXAMPLES / "loader_bound.py").read_text()
     assert "num_workers" not in src.split("def main", 1)[1]
     assert "set_num_threads" not in src
-    assert re.search(r"DataLoader\([^)]*batch_size=32, shuffle=True\)", src)
+    assert re.search(r"DataLoader\(ChirpDataset\([^)]*\), batch_size=32, shuffle=True\)", src)
