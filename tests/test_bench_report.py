@@ -200,10 +200,23 @@ REAL_SCRIPTS = {"benchmark": "real_scripts", "rounds": 3,
                                             "fixed_s": 1.5, "steps": [400], "top": {}}},
                     "verify": {"top": None, "result": "no finding"}}}}
 
+TUNE_SCRIPTS = {"benchmark": "tune_scripts", "rounds": 5, "budget": "5m",
+                "command": "python benchmarks/tune_scripts.py --only-tool train-doctor",
+                "machine": {"loadavg_start": [1.5, 1, 1], "loadavg_end": [2.5, 1, 1]},
+                "scripts": {"loader_bound": {"tools": {"train-doctor": {
+                    "loadavg_before": [1.5, 1, 1], "loadavg_after": [4.1, 1, 1],
+                    "wall_s": 313.0, "accepted": False, "changes": {},
+                    "patch": {"applies": None, "why": "no patch written"},
+                    "ab": {"skipped": "nothing to apply"},
+                    "candidates": [{"name": "dataloader_workers",
+                                    "changes": {"num_workers": 2}, "fate": "inconclusive",
+                                    "ratio": 0.979, "ci_low": 0.775, "ci_high": 2.34}]}}}}}
+
 ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
-       "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "run_all": RUN_ALL}
+       "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "tune_scripts": TUNE_SCRIPTS,
+       "run_all": RUN_ALL}
 
 
 def _write(folder: Path, docs: dict[str, object]) -> Path:
@@ -227,6 +240,10 @@ def test_report_renders_every_section_from_its_json(report: ModuleType,
                                                     tmp_path: Path) -> None:
     md = _render(report, tmp_path, ALL)
     assert "Not run yet" not in md
+    # tune_scripts: train-doctor's row and candidate; perfpilot's row says it is pending
+    assert "| loader_bound | train-doctor | 1.5 → 4.1 | 313 s |" in md
+    assert "dataloader_workers (num_workers=2): inconclusive, 0.979x [0.775, 2.34]" in md
+    assert "| loader_bound | perfpilot | – | perfpilot figures: pending |" in md
     # demo: wall time, the throughput interval, changes, run_all's provenance
     assert "91.5 s" in md and "7.25x [5.50, 9.75]" in md
     assert "batch_size 32→64" in md and "cpu_threads None→1" in md
@@ -307,7 +324,8 @@ def test_plan_full_runs_every_benchmark_in_order(run_all: ModuleType, tmp_path: 
     steps = run_all.plan(quick=False, bench_dir=BENCH)
     assert [p.step.name for p in steps] == [
         "profilers", "batch_size", "tuned", "workloads", "pmap", "hardware", "hardware_loader_only",
-        "demo", "tune_budget", "profile_overhead", "measure_calibration", "real_scripts"]
+        "demo", "tune_budget", "profile_overhead", "measure_calibration", "real_scripts",
+        "tune_scripts"]
     by = {p.step.name: p for p in steps}
     assert by["hardware_loader_only"].args[-2:] == [
         "--out", "benchmarks/results/hardware_loader_only.json"]
@@ -331,7 +349,7 @@ def test_plan_quick_passes_quick_options(run_all: ModuleType, tmp_path: Path) ->
     assert by["hardware"].args[:2] == ["--budget", "15"]
     assert by["profile_overhead"].args[-2:] == ["--long", ""]
     assert not by["demo"].present and by["pmap"].present  # only what exists in bench_dir
-    assert "real_scripts" not in by  # full plan only
+    assert "real_scripts" not in by and "tune_scripts" not in by  # full plan only
     est = [p.step.quick_estimate_s for p in steps]
     assert est == sorted(est)  # shortest first under --quick
     assert sum(est) <= run_all.QUICK_DEADLINE_MIN * 60
