@@ -257,3 +257,18 @@ def test_batch_candidates_follow_the_optimizer_rule():
                  if "batch_size" in c.changes]
     assert b_sgd.changes == {"batch_size": 64, "lr_scale": 2.0}
     assert b_adam.changes == {"batch_size": 64, "lr_scale": pytest.approx(1.4142)}
+
+
+def test_candidates_that_fit_the_cores_and_add_workers_come_first():
+    from perfpilot.record import Finding
+
+    facts = ScriptFacts(cores=2, threads=2, device="cpu", loader_workers=0, loader_iters=1,
+                        data_share=0.4)
+    finding = Finding(id="dataloader-bound", title="t", evidence="e", fix="f",
+                      estimated_speedup=1.3, plan_change={"num_workers": 2})
+    cands = candidates(facts, [finding], None, compile_ok="x")
+    assert cands[0].changes == {"num_workers": 1, "cpu_threads": 1}
+    # the finding's own fix is still tried, after what fits in the 2 cores
+    names = [c.changes for c in cands]
+    assert {"num_workers": 2} in names
+    assert names.index({"num_workers": 2}) > names.index({"cpu_threads": 1})

@@ -35,7 +35,7 @@ from perfpilot.measure import MIN_ROUNDS
 from perfpilot.progress import NullProgress, Progress
 from perfpilot.script_tune_record import Baseline, Candidate, Result, ScriptTuneRecord
 from perfpilot.tune.script.arms import ArmSpec, run_arm
-from perfpilot.tune.script.race import BASELINE, MAX_ROUNDS, Race
+from perfpilot.tune.script.race import BASELINE, MAX_ROUNDS, SCREEN_ROUNDS, Race
 from perfpilot.tune.script.space import (
     ScriptFacts,
     batch_ratio,
@@ -52,6 +52,7 @@ PROFILE_STEPS = 30
 WINDOW_S = 2.5  # seconds of steady steps per measured run (at least 20 steps)
 DEFAULT_HORIZON_S = 3600.0
 COMBINED = "combined"
+RUNS_PER_CANDIDATE = 4  # planning figure: between SCREEN_ROUNDS and MIN_ROUNDS
 STAGE_OF = {"num_workers": "loader", "prefetch_factor": "loader", "pin_memory": "loader",
             "persistent_workers": "loader", "batch_size": "batch", "lr_scale": "batch"}
 
@@ -182,13 +183,10 @@ class _Job:
         run_s = self.race.run_cost_s(float(record.timeline.steady_from or 0.0)
                                      + window * step_s + 1.0)
         runs_left = max(0.0, self.left() - 2.0) / max(run_s, 0.1)
-        # MIN_ROUNDS runs per raced candidate, MIN_ROUNDS baseline runs, and, when the
-        # candidates span several knob groups, MIN_ROUNDS x 2 runs for re-measuring the
-        # winners together
-        knobs = [set(c.changes) for c in cands if c.fate == "pending"]
-        disjoint = any(not (a & b) for i, a in enumerate(knobs) for b in knobs[i + 1:])
-        reserve = 3 if disjoint else 1
-        n_fit = int((runs_left - reserve * MIN_ROUNDS) / MIN_ROUNDS)
+        # MIN_ROUNDS baseline runs and about RUNS_PER_CANDIDATE per candidate (a
+        # candidate without a gain in sight leaves after SCREEN_ROUNDS; the promising
+        # ones need MIN_ROUNDS or more). Re-measuring winners together takes what is left.
+        n_fit = int((runs_left - MIN_ROUNDS) / RUNS_PER_CANDIDATE)
         raced = 0
         planned = []
         for c in cands:
@@ -196,8 +194,8 @@ class _Job:
                 if raced >= max(0, n_fit):
                     c = dataclasses.replace(c, fate="skipped", reason=(
                         f"no time in the budget: one run takes about {run_s:.1f} s and "
-                        f"each candidate needs {MIN_ROUNDS} rounds (--budget longer to "
-                        "try it)"))
+                        f"a candidate needs {SCREEN_ROUNDS} to {MIN_ROUNDS}+ rounds "
+                        "(a longer --budget tries it)"))
                 else:
                     raced += 1
             planned.append(c)

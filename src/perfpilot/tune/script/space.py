@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from perfpilot.record import Finding, RunRecord
 
 MAX_WORKERS = 8  # past this, workers cost start-up and memory for little
+DATA_SHARE = 0.10  # steps waiting this much for data put worker candidates first
 SCRIPT_KNOBS_FROM_FINDINGS = ("num_workers", "prefetch_factor", "persistent_workers",
                               "pin_memory", "cpu_threads", "env")
 
@@ -43,6 +44,7 @@ class ScriptFacts:
     conv: bool = False  # convolutions among the hot operators
     optimizer: str | None = None
     batch_size: int | None = None
+    data_share: float = 0.0  # share of a steady step spent waiting for data
 
     @classmethod
     def of(cls, record: RunRecord, cores: int) -> ScriptFacts:
@@ -53,10 +55,13 @@ class ScriptFacts:
         device = "cuda" if record.cuda.measured else "cpu"
         conv = any("conv" in op.name.lower() for op in record.hot_ops.ops)
         opt = record.optimizers[0].type if record.optimizers else None
+        per = record.step_phases.per_step_s_core or {}
+        total = sum(per.values())
         return cls(cores=max(1, cores), threads=int(threads), device=device,
                    loader_workers=None if train is None else int(train.num_workers),
                    loader_iters=0 if train is None else int(train.iters), conv=conv,
-                   optimizer=opt, batch_size=None if train is None else train.batch_size)
+                   optimizer=opt, batch_size=None if train is None else train.batch_size,
+                   data_share=per.get("data", 0.0) / total if total > 0 else 0.0)
 
 
 def candidates(facts: ScriptFacts, findings: list[Finding],
@@ -65,12 +70,23 @@ def candidates(facts: ScriptFacts, findings: list[Finding],
     """Every candidate, in the order they are worth measuring (most likely gain first);
     duplicates (the same changes from two sources) appear once, under the first source.
     ``compile_ok`` is None when ``torch.compile`` can work here, else the reason."""
-    out: list[Candidate] = []
-    out += _from_findings(findings)
-    out += _workers_threads(facts)
-    out += _math(facts, machine, compile_ok)
-    out += _batch(facts)
+    loader = sorted(_from_findings(findings) + _workers_threads(facts),
+                    key=lambda c: _priority(c, facts))
+    out = loader + _math(facts, machine, compile_ok) + _batch(facts)
     return _dedupe(out)
+
+
+def _priority(c: Candidate, facts: ScriptFacts) -> tuple[int, int, int]:
+    """Loader/thread candidates most likely to gain first (a small budget races only the
+    first few): those that fit in the cores, then those that add workers when the steps
+    wait for data, then the nearest to the script's own setting."""
+    w = c.changes.get("num_workers", facts.loader_workers or 0)
+    t = c.changes.get("cpu_threads", facts.threads)
+    fits = w + t <= facts.cores
+    wants_workers = facts.data_share >= DATA_SHARE and facts.loader_workers == 0
+    adds = wants_workers and w > 0
+    dist = abs(w - (facts.loader_workers or 0)) + abs(t - facts.threads)
+    return (0 if fits else 1, 0 if adds else 1, dist)
 
 
 def _name(changes: dict[str, Any]) -> str:
