@@ -22,7 +22,8 @@ LOSSES = [[float(i), 2.0 - 0.01 * i] for i in range(1, 41)]
 
 
 def fake_run(speed: dict[str, float], *, fail: dict[str, str] | None = None,
-             losses: dict[str, list[list[float]]] | None = None):
+             losses: dict[str, list[list[float]]] | None = None,
+             steps: dict[str, int] | None = None):
     """A run function: seconds/sample by the changes' description, with a little
     round-to-round jitter that is the same for every arm of a round (drift)."""
     calls: dict[str, int] = {}
@@ -36,7 +37,7 @@ def fake_run(speed: dict[str, float], *, fail: dict[str, str] | None = None,
             return Outcome("failed", {"exit_code": 1}, fail[name])
         drift = 1.0 + 0.03 * ((calls[name] * 7) % 5)
         return Outcome("complete", {"seconds_per_sample": speed[name] * drift,
-                                    "startup_s": 2.0,
+                                    "startup_s": 2.0, "steps": (steps or {}).get(name, 30),
                                     "losses": (losses or {}).get(name, LOSSES)})
 
     return run, calls
@@ -272,3 +273,11 @@ def test_candidates_that_fit_the_cores_and_add_workers_come_first():
     names = [c.changes for c in cands]
     assert {"num_workers": 2} in names
     assert names.index({"num_workers": 2}) > names.index({"cpu_threads": 1})
+
+
+def test_a_candidate_under_which_the_script_ends_early_is_rejected():
+    run, _ = fake_run({"no change": 1.0, "num_workers=1": 0.5}, steps={"num_workers=1": 5})
+    race = Race(Study(), run, window=30)
+    (c,) = race_until_done(race, [Candidate("num_workers=1", {"num_workers": 1}, "s")])
+    assert c.fate == "rejected"
+    assert "ended early: 5 steady steps, the baseline ran 30" in c.reason

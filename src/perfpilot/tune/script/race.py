@@ -41,6 +41,7 @@ MAX_ROUNDS = 9
 # Kept only when the whole interval is above 1 + this; "same" once it lies within ±this
 # (run-to-run noise of a shared machine makes smaller gains unprovable in a few rounds).
 MIN_EFFECT = 0.03
+EARLY = 0.8  # a candidate's run with fewer steady steps than this share of the baseline's
 BASELINE = "baseline"
 
 
@@ -109,6 +110,22 @@ class Race:
                 b.append(pair[1])
         return a, b
 
+    def _ended_early(self, name: str, rnd: int) -> str | None:
+        """The candidate's run ended (exit code 0) with clearly fewer steady steps than
+        the baseline's of the same round: the change made the script stop early. Not
+        for a batch change: a larger batch legitimately runs fewer steps per epoch."""
+        if name in self.ttl:
+            return None
+        base = self.runs[BASELINE].get(rnd)
+        if base is None or base.state != "complete":
+            return None
+        nb = base.measurements.get("steps") or 0
+        nc = self.runs[name][rnd].measurements.get("steps") or 0
+        if nb and nc < EARLY * nb:
+            return (f"the script ended early: {nc} steady steps, the baseline ran {nb} "
+                    "in the same round")
+        return None
+
     def _rows(self, name: str, rnd: int) -> list[Any]:
         t = self.runs.get(name, {}).get(rnd)
         return list(t.measurements.get("losses") or []) if t and t.state == "complete" else []
@@ -130,6 +147,9 @@ class Race:
             t = self.runs[name][rnd]
             if t.state != "complete":
                 return f"round {rnd + 1}: {t.reason or t.state}"
+            early = self._ended_early(name, rnd)
+            if early:
+                return f"round {rnd + 1}: {early}"
             if name in self.ttl:
                 pair = self._ttl_pair(name, rnd)
                 if pair is None and self.runs[BASELINE].get(rnd) is not None:

@@ -52,6 +52,7 @@ PROFILE_STEPS = 30
 WINDOW_S = 2.5  # seconds of steady steps per measured run (at least 20 steps)
 DEFAULT_HORIZON_S = 3600.0
 COMBINED = "combined"
+PLANNED_NOTE = "script.planned"
 RUNS_PER_CANDIDATE = 4  # planning figure: between SCREEN_ROUNDS and MIN_ROUNDS
 STAGE_OF = {"num_workers": "loader", "prefetch_factor": "loader", "pin_memory": "loader",
             "persistent_workers": "loader", "batch_size": "batch", "lr_scale": "batch"}
@@ -199,6 +200,13 @@ class _Job:
                 else:
                     raced += 1
             planned.append(c)
+        # A resumed tuning races the candidates the first one planned (its budget
+        # decided which), so it recalls their runs and makes the same decisions.
+        stored = self.study.note(PLANNED_NOTE)
+        if stored:
+            planned = [Candidate.from_dict(d) for d in stored]
+        else:
+            self.study.set_note(PLANNED_NOTE, [c.to_dict() for c in planned])
         self.cands = planned
         self.rec = self.rec.replace(
             baseline=Baseline(step_s=step_s, samples_per_step=record.step_phases.samples_per_step,
