@@ -53,7 +53,8 @@ WINDOW_S = 2.5  # seconds of steady steps per measured run (at least 20 steps)
 DEFAULT_HORIZON_S = 3600.0
 COMBINED = "combined"
 PLANNED_NOTE = "script.planned"
-RUNS_PER_CANDIDATE = 4  # planning figure: between SCREEN_ROUNDS and MIN_ROUNDS
+WAVE = 3  # candidates racing at once (more join as they leave)
+ROUND_LIMIT = 60
 STAGE_OF = {"num_workers": "loader", "prefetch_factor": "loader", "pin_memory": "loader",
             "persistent_workers": "loader", "batch_size": "batch", "lr_scale": "batch"}
 
@@ -174,34 +175,16 @@ class _Job:
         self.race = Race(self.study, lambda ch: run_arm(self.target, ch, self._spec()),
                          window=window, progress=self.progress.message)
         self.rec = self.rec.replace(window_steps=window)
-        # One baseline run first (it is round 1's): what a run costs decides how many
-        # candidates the budget can race.
+        # One baseline run first (it is round 1's): it proves the script runs under the
+        # tuner, and what a run costs is what the race's time checks use.
         self.progress.message(f"timing one run of the script ({window} steady steps)")
         first = self.race.run_once(BASELINE, 0)
         if first.state != "complete":
             raise UserError(f"the script as it is failed when run for the tuning: "
                             f"{first.reason}")
-        run_s = self.race.run_cost_s(float(record.timeline.steady_from or 0.0)
-                                     + window * step_s + 1.0)
-        runs_left = max(0.0, self.left() - 2.0) / max(run_s, 0.1)
-        # MIN_ROUNDS baseline runs and about RUNS_PER_CANDIDATE per candidate (a
-        # candidate without a gain in sight leaves after SCREEN_ROUNDS; the promising
-        # ones need MIN_ROUNDS or more). Re-measuring winners together takes what is left.
-        n_fit = int((runs_left - MIN_ROUNDS) / RUNS_PER_CANDIDATE)
-        raced = 0
-        planned = []
-        for c in cands:
-            if c.fate == "pending":
-                if raced >= max(0, n_fit):
-                    c = dataclasses.replace(c, fate="skipped", reason=(
-                        f"no time in the budget: one run takes about {run_s:.1f} s and "
-                        f"a candidate needs {SCREEN_ROUNDS} to {MIN_ROUNDS}+ rounds "
-                        "(a longer --budget tries it)"))
-                else:
-                    raced += 1
-            planned.append(c)
-        # A resumed tuning races the candidates the first one planned (its budget
-        # decided which), so it recalls their runs and makes the same decisions.
+        planned = cands
+        # A resumed tuning races the candidates the first one listed (in its order), so
+        # it recalls their runs.
         stored = self.study.note(PLANNED_NOTE)
         if stored:
             planned = [Candidate.from_dict(d) for d in stored]
@@ -233,19 +216,26 @@ class _Job:
         return ArmSpec(window_steps=self.rec.window_steps, seed=self.seed)
 
     def run_race(self) -> None:
+        """Rounds over a *wave* of at most :data:`WAVE` candidates at a time, in priority
+        order: a candidate joins when one leaves and the time left can still finish the
+        ones in the race (a small budget then decides a few candidates instead of
+        leaving many half-measured)."""
         race = self.race
         assert race is not None
+        queue = [c.name for c in self.cands if c.fate == "pending"]
+        active: list[str] = []
         rnd = 0
-        while True:
-            active = [c for c in self.cands if c.fate == "pending"]
-            if not active or rnd >= MAX_ROUNDS:
+        while rnd < ROUND_LIMIT:
+            while queue and len(active) < WAVE and self._can_admit(active):
+                active.append(queue.pop(0))
+            if not active:
                 break
-            need = race.run_cost_s(self._run_guess()) * (1 + len(active))
-            if need > self.left() - 2.0:
+            if race.run_cost_s(self._run_guess()) * (1 + len(active)) > self.left() - 2.0:
                 self.progress.message(f"out of time after {rnd} rounds")
                 break
-            race.round(rnd, [c.name for c in active])
-            self.cands = [race.judge(c) if c.fate == "pending" else c for c in self.cands]
+            race.round(rnd, active)
+            self.cands = [race.judge(c) if c.name in active else c for c in self.cands]
+            active = [c.name for c in self.cands if c.name in active and c.fate == "pending"]
             self.rec = self.rec.replace(candidates=tuple(self.cands))
             self.save()
             rnd += 1
@@ -255,6 +245,16 @@ class _Job:
         self.next_round = rnd
         self.rec = self.rec.replace(candidates=tuple(self.cands))
         self.save()
+
+    def _can_admit(self, active: list[str]) -> bool:
+        """Whether the time left covers finishing the candidates in the race (to
+        MIN_ROUNDS) and screening one more (SCREEN_ROUNDS), baseline runs included."""
+        race = self.race
+        assert race is not None
+        done = [len(race.paired(n)[0]) for n in active]
+        rounds = max([SCREEN_ROUNDS, *(MIN_ROUNDS - d for d in done)])
+        runs = rounds * (1 + len(active) + 1)
+        return runs * race.run_cost_s(self._run_guess()) <= self.left() - 2.0
 
     def _run_guess(self) -> float:
         b = self.rec.baseline
@@ -364,7 +364,8 @@ def _undecided(c: Candidate) -> Candidate:
     if c.fate != "pending":
         return c
     why = (f"not decided in {c.rounds} rounds (median {c.ratio:.2f}x): the budget ran out"
-           if c.ratio is not None else "not measured: the budget ran out")
+           if c.ratio is not None else "not raced: the time went to the candidates ranked "
+           "before it (a longer --budget tries it)")
     return dataclasses.replace(c, fate="same" if c.rounds else "skipped", reason=why)
 
 
