@@ -281,3 +281,20 @@ def test_a_candidate_under_which_the_script_ends_early_is_rejected():
     (c,) = race_until_done(race, [Candidate("num_workers=1", {"num_workers": 1}, "s")])
     assert c.fate == "rejected"
     assert "ended early: 5 steady steps, the baseline ran 30" in c.reason
+
+
+def test_a_batch_change_is_never_patched_without_its_learning_rate(tmp_path):
+    from perfpilot.probes.launch import parse_target
+    from perfpilot.script_tune_record import Result, ScriptTuneRecord
+    from perfpilot.tune.script.outputs import write_outputs
+
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nfrom torch.utils.data import DataLoader\n"
+                      "loader = DataLoader([1, 2, 3], batch_size=32)\n")
+    rec = ScriptTuneRecord(command=("python", str(script)), result=Result(
+        changes={"batch_size": 64, "lr_scale": 2.0, "num_workers": 1}))
+    out = write_outputs(rec, parse_target(["python", str(script)]), tmp_path)
+    assert "batch_size" in out.patch.launcher and "lr_scale" in out.patch.launcher
+    diff = (tmp_path / "train.patch").read_text()
+    assert "num_workers=1" in diff and "batch_size=64" not in diff
+    assert out.patch.launcher_command and "run-script" in out.patch.launcher_command

@@ -45,17 +45,25 @@ def write_outputs(rec: ScriptTuneRecord, target: Target, out: Path) -> ScriptTun
         return rec.replace(patch=PatchInfo(
             launcher={k: "the script is run with -m/-c: no file to patch" for k in changes},
             launcher_command=launcher_command(out, rec.command)))
+    held = {}
+    if changes.get("lr_scale", 1) != 1 and "batch_size" in changes:
+        # The batch and its learning rate go together, and only the launcher scales the
+        # learning rate: a patch that changed the batch alone would train differently.
+        held["batch_size"] = ("changed together with lr_scale, which only run-script "
+                              "applies (a new batch without its learning rate trains "
+                              "differently)")
     try:
         from perfpilot.script_patch import make_patch
 
-        patch = make_patch(changes, script=script, loader_sites=rec.baseline.loader_sites)
+        patch = make_patch({k: v for k, v in changes.items() if k not in held},
+                           script=script, loader_sites=rec.baseline.loader_sites)
     except Exception as e:  # noqa: BLE001 - the plan and the launcher still work
         return rec.replace(patch=PatchInfo(
             error=f"{type(e).__name__}: {e}", launcher={k: "no patch" for k in changes},
             launcher_command=launcher_command(out, rec.command)))
     if patch.diff:
         patch_file.write_text(patch.diff)
-    launcher = dict(patch.launcher)
+    launcher = {**dict(patch.launcher), **held}
     return rec.replace(patch=PatchInfo(
         file=str(patch_file) if patch.diff else None, edits=tuple(patch.edits),
         launcher=launcher,
