@@ -114,8 +114,8 @@ def test_runs_are_recalled_from_the_study_on_resume(tmp_path):
 
 def test_parity_same_math_is_strict_and_math_changes_get_more_room():
     near = [[s, v * 1.03] for s, v in LOSSES]
-    same = judge_runs(LOSSES, near, math=False)
-    loose = judge_runs(LOSSES, near, math=True)
+    same = judge_runs(LOSSES, near, changes_math=False)
+    loose = judge_runs(LOSSES, near, changes_math=True)
     assert not same.ok and loose.ok
     assert same.tolerance == pytest.approx(RTOL_SAME * same.baseline_loss)
     assert "0.02 x baseline" in same.rule
@@ -123,11 +123,11 @@ def test_parity_same_math_is_strict_and_math_changes_get_more_room():
 
 def test_parity_noise_floor_and_nonfinite_and_nothing_to_compare():
     near = [[s, v + 0.1] for s, v in LOSSES]
-    assert judge_runs(LOSSES, near, math=False, noise=0.2).ok
+    assert judge_runs(LOSSES, near, changes_math=False, noise=0.2).ok
     bad = [*LOSSES[:5], [6.0, float("nan")]]
-    v = judge_runs(LOSSES, bad, math=True)
+    v = judge_runs(LOSSES, bad, changes_math=True)
     assert not v.ok and "nan" in v.rule
-    assert judge_runs(LOSSES, [], math=True) is None
+    assert judge_runs(LOSSES, [], changes_math=True) is None
     assert window_diff(LOSSES, LOSSES) == 0.0
 
 

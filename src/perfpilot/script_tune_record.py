@@ -30,15 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from perfpilot.jsonio import load_json, write_json_atomic
-from perfpilot.tune_record import sanitize
+from perfpilot.tune_record import _known, sanitize
 
 SCRIPT_TUNE_FORMAT = "perfpilot.script-tune/1"
 FATES = ("kept", "slower", "same", "rejected", "skipped", "pending")
-
-
-def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in d.items() if k in names}
 
 
 @dataclass(frozen=True)

@@ -49,12 +49,11 @@ def window_diff(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> f
 
 
 def judge_runs(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence[float]], *,
-               math: bool, noise: float = 0.0) -> Parity | None:
+               changes_math: bool, noise: float = 0.0) -> Parity | None:
     """The parity verdict, or None when there is nothing to compare (no losses seen:
     the script's loss was not a scalar passed to ``backward``)."""
-    import math as m
-
-    bad = next((r for r in candidate if len(r) >= 2 and not m.isfinite(float(r[1]))), None)
+    bad = next((r for r in candidate if len(r) >= 2 and not math.isfinite(float(r[1]))),
+               None)
     if bad is not None:
         return Parity(False, steps=len(candidate),
                       rule=f"the loss is {bad[1]} at step {int(bad[0])}")
@@ -62,10 +61,10 @@ def judge_runs(baseline: Sequence[Sequence[float]], candidate: Sequence[Sequence
     if len(pairs) < MIN_COMMON:
         return None
     mb, mc = _tail_means(pairs)
-    rtol = RTOL_MATH if math else RTOL_SAME
+    rtol = RTOL_MATH if changes_math else RTOL_SAME
     tol = rtol * abs(mb) + noise
     step_diff = max(abs(x - y) for x, y in pairs)
-    kind = "may change the math" if math else "should leave the math alone"
+    kind = "may change the math" if changes_math else "should leave the math alone"
     within = abs(mc - mb) <= tol
     tail = len(pairs) - len(pairs) // 2
     rule = (f"mean loss over the last {tail} of {len(pairs)} common steps: {mc:.5g} vs "

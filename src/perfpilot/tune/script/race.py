@@ -233,7 +233,7 @@ class Race:
                 continue
             return judge_runs(base.measurements.get("losses") or [],
                               cand.measurements.get("losses") or [],
-                              math=changes_math(self.changes[name]),
+                              changes_math=changes_math(self.changes[name]),
                               noise=self.baseline_noise())
         return None
 

@@ -174,8 +174,9 @@ def _math(facts: ScriptFacts, machine: Machine | dict[str, Any] | None,
 def lr_rule(optimizer: str | None) -> str:
     """``linear`` for the SGD family, ``sqrt`` for adaptive or unknown optimizers (the
     batch stage's rule, :mod:`perfpilot.tune.stages.batch.lr`, by class name)."""
-    name = (optimizer or "").lower()
-    return "linear" if name in ("sgd", "lars", "sgdw", "asgd") else "sqrt"
+    from perfpilot.tune.stages.batch.lr import SGD_FAMILY
+
+    return "linear" if (optimizer or "").lower() in SGD_FAMILY else "sqrt"
 
 
 def _batch(facts: ScriptFacts) -> list[Candidate]:

@@ -23,7 +23,7 @@ LrRule = Literal["linear", "sqrt", "none"]
 LR_RULES: tuple[str, ...] = ("linear", "sqrt", "none")
 
 # Class names (lower case) of optimizers scaled linearly; everything else is adaptive.
-_SGD_FAMILY = ("sgd", "lars", "sgdw", "asgd")
+SGD_FAMILY = ("sgd", "lars", "sgdw", "asgd")
 
 
 def optimizer_family(optimizer: Any) -> Literal["sgd", "adaptive", "unknown"]:
@@ -31,7 +31,7 @@ def optimizer_family(optimizer: Any) -> Literal["sgd", "adaptive", "unknown"]:
     import torch
 
     name = type(optimizer).__name__.lower()
-    if isinstance(optimizer, torch.optim.SGD) or name in _SGD_FAMILY:
+    if isinstance(optimizer, torch.optim.SGD) or name in SGD_FAMILY:
         return "sgd"
     adaptive = (torch.optim.Adam, torch.optim.AdamW, torch.optim.Adamax, torch.optim.NAdam,
                 torch.optim.RAdam, torch.optim.Adagrad, torch.optim.Adadelta,
