@@ -16,7 +16,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,22 +180,31 @@ class reported:
     rendered from the record it left in ``out`` before the exception goes on (nothing is
     rendered when it stopped before writing a record)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, render: Callable[[Path], Any] | None = None) -> None:
+        """``render(path)`` loads the record at ``path`` and writes its report (default:
+        a workload tuning's)."""
         self.out = out
+        self.render = render or (lambda path: write_tune_report(_load_tune(path), out))
 
     def __enter__(self) -> None:
         self.started = time.time()
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        from perfpilot.tune_record import RECORD_FILE, TuneRecord
+        from perfpilot.tune_record import RECORD_FILE
 
         path = self.out / RECORD_FILE
         if exc_type is None or not path.is_file() or path.stat().st_mtime < self.started - 1:
             return
         try:
-            write_tune_report(TuneRecord.load(path), self.out)
+            self.render(path)
         except Exception:  # noqa: BLE001 - the tuning's own error is the one to show
             pass
+
+
+def _load_tune(path: Path) -> TuneRecord:
+    from perfpilot.tune_record import TuneRecord
+
+    return TuneRecord.load(path)
 
 
 # ---------------------------------------------------------------- Ctrl-C and SIGTERM

@@ -28,10 +28,12 @@ def tune_script_command(words: list[str], *, only: str | None, budget: str, out:
     from perfpilot.commands.tune import (
         command_origin,
         parse_duration,
+        reported,
         stop_on_signals,
     )
     from perfpilot.probes.launch import parse_target
     from perfpilot.render.progress import command_progress
+    from perfpilot.script_tune_record import ScriptTuneRecord
     from perfpilot.tune.preflight import check_budget
 
     if target is not None:
@@ -49,7 +51,7 @@ def tune_script_command(words: list[str], *, only: str | None, budget: str, out:
     from perfpilot.tune.script import tune_script
 
     with stop_on_signals(out, again):
-        with _reported(out):
+        with reported(out, lambda path: render_report(ScriptTuneRecord.load(path), out)):
             rec = tune_script(tgt, budget_s=budget_s, out_dir=out, resume=resume,
                               stages=stages, horizon_s=horizon_s,
                               progress=command_progress(), origin=command_origin(entered))
@@ -95,29 +97,6 @@ def render_report(rec: ScriptTuneRecord, out: Path) -> ScriptTuneRecord:
                             "`perfpilot report DIR` renders it again")
         rec.save(out / RECORD_FILE)
     return rec
-
-
-class _reported:
-    """When the tuning raises (Ctrl-C, a failure), render the report from the record it
-    left before the exception goes on."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        from perfpilot.script_tune_record import ScriptTuneRecord
-        from perfpilot.tune_record import RECORD_FILE
-
-        path = self.out / RECORD_FILE
-        if exc_type is None or not path.is_file():
-            return
-        try:
-            render_report(ScriptTuneRecord.load(path), self.out)
-        except Exception:  # noqa: BLE001 - the tuning's own error is the one to show
-            pass
 
 
 def _summary(rec: ScriptTuneRecord, out: Path) -> None:
