@@ -49,6 +49,7 @@ from perfpilot import tune_record as tr
 from perfpilot.errors import UserError
 from perfpilot.progress import NullProgress, Progress
 from perfpilot.record import RunRecord
+from perfpilot.tune import facts
 from perfpilot.tune.budget import stage_share, too_small
 from perfpilot.tune.final import (
     ROUNDS,
@@ -156,13 +157,13 @@ class _Run:
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
-        self.machine = _machine()  # the stages read it as a mapping
+        self.machine = facts.machine()  # the stages read it as a mapping
         self.rec = tr.TuneRecord(
-            workload=_workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
+            workload=facts.workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
             settings=tr.TuneSettings(stages=tuple(names), executor=executor,
                                      options=tr.sanitize(options), horizon_s=horizon_s),
             baseline_plan=w.baseline, started_at=time.time(),
-            machine=tr.MachineInfo.from_dict(self.machine), versions=_versions())
+            machine=tr.MachineInfo.from_dict(self.machine), versions=facts.versions())
 
     # -------------------------------------------------- budget
 
@@ -217,7 +218,7 @@ class _Run:
             else min(NO_TARGET_RUN_S, max(3.0, 0.05 * self.budget_s))
         cap = float(self.options.get("baseline_cap_s", cap))
         self.progress.phase("baseline", cap)
-        what = f"to {w.metric_name} {_sign(w)} {w.target:g}" if has_target else \
+        what = f"to {w.metric_name} {facts.sign(w)} {w.target:g}" if has_target else \
             f"for {cap:.0f} s"
         self.progress.message(f"training the baseline {what}")
         key = {"check": "run", "plan": w.baseline.to_dict(), "seed": w.seed, "cap_s": cap,
@@ -226,7 +227,7 @@ class _Run:
             run_unit, (self.ref, w.baseline.to_dict(), w.seed, has_target, cap),
             timeout_s=10 * cap + 120))
         if trial.state != "complete":
-            raise Stop(_baseline_failure(w, trial))
+            raise Stop(facts.baseline_failure(w, trial))
         m = trial.measurements
         self.base_m = m
         self.rec = self.rec.replace(baseline=RunRecord.from_dict(m["record"]),
@@ -240,11 +241,12 @@ class _Run:
         """The baseline missed the target: tune throughput only, and say so."""
         w = self.w
         self.rec = self.rec.with_note(
-            f"the baseline did not reach {w.metric_name} {_sign(w)} {w.target:g} in {cap:.0f} s "
-            f"of training (last value {_fmt(last)}), so time to target cannot be measured: "
-            "tuned for throughput only. To tune time to target, lower it with --target, give "
-            f"a larger --budget (the baseline may train {BASELINE_SHARE:.0%} of it, at most "
-            f"{BASELINE_CAP_S:.0f} s), or check the workload's metric and direction.")
+            f"the baseline did not reach {w.metric_name} {facts.sign(w)} {w.target:g} in "
+            f"{cap:.0f} s of training (last value {facts.fmt(last)}), so time to target "
+            "cannot be measured: tuned for throughput only. To tune time to target, lower "
+            "it with --target, give a larger --budget (the baseline may train "
+            f"{BASELINE_SHARE:.0%} of it, at most {BASELINE_CAP_S:.0f} s), or check the workload's "
+            "metric and direction.")
         self.progress.message(self.rec.notes[-1])
         self.w = dataclasses.replace(w, target=None)
 
@@ -275,7 +277,7 @@ class _Run:
             raise Stop(f"--budget {self.budget_s:.0f}s is too small for this workload: the "
                        f"baseline took {self.elapsed():.0f} s and the final check needs about "
                        f"{s.estimate_s:.0f} s, which leaves {max(stages_s, 0):.0f} s to tune; "
-                       f"try --budget {_suggest(self.elapsed() + s.estimate_s)}")
+                       f"try --budget {facts.suggest(self.elapsed() + s.estimate_s)}")
         return s.to_dict()
 
     # -------------------------------------------------- stages
@@ -303,7 +305,7 @@ class _Run:
             self.progress.phase_done(stage.name, entry.summary, entry.elapsed_s)
             plan = entry.plan or plan
             self.rec = self.rec.replace(stages=(*self.rec.stages, entry), tuned_plan=plan)
-            self.progress.best(_changes_text(self.w.baseline, plan))
+            self.progress.best(facts.changes_text(self.w.baseline, plan))
             self.save()
         return plan
 
@@ -439,61 +441,3 @@ class _Run:
         command renders it from the record."""
         self.rec = self.rec.replace(status=status, error=error, finished_at=time.time())
         self.save()
-
-
-# ---------------------------------------------------------------- small helpers
-
-
-def _sign(w: Workload) -> str:
-    return ">=" if w.direction == "max" else "<="
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, (int, float)) else "none"
-
-
-def _suggest(seconds: float) -> str:
-    minutes = max(1, int(-(-seconds * 1.5 // 60)))
-    return f"{minutes}m"
-
-
-def _baseline_failure(w: Workload, trial: Any) -> str:
-    if trial.state == "nan":
-        return (f"the baseline plan of workload {w.name!r} produces a non-finite loss "
-                f"({trial.reason}); perfpilot tunes a workload that trains under its own "
-                "baseline: lower its lr or fix the model")
-    if trial.state == "timeout":
-        return f"the baseline run of workload {w.name!r} timed out: {trial.reason}"
-    return f"the baseline run of workload {w.name!r} crashed: {trial.reason}"
-
-
-def _changes_text(base: Plan, plan: Plan) -> str:
-    changes = base.diff(plan)
-    if not changes:
-        return "baseline (no gain yet)"
-    return ", ".join(f"{k}={b}" for k, (_, b) in changes.items())
-
-
-def _workload_info(w: Workload, spec: str | None) -> tr.WorkloadInfo:
-    return tr.WorkloadInfo(name=w.name, spec=spec, description=w.description,
-                           metric=w.metric_name if w.metric is not None else None,
-                           direction=w.direction, target=w.target)
-
-
-def _machine() -> dict[str, Any]:
-    from perfpilot.devices import discover
-
-    return tr.sanitize(discover().to_dict())
-
-
-def _versions() -> tr.Versions:
-    import platform
-
-    import optuna
-    import torch
-
-    from perfpilot import __version__
-
-    return tr.Versions(perfpilot=__version__, torch=torch.__version__,
-                       optuna=optuna.__version__, python=platform.python_version(),
-                       platform=platform.platform())
