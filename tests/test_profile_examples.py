@@ -71,15 +71,26 @@ _RECORDS: dict[str, dict] = {}  # one profile per example, shared by the tests b
 
 def profile_once(script: str, tmp: Path) -> dict:
     if script not in _RECORDS:
-        _RECORDS[script] = profile(script, tmp)
+        record = profile(script, tmp)
+        if not record["findings"] and script in MEASURED:
+            # Its rule speaks only when a timing measured on this machine says so; on a
+            # shared CI machine one unlucky measurement can say nothing: profile again once.
+            record = profile(script, tmp)
+        _RECORDS[script] = record
     return _RECORDS[script]
+
+
+# Examples whose finding rests on a timing measured at the end of the run (calibration),
+# not only on what the run did.
+MEASURED = {"thread_oversubscription.py"}
 
 
 @pytest.mark.parametrize("script", sorted(CPU_EXAMPLES))
 def test_example_is_named_first(script, tmp_path):
     record = profile_once(script, tmp_path)
     findings = record["findings"]
-    assert findings, f"{script}: nothing found"
+    assert findings, (f"{script}: nothing found; threads {record.get('threads')}, "
+                      f"calibration {record.get('calibration')}")
     top = findings[0]
     assert top["id"] == CPU_EXAMPLES[script], f"{script}: {_describe(record)}"
     assert top["estimated_speedup"] > 1.1

@@ -363,6 +363,7 @@ class TuneRecord:
     elapsed_s: float = 0.0
     settings: TuneSettings = TuneSettings()
     horizon: Horizon = Horizon()
+    proxy: Mapping[str, Any] | None = None  # tune.proxy.ProxyTarget, when the target was missed
     baseline_plan: Plan | None = None
     tuned_plan: Plan | None = None
     plan: Plan | None = None
@@ -454,6 +455,7 @@ _TO_JSON: dict[str, Callable[[Any], Any]] = {
     "stages": lambda xs: [s.to_dict() for s in xs], "final": _to_dict,
     "trials": lambda xs: [sanitize(t.to_dict()) for t in xs],
     "placement": dict, "machine": _to_dict, "versions": _to_dict, "notes": list,
+    "proxy": lambda x: None if x is None else sanitize(dict(x)),
 }
 
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
@@ -464,5 +466,5 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "final": FinalResult.from_dict, "trials": lambda xs: tuple(Trial.from_dict(t) for t in xs),
     "placement": dict, "machine": MachineInfo.from_dict, "versions": Versions.from_dict,
     "notes": lambda xs: tuple(str(x) for x in xs),
-    "elapsed_s": float, "resumed": bool,
+    "elapsed_s": float, "resumed": bool, "proxy": dict,
 }

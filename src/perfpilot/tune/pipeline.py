@@ -70,6 +70,7 @@ from perfpilot.tune.preflight import (
     started_executor,
     with_target,
 )
+from perfpilot.tune.proxy import ProxyTarget, describe, proxy_from_baseline
 from perfpilot.tune.study import ReplayClock
 from perfpilot.tune.units import Portable, WorkloadRef, portable_spec, run_unit
 
@@ -157,6 +158,8 @@ class _Run:
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
+        self.proxy: ProxyTarget | None = None  # set when the baseline misses the target
+        self.target_dropped = ""
         self.machine = facts.machine()  # the stages read it as a mapping
         self.rec = tr.TuneRecord(
             workload=facts.workload_info(w, ref.spec), budget_s=budget_s, resumed=study.resumed,
@@ -233,22 +236,39 @@ class _Run:
         self.rec = self.rec.replace(baseline=RunRecord.from_dict(m["record"]),
                                     horizon=self._horizon(m, trial.number))
         if has_target and not m["reached"]:
-            self._drop_target(cap, m.get("metric"))
+            self._proxy_target(cap, m)
         self.settings = FinalSettings.from_dict(self.fixed("final.settings", self._size_final))
         self.save()
 
-    def _drop_target(self, cap: float, last: Any) -> None:
-        """The baseline missed the target: tune throughput only, and say so."""
-        w = self.w
-        self.rec = self.rec.with_note(
-            f"the baseline did not reach {w.metric_name} {facts.sign(w)} {w.target:g} in "
-            f"{cap:.0f} s of training (last value {facts.fmt(last)}), so time to target "
-            "cannot be measured: tuned for throughput only. To tune time to target, lower "
-            "it with --target, give a larger --budget (the baseline may train "
-            f"{BASELINE_SHARE:.0%} of it, at most {BASELINE_CAP_S:.0f} s), or check the workload's "
-            "metric and direction.")
+    def _proxy_target(self, cap: float, m: dict[str, Any]) -> None:
+        """The baseline missed the target: decide on the level it reached (the proxy
+        target, :mod:`perfpilot.tune.proxy`), or, when its curve gives none, tune
+        throughput only; either way, say so."""
+        w, p = self.w, self.w.baseline
+        missed = (f"the baseline did not reach {w.metric_name} {facts.sign(w)} {w.target:g} "
+                  f"within {cap:.0f} s of training")
+        proxy = proxy_from_baseline(m, metric=w.metric_name, direction=w.direction,
+                                    target=float(w.target or 0), samples_per_step=p.batch_size
+                                    * p.grad_accum)
+        if proxy is None:
+            self.rec = self.rec.with_note(
+                f"{missed} (last value {facts.fmt(m.get('metric'))}) and its evaluations give "
+                "no proxy level (too few, or none better than the first): tuned for "
+                "throughput only. Lower the target with --target, give a larger --budget, or "
+                "check the workload's metric and direction.")
+            self.target_dropped = f"{missed} and its curve gives no proxy target"
+            self.w = dataclasses.replace(w, target=None)
+        else:
+            self.proxy = proxy
+            self.rec = self.rec.replace(proxy=proxy.to_dict()).with_note(
+                f"{missed}; decided on the proxy target {w.metric_name} {facts.sign(w)} "
+                f"{proxy.level:.4g} (the level it reached). " + " ".join(describe(proxy)))
+            self.w = dataclasses.replace(w, target=proxy.level)
+            if self.horizon_s is None and proxy.horizon_s() is not None:
+                self.rec = self.rec.replace(horizon=tr.Horizon(
+                    proxy.horizon_s(), "extrapolated: the baseline's learning curve to the "
+                    "real target (see the proxy target)"))
         self.progress.message(self.rec.notes[-1])
-        self.w = dataclasses.replace(w, target=None)
 
     def _horizon(self, m: dict[str, Any], number: int) -> tr.Horizon:
         if self.horizon_s is not None:
@@ -315,6 +335,10 @@ class _Run:
     def _stage_options(self) -> dict[str, Any]:
         opts = dict(self.options)
         opts.setdefault("horizon_source", self.rec.horizon.source)
+        if self.proxy is not None:
+            opts["proxy"] = self.proxy.to_dict()
+        if self.target_dropped:
+            opts["target_dropped"] = self.target_dropped
         return opts
 
     def _run_stage(self, stage: Stage, ctx: Any, share: float) -> tr.StageRecord:

@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import asdict
+from dataclasses import replace as dc_replace
+from typing import TYPE_CHECKING, Any
 
-from perfpilot.errors import PlanError, UserError
+from perfpilot.errors import PlanError
+from perfpilot.tune.proxy import ProxyTarget, decision_level
 from perfpilot.tune.stage import StageContext, StageResult
+from perfpilot.tune.stages.batch import recheck as rc
 from perfpilot.tune.stages.batch.fit import FitResult, NothingFits, Probe, find_fit_limit
 from perfpilot.tune.stages.batch.goodput import (
     NoisePoint,
@@ -37,7 +40,8 @@ from perfpilot.tune.stages.batch.goodput import (
     knee,
     top_candidates,
 )
-from perfpilot.tune.stages.batch.lr import LR_RULES, LrPolicy, optimizer_family, rule_for
+from perfpilot.tune.stages.batch.lr import LrPolicy, optimizer_family, rule_for
+from perfpilot.tune.stages.batch.options import BatchOptions
 from perfpilot.tune.stages.batch.runs import BatchRuns, NoiseSpec, RunConfig, Runs
 from perfpilot.tune.stages.batch.validate import Validation, decide
 
@@ -54,90 +58,6 @@ THROUGHPUT_SHARE, BASELINE_BOX_SHARE, SLOW_STEP_SHARE = 0.15, 0.4, 0.01
 NOISE_SHARE, NOISE_POINTS = 0.1, 5
 
 
-@dataclass(frozen=True)
-class BatchOptions:
-    """Options of the batch stage (``ctx.options["batch"]``, every key optional).
-
-    ``lr_rule``: ``auto`` (linear for SGD, sqrt for adaptive optimizers) or a rule;
-    ``warmup_fraction``: when the LR grows, warm up over this fraction of the samples the
-    baseline needed to reach the target; ``warmup_steps``: a fixed warmup instead;
-    ``min_batch``/``max_batch``: bounds of the search (default ``B0 // 8`` and the dataset
-    size); ``memory_fraction``: CPU memory budget as a fraction of available RAM;
-    ``margin``: safety margin below an out-of-memory failure; ``candidates``: how many
-    predicted sizes to validate; ``repeats``: most time-to-target runs per finalist;
-    ``throughput_repeats``: windows per batch size; ``noise_*``: noise-scale estimator
-    settings; ``prune_slack``: a run is stopped at ``(1 + slack) x`` the best time to
-    target; ``eval_fraction``: evaluation spacing as a fraction of elapsed training time;
-    ``refine_runs``: most runs of the pattern search over batch and LR (0: validate the
-    predicted candidates only); ``finalists``: configurations repeated with the baseline;
-    ``lr_factor``: the LR step of the search.
-    """
-
-    lr_rule: Literal["auto", "linear", "sqrt", "none"] = "auto"
-    warmup_fraction: float = 0.05
-    warmup_steps: int | None = None
-    min_batch: int | None = None
-    max_batch: int | None = None
-    memory_fraction: float = 0.5
-    margin: float = 0.1
-    candidates: int = 3
-    repeats: int = 5
-    throughput_repeats: int = 7
-    noise_estimates: int = 8
-    noise_small_batch: int | None = None
-    noise_large_batch: int | None = None
-    prune_slack: float = 0.2
-    eval_fraction: float = 0.04
-    refine_runs: int = 8
-    finalists: int = 2
-    lr_factor: float = 2.0
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> BatchOptions:
-        raw = options.get("batch") or {}
-        if not isinstance(raw, Mapping):
-            raise UserError(f"option 'batch' must be a mapping, got {type(raw).__name__}")
-        known = {f.name: f for f in fields(cls)}
-        for key, value in raw.items():
-            if key not in known:
-                raise UserError(f"unknown batch option {key!r} (options: {', '.join(known)})")
-            _check_option(key, value)
-        return cls(**raw)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# option -> (smallest allowed value, whether the value must be whole, largest or None)
-_BOUNDS: dict[str, tuple[float, bool, float | None]] = {
-    "warmup_fraction": (0, False, 1), "memory_fraction": (0, False, 1), "margin": (0, False, 1),
-    "eval_fraction": (0, False, 1), "prune_slack": (0, False, None),
-    "lr_factor": (1.0001, False, None), "warmup_steps": (0, True, None),
-    "refine_runs": (0, True, None), "finalists": (1, True, None),
-    "repeats": (1, True, None), "throughput_repeats": (2, True, None),
-    "noise_estimates": (2, True, None), "candidates": (1, True, None),
-}
-_OPTIONAL = ("warmup_steps", "min_batch", "max_batch", "noise_small_batch", "noise_large_batch")
-
-
-def _check_option(key: str, value: Any) -> None:
-    if key == "lr_rule":
-        if value not in ("auto", *LR_RULES):
-            raise UserError(f"batch option 'lr_rule': {value!r} is not auto, "
-                            f"{', '.join(LR_RULES)}")
-        return
-    if value is None and key in _OPTIONAL:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"batch option {key!r}: {value!r} is not a number")
-    low, whole, high = _BOUNDS.get(key, (1, True, None))
-    if whole and value != int(value):
-        raise UserError(f"batch option {key!r}: {value!r} is not a whole number")
-    if value < low or (high is not None and value >= high):
-        span = f"[{low:g}, {high:g})" if high is not None else f">= {low:g}"
-        raise UserError(f"batch option {key!r}: {value!r} must be {span}")
-
-
 class BatchStage:
     """The ``batch`` stage (see the module docstring). ``runs`` builds the object that
     measures (default: real runs through the engine); tests inject fakes."""
@@ -149,18 +69,34 @@ class BatchStage:
 
     def run(self, ctx: StageContext) -> StageResult:
         opts = BatchOptions.from_options(ctx.options)
-        runs = self._make_runs(ctx.workload, ctx.incumbent)
+        proxy = ProxyTarget.from_dict(ctx.options["proxy"]) if ctx.options.get("proxy") \
+            else None
+        level = decision_level(proxy, ctx.budget_s) if proxy is not None else None
+        w = ctx.workload if level is None else dc_replace(ctx.workload, target=level[0])
+        runs = self._make_runs(w, ctx.incumbent)
+        tuning = _Tuning(ctx, opts, runs, proxy, level,
+                         lambda target: self._make_runs(dc_replace(w, target=target),
+                                                        ctx.incumbent))
         try:
-            return _Tuning(ctx, opts, runs).run()
+            return tuning.run()
         finally:
             runs.close()
+            for other in tuning.other_runs.values():
+                other.close()
 
 
 class _Tuning:
     """One run of the stage: holds the trials and the budget spent so far."""
 
-    def __init__(self, ctx: StageContext, opts: BatchOptions, runs: Runs) -> None:
+    def __init__(self, ctx: StageContext, opts: BatchOptions, runs: Runs,
+                 proxy: ProxyTarget | None = None, level: tuple[float, float] | None = None,
+                 make_runs: Callable[[float], Runs] | None = None) -> None:
         self.ctx, self.opts, self.runs = ctx, opts, runs
+        # Under a proxy target (the baseline missed the real one): the level decided on
+        # and the baseline's seconds to it; runs to other levels (the re-check) are made
+        # by ``make_runs`` and kept in ``other_runs``.
+        self.proxy, self.level = proxy, level
+        self.make_runs, self.other_runs = make_runs, {}
         self.base: Plan = ctx.incumbent
         self.b0 = self.base.batch_size
         self.trials: list[Trial] = []
@@ -330,8 +266,11 @@ class _Tuning:
         base_ttt = end / thr[self.b0] if first.state == "complete" and end else None
         policy = self.lr_policy(round(self.opts.warmup_fraction * (end or 0)))
         curve = goodput_curve(points, self.b0, profile, end_samples=end, base_ttt_s=base_ttt)
+        # Under a proxy, part of the budget is kept for the re-check at the later level.
+        kept = rc.RECHECK_SHARE * self.left_s() if self.proxy is not None else 0.0
         val = Validation(
-            lambda cfg, r, max_samples: self.ttt(cfg, r, max_samples), self.left_s, box=box,
+            lambda cfg, r, max_samples: self.ttt(cfg, r, max_samples),
+            lambda: self.left_s() - kept, box=box,
             slack=self.opts.prune_slack, throughput=thr,
             make=lambda b, lr: self.config(b, policy, lr), rescale=policy.rescale,
             lr_factor=self.opts.lr_factor, progress=self.ctx.progress)
@@ -341,6 +280,8 @@ class _Tuning:
         val.refine(self.opts.refine_runs)
         val.repeat(base_cfg, self.opts.repeats, self.opts.finalists)
         decision = decide(list(val.pool.values()), base_cfg)
+        if self.proxy is not None:
+            decision = self.under_proxy(val, decision, base_cfg)
         predicted = max(curve, key=lambda p: p.goodput)
         self.evidence["noise_scale"]["along_training"] = first.measurements.get(
             "noise_profile", [])
@@ -363,12 +304,33 @@ class _Tuning:
                   else policy.warmup_steps(batch, lr))
         return RunConfig(batch, lr, warmup)
 
+    def under_proxy(self, val: Validation, decision: Any, base: RunConfig) -> Any:
+        """The decision made at the decision level, re-checked at the proxy target, and
+        every configuration's extrapolated time to the real target (evidence)."""
+        assert self.proxy is not None and self.level is not None
+        decided = decision.config
+        decision, ev = rc.recheck(self, val, decision, base)
+        self.evidence["proxy"] = {
+            "target": self.proxy.target, "level": self.proxy.level,
+            "decision_level": self.level[0], "decision_level_baseline_s": self.level[1],
+            "recheck": ev, "extrapolations": rc.extrapolations(
+                self, val, base, rc.recheck_rows(ev, base, decided))}
+        return decision
+
     def ttt(self, cfg: RunConfig, seed_offset: int, max_samples: int,
-            spec: NoiseSpec | None = None) -> Trial:
+            spec: NoiseSpec | None = None, level: float | None = None) -> Trial:
         seed = self.ctx.workload.seed + seed_offset
         key = {**cfg.key(), "seed": seed, "max_samples": max_samples,
                "noise": asdict(spec) if spec else None}
-        return self.trial("time-to-target", key, lambda: self.runs.time_to_target(
+        runs = self.runs
+        if level is not None:  # another level than the stage's: its own runs, its own key
+            key["target"] = level
+            if level not in self.other_runs and self.make_runs is not None:
+                self.other_runs[level] = self.make_runs(level)
+            runs = self.other_runs.get(level, self.runs)
+        elif self.level is not None:
+            key["target"] = self.level[0]
+        return self.trial("time-to-target", key, lambda: runs.time_to_target(
             cfg, seed=seed, max_samples=max_samples, eval_fraction=self.opts.eval_fraction,
             noise=spec))
 
@@ -395,7 +357,10 @@ class _Tuning:
         curve = goodput_curve(points, self.b0, profile) if profile else []
         self.evidence.update(lr_policy=policy.to_dict(),
                              goodput=[p.to_dict() for p in curve], spent_s=self.spent_s)
-        why = ("the workload has no target, so no batch size can be validated on time to "
+        dropped = self.ctx.options.get("target_dropped")
+        why = (f"{dropped}, so no batch size can be validated on time to target; the baseline "
+               "is kept (see the goodput prediction)" if dropped else
+               "the workload has no target, so no batch size can be validated on time to "
                "target; the baseline is kept (see the goodput prediction)")
         self.evidence["chosen"] = {**RunConfig(self.b0, self.base.lr,
                                                self.base.warmup_steps).key(), "why": why}

@@ -1,0 +1,151 @@
+"""Proxy targets: deciding batch size and LR for runs whose target is beyond the budget.
+
+Real training reaches its target in hours; the tuner's baseline trains for a share of the
+budget. When the baseline misses the target, its metric curve still says how training
+goes. :func:`proxy_from_baseline` turns that run into a :class:`ProxyTarget`:
+
+* the **proxy target** ``level``: the level the baseline reached within its share (the
+  best 3-point running median of its evaluations, :func:`~perfpilot.tune.curve.level_at`),
+  which every stage and the final check then use as the workload's target;
+* the baseline's **learning curve** in samples (``curve``: ``[samples, seconds, value]``
+  per evaluation) and its **extrapolation** to the real target
+  (:func:`~perfpilot.tune.curve.extrapolate`, with an interval and how far it reaches),
+  which also gives the tuning a horizon (the expected length of the real run).
+
+The batch stage decides on an earlier level its budget can afford
+(:func:`decision_level`) and re-checks the decision at ``level`` when the budget allows
+(:mod:`perfpilot.tune.stages.batch.recheck`): a batch size that is faster early in
+training is not always faster later (short-horizon bias), so both are measured and
+reported. Which numbers are measured and which are extrapolated is said in words
+(:func:`describe`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from perfpilot.tune.curve import Extrapolation, extrapolate, level_at
+
+# The batch stage's runs to its decision level: the baseline's time to that level is at most
+# this share of the stage's budget (about a dozen such runs fit: screening, search, repeats)
+# and at most half its time to the proxy target (so the re-check is at a later level).
+DECISION_RUN_SHARE, DECISION_MAX_FRACTION = 0.06, 0.5
+MIN_EVALUATIONS = 4
+
+
+@dataclass(frozen=True)
+class ProxyTarget:
+    """The proxy target of a tuning whose baseline missed the real one (module docstring).
+
+    ``target``: the workload's real target; ``level``: the proxy target; ``trained_s``: the
+    baseline's training seconds; ``level_at_s``: when it first held ``level``;
+    ``samples_per_s``: its training throughput (samples over training seconds);
+    ``extrapolation``: :meth:`Extrapolation.to_dict` of its curve to ``target``, or None
+    when no curve fits."""
+
+    metric: str
+    direction: str
+    target: float
+    level: float
+    trained_s: float
+    level_at_s: float
+    samples_per_s: float
+    curve: list[list[float]] = field(default_factory=list)
+    extrapolation: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProxyTarget:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def horizon_s(self) -> float | None:
+        """The extrapolated training seconds to the real target (None when unknown)."""
+        x = (self.extrapolation or {}).get("seconds")
+        return float(x) if x is not None else None
+
+
+def samples_curve(history: Sequence[Sequence[float]], samples_per_step: int
+                  ) -> list[list[float]]:
+    """The engine's metric history ``[step, seconds, value]`` as ``[samples, seconds,
+    value]`` (a step is ``batch_size x grad_accum`` samples; the last batch of an epoch
+    may be smaller, which this ignores: at most one batch per epoch)."""
+    return [[float(s) * samples_per_step, float(t), float(v)] for s, t, v in history]
+
+
+def proxy_from_baseline(run: Mapping[str, Any], *, metric: str, direction: str,
+                        target: float, samples_per_step: int) -> ProxyTarget | None:
+    """The proxy target from the baseline's run (``run_unit``'s measurements) that missed
+    ``target``; None when its curve cannot give one (too few evaluations, or no
+    improvement since the first)."""
+    record = run.get("record") or {}
+    history = (record.get("metric") or {}).get("history") or []
+    if len(history) < MIN_EVALUATIONS:
+        return None
+    curve = samples_curve(history, samples_per_step)
+    trained = float(curve[-1][1])
+    level = level_at([[t, v] for _, t, v in curve], trained, direction)
+    if level is None or (level - curve[0][2]) * (1 if direction == "max" else -1) <= 0:
+        return None  # no better than its first evaluation: no level to decide on
+    at = next(t for _, t, v in curve if _holds(v, level, direction))
+    sps = curve[-1][0] / trained if trained > 0 else 0.0
+    ext = extrapolate([[s, v] for s, _, v in curve], target, direction, sps)
+    return ProxyTarget(metric, direction, float(target), float(level), trained, float(at),
+                       sps, curve, ext.to_dict() if ext is not None else None)
+
+
+def decision_level(proxy: ProxyTarget, stage_budget_s: float) -> tuple[float, float]:
+    """``(level, baseline seconds to it)`` for the batch stage's decision runs: the level
+    the baseline held by ``min(DECISION_RUN_SHARE x stage_budget_s, DECISION_MAX_FRACTION
+    x level_at_s)`` seconds of training (its first evaluation's level when that is
+    earlier than every evaluation)."""
+    t = min(DECISION_RUN_SHARE * stage_budget_s, DECISION_MAX_FRACTION * proxy.level_at_s)
+    pts = [[tt, v] for _, tt, v in proxy.curve]
+    level = level_at(pts, t, proxy.direction)
+    if level is None:
+        t, level = pts[0][0], pts[0][1]
+    return float(level), float(t)
+
+
+def _holds(value: float, level: float, direction: str) -> bool:
+    return value >= level if direction == "max" else value <= level
+
+
+def sign(direction: str) -> str:
+    return ">=" if direction == "max" else "<="
+
+
+def describe(proxy: ProxyTarget) -> list[str]:
+    """What was measured and what was extrapolated, in words (for notes and the report)."""
+    m, s = proxy.metric, sign(proxy.direction)
+    lines = [f"measured: the baseline trained {proxy.trained_s:.0f} s and did not reach "
+             f"{m} {s} {proxy.target:g}; it held {m} {s} {proxy.level:.4g} (the proxy target) "
+             f"after {proxy.level_at_s:.0f} s."]
+    ext = proxy.extrapolation
+    if ext is None:
+        lines.append("extrapolated: nothing (no learning curve fits the baseline's "
+                     "evaluations), so the time to the real target is not known.")
+    elif ext.get("seconds") is None:
+        lines.append(f"extrapolated: the baseline's fitted learning curve levels off short of "
+                     f"{m} {s} {proxy.target:g} (asymptote {ext['curve']['a']:.4g}): at this "
+                     "batch size and LR it may never get there.")
+    else:
+        hi = ext.get("seconds_high")
+        hi_s = f"{hi:.0f}" if hi is not None else "inf"
+        lines.append(f"extrapolated: the baseline's learning curve (power law with offset, "
+                     f"{ext['curve']['n']} evaluations) reaches {m} {s} {proxy.target:g} after "
+                     f"about {ext['seconds']:.0f} s of training (95% CI {ext['seconds_low']:.0f}"
+                     f"-{hi_s}), {ext['reach']:.1f}x beyond the last measured point.")
+    return lines
+
+
+def extrapolate_config(rows: Sequence[Sequence[float]], proxy: ProxyTarget,
+                       samples_per_s: float) -> Extrapolation | None:
+    """A configuration's time to the real target from its runs' curves (``[samples,
+    seconds, value]`` rows, several runs pooled) at its measured ``samples_per_s``."""
+    pts = [[r[0], r[2]] for r in rows if len(r) >= 3 and math.isfinite(float(r[2]))]
+    return extrapolate(pts, proxy.target, proxy.direction, samples_per_s)
