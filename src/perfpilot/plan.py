@@ -3,7 +3,10 @@
 Contract (DESIGN.md): JSON with a ``"version"`` field; unknown keys and bad values are
 rejected with a :class:`~perfpilot.errors.PlanError` whose message names the key. A plan
 file may be partial: missing keys are taken from a base plan (usually the workload's
-baseline), so ``{"batch_size": 128}`` is a valid plan file.
+baseline), so ``{"batch_size": 128}`` is a valid plan file. A plan written by ``tune``
+may also hold ``"load"``: the load its gain was measured at (an object,
+:mod:`perfpilot.tune.load_label`); it is not a knob: readers skip it, :func:`plan_load`
+returns it.
 
 Runtime application of a plan (device placement, autocast, compile, loader kwargs...)
 lives in :mod:`perfpilot.apply_plan`; whether a device can do a plan lives in
@@ -23,6 +26,7 @@ from typing import Any, Literal
 from perfpilot.errors import PlanError, UserError
 
 PLAN_VERSION = 1
+LOAD_KEY = "load"  # not a knob: the load the plan was measured at (tune.load_label)
 
 Precision = Literal["fp32", "tf32", "bf16", "fp16"]
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
@@ -153,6 +157,10 @@ def _knobs_of(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PlanError(f"a plan must be a JSON object, got {type(data).__name__}")
     data = dict(data)
+    load = data.pop(LOAD_KEY, None)
+    if load is not None and not isinstance(load, dict):
+        raise PlanError(f"plan key {LOAD_KEY!r} must be a JSON object, got "
+                        f"{type(load).__name__}")
     version = data.pop("version", PLAN_VERSION)
     if type(version) is not int or version != PLAN_VERSION:  # True == 1, but not a version
         raise PlanError(
@@ -163,11 +171,21 @@ def _knobs_of(data: Any) -> dict[str, Any]:
     return data
 
 
-def save_plan(plan: Plan, path: str | Path) -> None:
-    """Write ``plan`` atomically: a crash never leaves half a plan (UserError on OSError)."""
+def save_plan(plan: Plan, path: str | Path, load: dict[str, Any] | None = None) -> None:
+    """Write ``plan`` atomically: a crash never leaves half a plan (UserError on OSError).
+    ``load``: the label written under ``"load"`` after the knobs (none: no key)."""
     from perfpilot.jsonio import write_text_atomic
 
-    write_text_atomic(path, plan.to_json() + "\n")
+    data = plan.to_dict() if load is None else {**plan.to_dict(), LOAD_KEY: load}
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def plan_load(path: str | Path) -> dict[str, Any] | None:
+    """The ``"load"`` label of plan file ``path``, None when it has none; the file is
+    checked as :func:`check_plan_file` does (PlanError naming the file and the key)."""
+    check_plan_file(path)
+    data = _read_json(Path(path))
+    return data.get(LOAD_KEY)
 
 
 def _reject_unknown(data: dict[str, Any]) -> None:

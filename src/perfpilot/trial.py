@@ -35,7 +35,11 @@ TrialState = Literal["running", "complete", "failed", "oom", "timeout", "nan", "
 
 @dataclass(frozen=True)
 class Trial:
-    """One candidate plan tried by the tuner: why it ended is data, not a log line."""
+    """One candidate plan tried by the tuner: why it ended is data, not a log line.
+
+    ``load``: the machine's load while it ran (other processes' CPU use, the load
+    average; :mod:`perfpilot.tune.trial_load`), ``{}`` when not measured (older journals).
+    """
 
     number: int
     stage: str
@@ -45,6 +49,7 @@ class Trial:
     measurements: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    load: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

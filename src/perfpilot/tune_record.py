@@ -353,8 +353,9 @@ class TuneRecord:
     baseline run before the stages and the tuned plan's first run in the final check;
     ``baseline_check``: the baseline's first run in the final check (interleaved with the
     tuned one). ``tuned_plan`` is what the stages chose, ``plan`` what ``plan.json``
-    holds (see ``decision``). ``trials``: every trial of the study; ``placement``: where
-    this session's trials ran (executor name -> count)."""
+    holds (see ``decision``; ``load_label``: the load it won at and whether it holds now,
+    :mod:`perfpilot.tune.load_label`). ``trials``: every trial of the study;
+    ``placement``: where this session's trials ran (executor name -> count)."""
 
     status: str = "running"
     error: str | None = None
@@ -368,6 +369,7 @@ class TuneRecord:
     tuned_plan: Plan | None = None
     plan: Plan | None = None
     decision: Decision | None = None
+    load_label: Mapping[str, Any] | None = None  # tune.load_label: the load the plan won at
     baseline: RunRecord | None = None
     tuned: RunRecord | None = None
     baseline_check: RunRecord | None = None
@@ -456,6 +458,7 @@ _TO_JSON: dict[str, Callable[[Any], Any]] = {
     "trials": lambda xs: [sanitize(t.to_dict()) for t in xs],
     "placement": dict, "machine": _to_dict, "versions": _to_dict, "notes": list,
     "proxy": lambda x: None if x is None else sanitize(dict(x)),
+    "load_label": lambda x: None if x is None else sanitize(dict(x)),
 }
 
 _FROM_JSON: dict[str, Callable[[Any], Any]] = {
@@ -466,5 +469,5 @@ _FROM_JSON: dict[str, Callable[[Any], Any]] = {
     "final": FinalResult.from_dict, "trials": lambda xs: tuple(Trial.from_dict(t) for t in xs),
     "placement": dict, "machine": MachineInfo.from_dict, "versions": Versions.from_dict,
     "notes": lambda xs: tuple(str(x) for x in xs),
-    "elapsed_s": float, "resumed": bool, "proxy": dict,
+    "elapsed_s": float, "resumed": bool, "proxy": dict, "load_label": dict,
 }

@@ -59,6 +59,7 @@ from perfpilot.tune.final import (
     plan_final,
     ttt_cost_s,
 )
+from perfpilot.tune.load_label import labelled
 from perfpilot.tune.preflight import (
     ExecutorName,
     check_baseline,
@@ -447,7 +448,8 @@ class _Run:
             final=tr.FinalResult.from_dict(tr.sanitize(final)), plan=plan,
             decision=tr.Decision("tuned" if keep and plan != self.w.baseline else "baseline",
                                  why))
-        save_plan(plan, self.out / tr.PLAN_FILE)  # the plan first: it is the result
+        self.rec = labelled(self.rec, self.runner.trials())  # the load the plan won at
+        save_plan(plan, self.out / tr.PLAN_FILE, self.rec.load_label)  # the plan first
         self.finish("complete", None)
         return self.rec
 

@@ -9,6 +9,9 @@
   worker process, Ray); ``placed`` counts where trials ran;
 - **stamps** it with the tuning's :class:`ReplayClock` (when given) and moves that clock
   over recalled ones, so a resumed tuning replays the same budget decisions;
+- **records the machine's load** while it ran (``Trial.load``: other processes' CPU use,
+  the load average; :mod:`perfpilot.tune.trial_load`), so a decision can say at what load
+  it was measured (:mod:`perfpilot.tune.load_label`);
 - **tells its observers** (:class:`~perfpilot.trial.TrialObserver`: the progress display,
   a stage collecting its own trials) about each trial as it starts and ends.
 
@@ -37,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import UserError
 from perfpilot.trial import Outcome, Trial, TrialObserver, execute_trial, trial_identity
+from perfpilot.tune.trial_load import LoadWatch
 from perfpilot.tune.units import Portable
 
 if TYPE_CHECKING:
@@ -85,7 +89,9 @@ class Study:
             o.trial_started(stage, key)
         number, handle = self._store.begin(ident, stage)
         try:
+            watch = LoadWatch()
             trial = self._stamped(execute_trial(number, stage, key, self._placed(fn)))
+            trial = dataclasses.replace(trial, load=watch.stop())
         except BaseException:
             self._store.abort(handle)
             raise
