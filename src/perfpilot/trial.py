@@ -52,7 +52,10 @@ class Trial:
     load: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["load"]:  # not measured: the JSON shape older records have
+            del d["load"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Trial:

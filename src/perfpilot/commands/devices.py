@@ -4,7 +4,9 @@ Shows the CPU (model, cores this process may use, SIMD features, native bf16), e
 device a plan may name (cpu, cuda:N, mps, xla) with the precisions and torch.compile
 support perfpilot will consider there, and the reason for everything unavailable.
 ``--json`` prints :meth:`perfpilot.devices.Machine.to_dict` instead; ``--check FILE``
-checks a plan file against this machine (exit 2 with the reason when it cannot run).
+checks a plan file against this machine (exit 2 with the reason when it cannot run) and,
+when the plan says the load its gain was measured at (``"load"``, written by ``tune``),
+whether the machine's load now matches it (a warning when not: the plan is still valid).
 """
 
 from __future__ import annotations
@@ -63,6 +65,26 @@ def _check_plan_file(path: Path, machine: Machine) -> None:
     typer.echo(f"{path}: this machine can run the plan", err=True)
     for note in devices.plan_notes(plan, machine):
         typer.echo(f"  note: {note}", err=True)
+    _check_load(path)
+
+
+def _check_load(path: Path) -> None:
+    """The plan's load label against the load now (half a second's watch); a warning when
+    the plan won at another load than the machine has now (:mod:`perfpilot.tune.
+    load_label`). Nothing without a label."""
+    from perfpilot.errors import PlanError
+    from perfpilot.plan import LOAD_KEY, plan_load
+    from perfpilot.tune.load_label import check
+
+    label = plan_load(path)
+    if label is None:
+        return
+    try:
+        holds, verdict = check(label)
+    except ValueError as e:
+        raise PlanError(f"{path}: plan key {LOAD_KEY!r}: {e}") from None
+    head = "warning: load mismatch" if holds is False else "load"
+    typer.echo(f"  {head}: {verdict}", err=True)
 
 
 def render_machine(machine: Machine, console: Console) -> None:

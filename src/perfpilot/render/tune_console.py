@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perfpilot.render.console import format_seconds
+from perfpilot.render.tune_load import load_line
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,6 +35,10 @@ def print_summary(rec: TuneRecord, out_dir: Path, console: Console | None = None
         con.print("plan: " + esc(", ".join(changes)), highlight=False)
     else:
         con.print("plan: the baseline (no change is a measured gain)", highlight=False)
+    label = rec.load_label or {}
+    if (line := load_line(label)) is not None:  # the load the plan won at, and now
+        con.print(esc(line), highlight=False,
+                  style="yellow" if label.get("holds") is False else None)
     unchanged = rec.final is not None and rec.final.verdict == "unchanged"
     if rec.decision is not None and rec.decision.why and not unchanged:
         con.print(f"[dim]{esc(rec.decision.why)}[/]", highlight=False)

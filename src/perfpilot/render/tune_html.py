@@ -28,6 +28,7 @@ from perfpilot.render import html as h
 from perfpilot.render import tune_plots as rp
 from perfpilot.render import tune_sections as ts
 from perfpilot.render.console import PHASE_LABELS, format_seconds
+from perfpilot.render.tune_load import load_card
 from perfpilot.tune_record import Comparison, FinalResult, StageRecord, TuneRecord
 
 STEADY = ("steady steps: the final check's throughput comparison, the median of timed "
@@ -144,6 +145,7 @@ def _headline(rec: TuneRecord) -> str:
         out.append(h.paragraph(f"plan.json holds the {rec.decision.plan} plan: "
                                f"{rec.decision.why}", muted=True))
     out.append(_changes(rec))
+    out.append(load_card(rec.load_label))  # the load the plan was measured at
     if rec.status == "complete" and rec.plan is not None:
         out.append(_use(rec))
     for note in rec.notes:

@@ -15,6 +15,7 @@ from typing import Any
 from perfpilot.render import html as h
 from perfpilot.render import tune_plots as rp
 from perfpilot.render.console import format_seconds
+from perfpilot.render.tune_load import cell as load_cell
 from perfpilot.tune_record import StageRecord, TuneRecord
 
 
@@ -183,8 +184,9 @@ def trials(rec: TuneRecord) -> str:
         key = t.plan or {}
         what = key.get("check") or key.get("step") or ""
         rows.append([t.number, t.stage, what, pill(t.state),
-                     f"{max(t.finished_at - t.started_at, 0.0):.2f}", t.reason])
-    table = h.table(["#", "stage", "what", "state", "seconds", "reason"], rows,
+                     f"{max(t.finished_at - t.started_at, 0.0):.2f}", load_cell(t.load),
+                     t.reason])
+    table = h.table(["#", "stage", "what", "state", "seconds", "load", "reason"], rows,
                     numeric=(0, 4), raw=(3,))
     head = h.paragraph(f"{len(rec.trials)} trials: {summary}." + (f" This session: {where}."
                                                               if where else ""))

@@ -182,12 +182,25 @@ def labelled(rec: TuneRecord, trials: Sequence[Trial],
     return rec.replace(load_label=lab)
 
 
-def check(lab: Mapping[str, Any], now: Mapping[str, Any] | None = None) -> tuple[bool | None,
-                                                                                 str]:
+_NUMBERS = ("others_cores", "loadavg_1m", "own_cores", "cores", "machine_cores")
+
+
+def check(lab: Any, now: Mapping[str, Any] | None = None) -> tuple[bool | None, str]:
     """A plan file's label against the load now: ``(holds, verdict)`` (``perfpilot
-    devices --check``)."""
+    devices --check``). A label of the wrong shape raises ValueError saying what is wrong
+    (the command turns it into the file's error)."""
     from perfpilot.tune.trial_load import load_now
 
+    if not isinstance(lab, Mapping):
+        raise ValueError(f"is a JSON {type(lab).__name__}, expected an object")
     then = lab.get("measured_at") or {}
-    knobs = [str(k) for k in lab.get("knobs") or ()]
+    if not isinstance(then, Mapping):
+        raise ValueError(f"'measured_at' is a JSON {type(then).__name__}, expected an object")
+    for key in _NUMBERS:
+        v = then.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"'measured_at.{key}' is {v!r}, expected a number")
+    knobs = lab.get("knobs") or []
+    if not isinstance(knobs, list) or not all(isinstance(k, str) for k in knobs):
+        raise ValueError(f"'knobs' is {knobs!r}, expected a list of knob names")
     return judge(then, load_now() if now is None else now, knobs)
