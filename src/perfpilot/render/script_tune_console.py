@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.render.console import format_seconds
+from perfpilot.render.tune_load import load_line as load_label_line
 from perfpilot.script_plan import describe
 
 if TYPE_CHECKING:
@@ -200,6 +201,8 @@ def print_script_summary(rec: ScriptTuneRecord, out: Path, console: Console, *,
         say(f"machine: {esc(load)}")
     if busy:
         say(f"[yellow]warning:[/] {BUSY}")
+    if (line := load_label_line(rec.machine.get("load_label"))) is not None:
+        say(esc(line))
     files = [out / RECORD_FILE, out / PLAN_FILE]
     if rec.patch.edits:
         files.append(patch_path(rec, out))

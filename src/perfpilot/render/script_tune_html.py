@@ -24,6 +24,7 @@ from perfpilot.render import html as h
 from perfpilot.render import script_tune_console as sc
 from perfpilot.render.console import PHASE_LABELS, format_seconds
 from perfpilot.render.tune_html import EXTRA_CSS
+from perfpilot.render.tune_load import load_card
 from perfpilot.render.tune_sections import pill, sentence
 from perfpilot.script_plan import KNOBS, describe
 from perfpilot.script_tune_record import Candidate, ScriptTuneRecord
@@ -127,6 +128,7 @@ def _headline(rec: ScriptTuneRecord) -> str:
     load, busy = sc.load_line(rec.machine)
     if busy:
         out.append(h.card("Busy machine", h.paragraph(f"{sentence(sc.BUSY)} ({load})"), "warn"))
+    out.append(load_card(rec.machine.get("load_label")))  # the load the changes won at
     return "".join(out)
 
 

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from perfpilot.script_tune_record import ScriptTuneRecord
     from perfpilot.trial import Trial
     from perfpilot.tune_record import TuneRecord
 
@@ -180,6 +181,16 @@ def labelled(rec: TuneRecord, trials: Sequence[Trial],
     lab = label(rec.baseline_plan.to_dict(), rec.plan.to_dict(), stages, trials,
                 load_now() if now is None else now)
     return rec.replace(load_label=lab)
+
+
+def script_labelled(rec: ScriptTuneRecord, trials: Sequence[Trial],
+                    now: Mapping[str, Any] | None = None) -> ScriptTuneRecord:
+    """A script tuning's record with the label of its chosen changes (against the script
+    as it is: every trial counts) in ``machine["load_label"]``."""
+    from perfpilot.tune.trial_load import load_now
+
+    lab = label({}, dict(rec.result.changes), [], trials, load_now() if now is None else now)
+    return rec.replace(machine={**rec.machine, "load_label": lab})
 
 
 _NUMBERS = ("others_cores", "loadavg_1m", "own_cores", "cores", "machine_cores")

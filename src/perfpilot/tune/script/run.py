@@ -274,6 +274,7 @@ class _Job:
         return c
 
     def decide(self) -> None:
+        from perfpilot.tune.load_label import script_labelled
         from perfpilot.tune.script.outputs import write_outputs
 
         race = self.race
@@ -292,6 +293,7 @@ class _Job:
         if chosen is not None:
             losses["tuned"] = race.losses(chosen.name)
         self.rec = self.rec.replace(result=result, losses=losses)
+        self.rec = script_labelled(self.rec, self.study.trials())  # the load it won at
         self.rec = write_outputs(self.rec, self.target, self.out)
 
     def _combined(self, merged: dict[str, Any], best: Candidate | None) -> Candidate | None:
