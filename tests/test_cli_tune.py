@@ -134,6 +134,10 @@ WORKLOAD = textwrap.dedent('''
 ''')
 
 
+def rec_label(out):
+    return json.loads((out / "record.json").read_text())["load_label"]
+
+
 def test_tune_writes_the_whole_plan_the_record_and_the_report(tmp_path, capsys):
     spec = tmp_path / "tiny.py"
     spec.write_text(WORKLOAD)
@@ -144,7 +148,8 @@ def test_tune_writes_the_whole_plan_the_record_and_the_report(tmp_path, capsys):
     assert rc == 0, printed
     assert "loader" in printed and "report.html" in printed
     raw = json.loads((out / "plan.json").read_text())
-    assert set(raw) == {"version", *knob_names()}  # the whole plan, not a diff
+    assert set(raw) == {"version", *knob_names(), "load"}  # the whole plan, not a diff
+    assert raw["load"] == rec_label(out)  # the load the plan won at (tune.load_label)
     plan = load_plan(out / "plan.json")
     rec = json.loads((out / "record.json").read_text())
     assert rec["workload"]["name"] == "tiny" and rec["plan"] == plan.to_dict()
