@@ -257,3 +257,19 @@ def test_devices_check_rejects_a_malformed_load_label(monkeypatch, tmp_path, loa
     result = _check(monkeypatch, path, IDLE)
     assert isinstance(result.exception, PlanError), result.output
     assert str(path) in str(result.exception) and match in str(result.exception)
+
+
+def test_script_tuning_report_shows_its_load_label():
+    from perfpilot.render.script_tune_console import print_script_summary
+    from perfpilot.render.script_tune_html import script_report_page
+    from perfpilot.script_tune_record import Result, ScriptTuneRecord
+
+    rec = ScriptTuneRecord(command=("python", "t.py"), status="complete",
+                           result=Result(changes={"num_workers": 2}))
+    rec = ll.script_labelled(rec, (Trial(0, "race", {}, "complete", load=dict(IDLE)),),
+                             now=BUSY)
+    con = Console(record=True, width=400)
+    print_script_summary(rec, Path("out"), con)
+    assert "load: num_workers=2 measured at other processes 0.1 cores" in con.export_text()
+    page = script_report_page(rec)
+    assert ">Load<" in page and "re-measure: the load now" in page
