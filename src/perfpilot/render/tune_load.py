@@ -42,7 +42,7 @@ def load_card(label: Mapping[str, Any] | None) -> str:
              ("measured at", f"{cell(then) or 'no reading'} ({_state(label.get('contention'))}"
                              f", median of {then.get('trials', 0)} trials"
                              + (f" of stage {stages}" if stages else "") + ")"),
-             ("now", f"{cell(now) or 'no reading'}"),
+             ("now", f"{cell(now) or 'no reading'} ({_state(now.get('contention'))})"),
              ("rule", str(label.get("rule") or ""))]
     body = h.paragraph(str(label.get("verdict") or "")) + h.key_values(pairs)
     return h.card("Load", body, load_kind(label))

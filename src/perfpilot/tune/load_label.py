@@ -164,7 +164,8 @@ def label(baseline: Mapping[str, Any], chosen: Mapping[str, Any],
     from perfpilot.tune_record import sanitize  # strict JSON: it goes into plan.json
 
     return sanitize({"knobs": knobs, "stages": names, "measured_at": then,
-                     "contention": contended(then), "now": dict(now), "holds": holds,
+                     "contention": contended(then),
+                     "now": {**now, "contention": contended(now)}, "holds": holds,
                      "verdict": verdict, "summary": summary, "rule": RULE})
 
 
