@@ -273,3 +273,17 @@ def test_script_tuning_report_shows_its_load_label():
     assert "load: num_workers=2 measured at other processes 0.1 cores" in con.export_text()
     page = script_report_page(rec)
     assert ">Load<" in page and "re-measure: the load now" in page
+
+
+def test_script_plan_keeps_its_load_label(tmp_path):
+    from perfpilot.script_plan import ScriptPlan, load_script_plan
+
+    lab = ll.label({}, {"cpu_threads": 1}, [], [Trial(0, "race", {}, "complete",
+                                                       load=dict(BUSY))], BUSY)
+    path = tmp_path / "plan.json"
+    ScriptPlan(changes={"cpu_threads": 1}, command=("python", "t.py"), load=lab).save(path)
+    assert load_script_plan(path).load == lab
+    ScriptPlan(changes={"cpu_threads": 1}).save(path)
+    assert "load" not in json.loads(path.read_text()) and load_script_plan(path).load is None
+    with pytest.raises(PlanError, match="'load'"):
+        ScriptPlan.from_dict({"format": "perfpilot.script-plan/1", "load": 3})

@@ -26,6 +26,9 @@ File form::
     {"format": "perfpilot.script-plan/1", "command": ["python", "train.py"],
      "changes": {"num_workers": 1, "cpu_threads": 1}}
 
+``"load"`` (optional, an object): the load the changes won at, as a script tuning writes
+it (:mod:`perfpilot.tune.load_label`); readers keep it and apply nothing from it.
+
 Errors name the file and the key (:class:`~perfpilot.errors.PlanError`, exit code 2).
 Pure data: nothing here imports torch.
 """
@@ -144,14 +147,16 @@ class ScriptPlan:
 
     changes: dict[str, Any] = field(default_factory=dict)
     command: tuple[str, ...] = ()
+    load: dict[str, Any] | None = None  # the load label (module docstring); not a change
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "changes", validate_changes(self.changes))
         object.__setattr__(self, "command", tuple(str(w) for w in self.command))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": SCRIPT_PLAN_FORMAT, "command": list(self.command),
-                "changes": dict(self.changes)}
+        d = {"format": SCRIPT_PLAN_FORMAT, "command": list(self.command),
+             "changes": dict(self.changes)}
+        return d if self.load is None else {**d, "load": dict(self.load)}
 
     @classmethod
     def from_dict(cls, data: Any) -> ScriptPlan:
@@ -163,13 +168,16 @@ class ScriptPlan:
                     if fmt is None and "version" in data else "")
             raise PlanError(f"script plan key 'format': {fmt!r} is not "
                             f"{SCRIPT_PLAN_FORMAT!r}{hint}")
-        unknown = sorted(set(data) - {"format", "command", "changes"})
+        unknown = sorted(set(data) - {"format", "command", "changes", "load"})
         if unknown:
             raise PlanError(f"unknown script plan key {unknown[0]!r}")
+        load = data.get("load")
+        if load is not None and not isinstance(load, dict):
+            raise _bad("load", load, "must be a JSON object")
         command = data.get("command", [])
         if not isinstance(command, list) or not all(isinstance(w, str) for w in command):
             raise _bad("command", command, "must be a list of strings")
-        return cls(changes=data.get("changes", {}), command=tuple(command))
+        return cls(changes=data.get("changes", {}), command=tuple(command), load=load)
 
     def save(self, path: str | Path) -> None:
         """Write atomically (UserError on OSError)."""

@@ -34,7 +34,8 @@ def launcher_command(out: Path, command: tuple[str, ...]) -> str:
 def write_outputs(rec: ScriptTuneRecord, target: Target, out: Path) -> ScriptTuneRecord:
     """Write plan.json and train.patch; the record with its patch part filled in."""
     changes = dict(rec.result.changes)
-    ScriptPlan(changes=changes, command=rec.command).save(out / PLAN_FILE)
+    ScriptPlan(changes=changes, command=rec.command,
+               load=rec.machine.get("load_label")).save(out / PLAN_FILE)
     patch_file = out / PATCH_FILE
     if patch_file.exists():
         patch_file.unlink()  # a stale patch from an earlier tuning must not be applied
