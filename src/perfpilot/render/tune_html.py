@@ -73,6 +73,8 @@ STATE_TEXT = {
 def report_page(rec: TuneRecord) -> str:
     """The whole report as one HTML string."""
     sections = [h.Section("Headline", _safe(_headline, rec), "headline")]
+    if rec.proxy:
+        sections.append(h.Section("Proxy target", _safe(ts.proxy, rec), "proxy"))
     if rec.baseline is not None:
         sections.append(h.Section("Before and after", _safe(_before_after, rec),
                                   "before-after"))

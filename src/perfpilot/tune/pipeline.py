@@ -70,7 +70,13 @@ from perfpilot.tune.preflight import (
     started_executor,
     with_target,
 )
-from perfpilot.tune.proxy import ProxyTarget, describe, proxy_from_baseline
+from perfpilot.tune.proxy import (
+    ProxyTarget,
+    describe,
+    proxy_from_baseline,
+    record_of,
+    why_none,
+)
 from perfpilot.tune.study import ReplayClock
 from perfpilot.tune.units import Portable, WorkloadRef, portable_spec, run_unit
 
@@ -252,15 +258,14 @@ class _Run:
                                     * p.grad_accum)
         if proxy is None:
             self.rec = self.rec.with_note(
-                f"{missed} (last value {facts.fmt(m.get('metric'))}) and its evaluations give "
-                "no proxy level (too few, or none better than the first): tuned for "
-                "throughput only. Lower the target with --target, give a larger --budget, or "
-                "check the workload's metric and direction.")
+                f"{missed} (last value {facts.fmt(m.get('metric'))}) and {why_none(m)}: tuned "
+                "for throughput only. Lower the target with --target, give a larger --budget, "
+                "or check the workload's metric and direction.")
             self.target_dropped = f"{missed} and its curve gives no proxy target"
             self.w = dataclasses.replace(w, target=None)
         else:
             self.proxy = proxy
-            self.rec = self.rec.replace(proxy=proxy.to_dict()).with_note(
+            self.rec = self.rec.replace(proxy=record_of(proxy)).with_note(
                 f"{missed}; decided on the proxy target {w.metric_name} {facts.sign(w)} "
                 f"{proxy.level:.4g} (the level it reached). " + " ".join(describe(proxy)))
             self.w = dataclasses.replace(w, target=proxy.level)
