@@ -1,10 +1,11 @@
 """The final check's windows, separate processes and cross-check (issue 20).
 
 The failure: a workload whose speed depends on a process-global thread setting that takes
-effect only some steps after it is raised (a thread pool waking its threads). Alternating 1-step chunks
-of two plans in one process then times each arm in the other's state. Simulated here:
-a step's duration depends on the thread count *in effect*, which follows the requested
-one after ``LAG`` steps; a fake clock advances by each step's duration.
+effect only some steps after it is raised (a thread pool waking its threads). Alternating
+1-step chunks of two plans in one process then times the baseline in the tuned plan's
+state (simulated: the baseline measures 3,200 samples/s in the check, 800 alone, and the
+4x gain reads 1.0x). A step's duration depends on the thread count *in effect*, which
+follows a raised count after ``LAG`` steps; a fake clock advances by each step.
 """
 
 from __future__ import annotations
