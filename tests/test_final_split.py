@@ -318,3 +318,28 @@ def test_no_repeat_without_budget_and_old_records_have_no_cross_check():
     assert len(runner.calls) == 1 and out["cross_check"]["repeated"] is False
     assert "caution" in out["cross_check"]["words"]
     assert FinalResult.from_dict({"verdict": "faster"}).cross_check == {}
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_console_and_html_show_the_cross_check_from_the_record():
+    import io
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from perfpilot.render.tune_console import print_summary
+    from perfpilot.render.tune_html import report_page
+    from perfpilot.tune_record import TuneRecord
+
+    d = json.loads((Path(__file__).parent / "fixtures" / "tune_record.json").read_text())
+    words = "the final check's 1.22x (1.10-1.35) disagrees with the stages' measured gains"
+    d["final"]["cross_check"] = {"agree": False, "words": words, "stage_ratio": 15.6}
+    rec = TuneRecord.from_dict(d)
+    assert TuneRecord.from_dict(rec.to_dict()).final.cross_check["words"] == words
+    con = Console(file=io.StringIO(), force_terminal=True, width=400, color_system=None)
+    print_summary(rec, Path("out"), con)
+    assert f"cross-check: {words}" in con.file.getvalue()
+    assert "Cross-check against the stages: the final check&#x27;s 1.22x" in report_page(rec)
