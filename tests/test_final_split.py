@@ -337,9 +337,12 @@ def test_console_and_html_show_the_cross_check_from_the_record():
     d = json.loads((Path(__file__).parent / "fixtures" / "tune_record.json").read_text())
     words = "the final check's 1.22x (1.10-1.35) disagrees with the stages' measured gains"
     d["final"]["cross_check"] = {"agree": False, "words": words, "stage_ratio": 15.6}
+    d["final"]["throughput"]["arms"] = "the plans differ in process-wide settings"
     rec = TuneRecord.from_dict(d)
     assert TuneRecord.from_dict(rec.to_dict()).final.cross_check["words"] == words
     con = Console(file=io.StringIO(), force_terminal=True, width=400, color_system=None)
     print_summary(rec, Path("out"), con)
     assert f"cross-check: {words}" in con.file.getvalue()
-    assert "Cross-check against the stages: the final check&#x27;s 1.22x" in report_page(rec)
+    page = report_page(rec)
+    assert "Cross-check against the stages: the final check&#x27;s 1.22x" in page
+    assert "Throughput arms: the plans differ in process-wide settings." in page
