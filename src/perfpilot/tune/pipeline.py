@@ -380,7 +380,8 @@ class _Run:
         self.progress.phase("final check", allowed)
         after = self._after_run_cost_s() if self.settings.skip_ttt else 0.0  # out of it too
         check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
-                           progress=self.progress.message, allowed_s=allowed - after)
+                           progress=self.progress.message, allowed_s=allowed - after,
+                           stages=self.rec.stages)  # the cross-check's side (final_cross)
         result = check.run(rounds=lambda thr: tuple(self.fixed(
             "final.rounds", lambda: list(self._ttt_rounds(thr)))))
         tuned_run = check.record_of("tuned") or self._tuned_run(tuned)
