@@ -212,11 +212,20 @@ TUNE_SCRIPTS = {"benchmark": "tune_scripts", "rounds": 5, "budget": "5m",
                                     "changes": {"num_workers": 2}, "fate": "inconclusive",
                                     "ratio": 0.979, "ci_low": 0.775, "ci_high": 2.34}]}}}}}
 
+_ALONE = [{"samples_per_s": v, "load": 5.0} for v in (40.0, 50.0, 60.0, 45.0)]
+FINAL_CHECK = {"benchmark": "final_check", "workload": "charlm", "loadavg_start": LOAD0,
+               "tuned_plan": {"cpu_threads": 1}, "standalone_median": {"baseline": 47.5,
+                                                                        "tuned": 190.0},
+               "standalone": {"baseline": _ALONE, "tuned": _ALONE}, "standalone_ratio": 4.0,
+               "checks": [{"method": "old", "baseline_samples_per_s": 1227.0,
+                           "tuned_samples_per_s": 1500.0, "baseline_vs_standalone": 25.8,
+                           "within_target": False, "chunk_steps": 1, "settle_steps": 1,
+                           "ratio": 1.22, "ci_low": 1.1, "ci_high": 1.35, "load": 5.0}]}
 ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
        "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "tune_scripts": TUNE_SCRIPTS,
-       "run_all": RUN_ALL}
+       "final_check": FINAL_CHECK, "final_check_gru": FINAL_CHECK, "run_all": RUN_ALL}
 
 
 def _write(folder: Path, docs: dict[str, object]) -> Path:
@@ -272,6 +281,9 @@ def test_report_renders_every_section_from_its_json(report: ModuleType,
     # intro: one command, --quick with its recorded run time, peers only in the bench env
     assert "benchmarks/run_all --quick" in md and "12.6 min" in md
     assert "requirements.txt" in md
+    # final check: the check's baseline against the standalone median (and the adjacent runs)
+    assert "| old | 1 + 1 | 1,227 | 1,500 | 25.80 ✗ | 27.27 | 1.22 (1.10–1.35) |" in md
+    assert "off by more than 2x here" in md
     # GPU: none recorded
     assert "No GPU result is recorded yet" in md
 

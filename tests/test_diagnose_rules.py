@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from perfpilot.diagnose import diagnose, facts_of, rank
+from perfpilot.diagnose import _dedupe, diagnose, facts_of, rank
 from perfpilot.diagnose.batch import small_batch
 from perfpilot.diagnose.loader import dataloader_bound, suggested_workers
 from perfpilot.diagnose.loop import eval_dominates, grad_in_eval, io_in_loop
@@ -263,6 +263,19 @@ def test_rank_never_leads_with_a_tiny_cost():
     modest = Finding("b", "", "", "", 1.2, time_share=0.3)
     unknown = Finding("c", "", "", "", 1.1)
     assert [f.id for f in rank([big_gain_tiny_cost, unknown, modest])] == ["b", "c", "a"]
+
+
+def test_a_symptom_never_leads_its_cause():
+    # Repeated concatenation reallocates a growing buffer: its page faults are system time.
+    churn = Finding("system-time", "", "page faults", "", 2.34, time_share=0.6)
+    concat = Finding("repeated-concat", "", "", "", 2.07, time_share=0.5)
+    other = Finding("io-in-loop", "", "", "", 1.5, time_share=0.3)
+    assert [f.id for f in rank([churn, other, concat])] == ["repeated-concat", "system-time",
+                                                            "io-in-loop"]
+    assert [f.id for f in rank([churn, other])] == ["system-time", "io-in-loop"]
+    said = _dedupe([churn, concat])
+    assert "repeated-concat finding here is a likely cause" in said[0].evidence
+    assert _dedupe([churn]) == [churn]
 
 
 def test_diagnose_runs_all_rules_and_notes_failures():

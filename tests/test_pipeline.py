@@ -201,6 +201,38 @@ def test_unreachable_target_tunes_throughput_and_says_so(tmp_path: Path) -> None
     assert "tuned for throughput only" in report_page(res)
 
 
+class SeesProxy:
+    """A fake stage that keeps what the pipeline gave it."""
+
+    name = "sees"
+
+    def __init__(self) -> None:
+        self.ctx: Any = None
+
+    def run(self, ctx: Any) -> StageResult:
+        self.ctx = ctx
+        t = ctx.trials.run(self.name, {"check": "probe"}, lambda: Outcome("complete"))
+        return StageResult(self.name, ctx.incumbent, (t,), {}, "kept the incumbent")
+
+
+def test_a_target_beyond_the_baseline_share_is_decided_on_a_proxy(tmp_path: Path) -> None:
+    stage = SeesProxy()
+    res = tune(load_workload(spec("slow_learner")), stages=[stage], budget_s=40,
+               out_dir=tmp_path / "out", options={**FAST, "baseline_cap_s": 5.0})
+    from perfpilot.render.tune_html import report_page
+
+    assert res.proxy is not None
+    level = res.proxy["level"]
+    note = next(n for n in res.notes if "did not reach val_loss <= 0.05" in n)
+    assert f"decided on the proxy target val_loss <= {level:.4g}" in note
+    assert "measured: the baseline trained" in note and "extrapolated:" in note
+    assert "no target" not in note
+    assert stage.ctx.options["proxy"]["level"] == level  # the stages decide on it
+    assert stage.ctx.workload.target == level
+    assert res.workload.target == 0.05  # the record keeps the real target
+    assert 'id="proxy"' in report_page(res)
+
+
 def test_budget_too_small(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--budget: 5 s is too small"):
         tune(load_workload(spec()), budget_s=5, out_dir=tmp_path / "a")

@@ -316,7 +316,9 @@ class Comparison:
 class FinalResult:
     """The final check: tuned vs baseline, interleaved. ``verdict`` is ``unchanged``
     when no stage changed the plan (nothing compared); ``primary`` names the comparison
-    the ``claim`` is about; ``settings`` is what the check was sized to (free-form)."""
+    the ``claim`` is about; ``settings`` is what the check was sized to (free-form);
+    ``cross_check``: the throughput against the stages' gains (free-form, with ``words``
+    and ``agree``; :mod:`perfpilot.tune.final_cross`), empty in older records."""
 
     verdict: str | None = None
     primary: str | None = None
@@ -324,12 +326,15 @@ class FinalResult:
     throughput: Comparison | None = None
     time_to_target: Comparison | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    cross_check: Mapping[str, Any] = field(default_factory=dict)  # tune.final_cross's
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"verdict": self.verdict, "primary": self.primary,
                              "claim": self.claim}
         if self.settings:
             d["settings"] = sanitize(self.settings)
+        if self.cross_check:
+            d["cross_check"] = sanitize(self.cross_check)
         for k in ("throughput", "time_to_target"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k).to_dict()
@@ -341,7 +346,7 @@ class FinalResult:
                  if isinstance(d.get(k), Mapping)}
         return cls(verdict=d.get("verdict"), primary=d.get("primary"),
                    claim=str(d.get("claim") or ""), settings=dict(d.get("settings") or {}),
-                   **parts)
+                   cross_check=dict(d.get("cross_check") or {}), **parts)
 
 
 # ---------------------------------------------------------------- the record

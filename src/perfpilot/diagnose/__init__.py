@@ -14,6 +14,7 @@ each finding means, how it is measured and its fix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from perfpilot.diagnose.batch import small_batch
@@ -76,6 +77,12 @@ def diagnose(record: RunRecord, *, lint: bool = True,
     return rank(with_support(_dedupe(found), facts))
 
 
+# A symptom and the findings that cause it: when both are found, the cause leads (fixing it
+# removes the symptom's time too) and the symptom is listed after it, saying so. Repeated
+# concatenation reallocates a growing buffer every iteration: glibc serves large blocks
+# with mmap, so each one page-faults in again as kernel (system) time.
+SYMPTOM_OF = {"system-time": frozenset({"repeated-concat"})}
+
 CAUSES_OF_IDLE_GPU = frozenset({"dataloader-bound", "host-device-sync", "pageable-memcpy",
                                 "python-hotspot", "io-in-loop", "memory-headroom",
                                 "small-batch", "eval-dominates"})
@@ -87,7 +94,9 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
     * a python-hotspot inside data loading is the dataloader-bound finding's business;
     * on a GPU with memory to spare, memory-headroom and small-batch give the same fix
       (a larger batch): memory-headroom, which says how far it can grow, is kept;
-    * gpu-idle is a symptom: dropped when a cause finding covers at least half its time.
+    * gpu-idle is a symptom: dropped when a cause finding covers at least half its time;
+    * system-time with a repeated-concat finding: kept, saying the concatenation is a
+      likely cause (:data:`SYMPTOM_OF`; :func:`rank` lists it after its cause).
     """
     ids = {f.id for f in found}
     if "dataloader-bound" in ids:
@@ -95,6 +104,7 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
                  if not (f.id == "python-hotspot" and f.tag == "data")]
     if "memory-headroom" in ids:
         found = [f for f in found if f.id != "small-batch"]
+    found = [_after_cause(f, ids) for f in found]
     idle = next((f for f in found if f.id == "gpu-idle"), None)
     if idle is not None:
         covered = sum(f.time_share or 0.0 for f in found if f.id in CAUSES_OF_IDLE_GPU)
@@ -103,11 +113,27 @@ def _dedupe(found: list[Finding]) -> list[Finding]:
     return found
 
 
+def _after_cause(f: Finding, ids: set[str]) -> Finding:
+    causes = sorted(SYMPTOM_OF.get(f.id, frozenset()) & ids)
+    if not causes:
+        return f
+    return dataclasses.replace(f, evidence=f"{f.evidence} The {', '.join(causes)} finding "
+                               "here is a likely cause of this time: fix it first, then "
+                               "profile again.")
+
+
 def rank(findings: list[Finding]) -> list[Finding]:
-    """Highest whole-run gain first; findings under 2% of the run never lead, and thin ones
-    (not enough evidence, see :mod:`perfpilot.diagnose.evidence`) come after all others."""
+    """Highest whole-run gain first; findings under 2% of the run never lead, a symptom
+    comes right after its cause (:data:`SYMPTOM_OF`), and thin ones (not enough evidence,
+    see :mod:`perfpilot.diagnose.evidence`) come after all others."""
     def key(f: Finding) -> tuple[bool, bool, float]:
         small = f.time_share is not None and f.time_share < MIN_FIRST_SHARE
         return (not f.thin, not small, f.estimated_speedup)
 
-    return sorted(findings, key=key, reverse=True)
+    out = sorted(findings, key=key, reverse=True)
+    for f in [f for f in out if f.id in SYMPTOM_OF]:
+        causes = [i for i, g in enumerate(out) if g.id in SYMPTOM_OF[f.id]]
+        if causes and out.index(f) < causes[-1]:
+            out.remove(f)  # the cause moved up by one: insert after its new place
+            out.insert(causes[-1], f)
+    return out

@@ -50,6 +50,8 @@ def print_summary(rec: TuneRecord, out_dir: Path, console: Console | None = None
 
 
 def _print_final(con: Console, final: FinalResult | None) -> None:
+    from rich.markup import escape
+
     if final is None:
         return
     ttt, thr = final.time_to_target, final.throughput
@@ -63,6 +65,10 @@ def _print_final(con: Console, final: FinalResult | None) -> None:
                   f"{thr.tuned_samples_per_s:,.0f} samples/s: [bold]{thr.ratio:.2f}x[/] "
                   f"(95% CI {thr.ci_low:.2f}-{thr.ci_high:.2f}, {thr.n} rounds, "
                   f"{thr.verdict})", highlight=False)
+    cross = final.cross_check.get("words") if final.cross_check else None
+    if cross:  # the throughput against the stages' gains (tune/final_cross.py)
+        color = "yellow" if final.cross_check.get("agree") is False else "dim"
+        con.print(f"[{color}]cross-check: {escape(cross)}[/]", highlight=False)
     if final.claim:
         color = "green" if final.verdict == "faster" else "yellow"
         con.print(f"[bold {color}]{final.claim}[/]", highlight=False)

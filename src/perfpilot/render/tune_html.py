@@ -74,6 +74,8 @@ STATE_TEXT = {
 def report_page(rec: TuneRecord) -> str:
     """The whole report as one HTML string."""
     sections = [h.Section("Headline", _safe(_headline, rec), "headline")]
+    if rec.proxy:
+        sections.append(h.Section("Proxy target", _safe(ts.proxy, rec), "proxy"))
     if rec.baseline is not None:
         sections.append(h.Section("Before and after", _safe(_before_after, rec),
                                   "before-after"))
@@ -310,9 +312,14 @@ def _comparisons(final: FinalResult | None) -> str:
         else:
             why = res.why_not if res is not None else "not measured"
             rows.append([name, f"not measured: {why}", "", "", "", ""])
+    cross = final.cross_check.get("words") if final.cross_check else None
+    note = h.paragraph(f"Cross-check against the stages: {cross}.",
+                       muted=final.cross_check.get("agree") is not False) if cross else ""
+    arms = final.throughput.detail.get("arms") if final.throughput is not None else None
+    note += h.paragraph(f"Throughput arms: {arms}.", muted=True) if arms else ""
     return ("<h3>Final check: tuned vs baseline, interleaved</h3>" +
             h.table(["comparison", "baseline → tuned (median)", "speedup", "95% CI", "rounds",
-                     "verdict"], rows, numeric=(2, 3, 4), raw=(5,)))
+                     "verdict"], rows, numeric=(2, 3, 4), raw=(5,)) + note)
 
 
 def _pair(rec: TuneRecord) -> dict[str, RunRecord | None]:

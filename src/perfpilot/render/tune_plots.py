@@ -283,3 +283,40 @@ def short_label(label: Any) -> str:
     for long, short in _SHORT:
         text = text.replace(long, short)
     return text if len(text) <= 30 else text[:29] + "…"
+
+
+def learning_curve(proxy: dict[str, Any]) -> str:
+    """The baseline's measured metric against training seconds, its fitted learning curve
+    (dashed: extrapolated past the last evaluation), the proxy level and the real target.
+    ``proxy`` is the tune record's ``proxy`` (``curve`` rows ``[samples, seconds, value]``,
+    ``fitted`` rows ``[seconds, value]``)."""
+    rows = [r for r in proxy.get("curve") or [] if _num(r[1]) is not None and _num(r[2])
+            is not None]
+    if not rows:
+        return ""
+    fitted = [r for r in proxy.get("fitted") or [] if _num(r[0]) and _num(r[1]) is not None]
+    last_s = rows[-1][1]
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot()
+        ax.plot([r[1] for r in rows], [r[2] for r in rows], color=BASE, marker="o",
+                markersize=3, linewidth=1.4, label="baseline (measured)")
+        inside = [r for r in fitted if r[0] <= last_s]
+        beyond = [r for r in fitted if r[0] >= last_s]
+        if inside:
+            ax.plot([r[0] for r in inside], [r[1] for r in inside], color=TUNED, linewidth=1.4,
+                    label="fitted curve")
+        if beyond:
+            ax.plot([r[0] for r in beyond], [r[1] for r in beyond], color=TUNED,
+                    linewidth=1.4, linestyle="--", label="extrapolated")
+        for y, label, color in ((proxy.get("target"), "target", GOOD),
+                                (proxy.get("level"), "proxy target", MUTED)):
+            if _num(y) is not None:
+                ax.axhline(y, color=color, linestyle=":", linewidth=1)
+                ax.annotate(f"{label} {y:.4g}", (0.0, y), xycoords=("axes fraction", "data"),
+                            fontsize=8, color=color, va="bottom", xytext=(3, 2),
+                            textcoords="offset points")
+        ax.legend(fontsize=8, frameon=False)
+        _style(ax, "training seconds (baseline)", proxy.get("metric") or "metric")
+
+    return h.figure_svg(draw, width=6.4, height=3.0)

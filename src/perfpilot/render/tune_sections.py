@@ -205,3 +205,43 @@ def machine(rec: TuneRecord) -> str:
              ("executor", rec.settings.executor),
              ("workload", rec.workload.spec or rec.workload.name)]
     return h.key_values(pairs)
+
+
+def proxy(rec: TuneRecord) -> str:
+    """The proxy target: what was measured and what was extrapolated (in words), the
+    baseline's learning curve, and the batch decision at the proxy with its re-check and
+    each configuration's extrapolated time to the real target."""
+    px = rec.proxy or {}
+    out = [h.paragraph(sentence(w)) for w in px.get("words") or []]
+    plot = rp.learning_curve(dict(px))
+    if plot:
+        out.append(plot)
+    batch = next((st.evidence.get("proxy") for st in rec.stages if st.name == "batch"), None)
+    if batch:
+        sign = ">=" if px.get("direction") == "max" else "<="
+        m = px.get("metric") or "metric"
+        out.append(h.paragraph(
+            f"Measured: the batch stage compared configurations by their time to {m} {sign} "
+            f"{batch['decision_level']:.4g} (the decision level, which the baseline held after "
+            f"{batch['decision_level_baseline_s']:.0f} s), then re-checked the winner at the "
+            f"proxy target {m} {sign} {batch['level']:.4g}: "
+            + _recheck_words(batch.get("recheck") or {})))
+        rows = [[e.get("batch_size"), f"{e.get('lr', 0):.3g}",
+                 f"{e['measured_median_s']:.3g}" if rp._num(e.get("measured_median_s")) else "",
+                 e.get("words", "")] for e in batch.get("extrapolations") or []]
+        if rows:
+            title = f"Extrapolated time to {m} {sign} {px.get('target'):g}"
+            out.append(f"<h3>{h.escape(title)}</h3>")
+            out.append(h.table(["batch", "lr", "measured s to the decision level (median)",
+                                "extrapolated training time to the real target"], rows,
+                               numeric=(0, 1, 2)))
+    return "".join(out)
+
+
+def _recheck_words(rc: Mapping[str, Any]) -> str:
+    if not rc.get("done"):
+        return (rc.get("why") or "not re-checked") + "."
+    verdict = ("confirmed: the decision stands" if rc.get("verdict") == "confirmed" else
+               "not confirmed: the baseline is kept (a short-horizon gain)")
+    return (f"{verdict} (median {rc['chosen_median_s']:.3g} s vs the baseline's "
+            f"{rc['baseline_median_s']:.3g} s).")

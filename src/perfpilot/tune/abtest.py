@@ -67,6 +67,11 @@ class ABSettings:
     settle_steps: int | None = None
     min_effect: float = MIN_EFFECT
     confidence: float = 0.95
+    # Floors the final check sets (tune/split_ab.py): a chunk never shrinks below
+    # ``min_chunk_steps`` timed steps to fit a deadline, and at least ``min_settle_steps``
+    # untimed steps follow every switch of plans (a thread pool takes steps to resize).
+    min_chunk_steps: int = 1
+    min_settle_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,59 +136,83 @@ def ab_test(workload: Workload, plan_a: Plan, plan_b: Plan,
     (and may raise, e.g. :class:`~perfpilot.tune.parity.ParityFailure`). When the next pair
     would end past ``deadline`` (a ``clock()`` value) it stops adding pairs once
     :data:`MIN_PAIRS` ran and compares what it has (a wider interval: fewer verdicts)."""
-    from perfpilot.measure import look_schedule
-
     factory = trainer_factory or engine_trainer
     settle = settle_for(settings, plan_a, plan_b)
-    looks, level = look_schedule(max(settings.pairs, MIN_PAIRS), settings.max_pairs,
-                                 settings.confidence)
     with ExitStack() as stack:
         a = _Live(plan_a, check_a, clock)
         b = _Live(plan_b, check_b, clock)
         for arm in (a, b):
             arm.start(workload, factory, settings.warmup_steps, stack)
-        steps = settings.chunk_steps
-        if deadline is not None:  # the warm-up's step times are the first estimate
-            steps = _fitting_steps(steps, (steps + settle) * (a.warm_step_s + b.warm_step_s),
-                                   deadline - clock(), MIN_PAIRS)
-        for look in looks:
-            late = False
-            while len(a.samples) < look and not late:
-                first = (a, b) if len(a.samples) % 2 == 0 else (b, a)
-                t0 = clock()
-                for arm in first:
-                    arm.chunk(settle, steps)
-                pair_s = clock() - t0
-                # Stop before a pair that would end past the deadline (the last one is
-                # the best guess of the next one's length), not after it.
-                late = (deadline is not None and clock() + pair_s >= deadline
-                        and len(a.samples) >= MIN_PAIRS)
-                if deadline is not None and not late:
-                    steps = _fitting_steps(steps, pair_s, deadline - clock(),
-                                           MIN_PAIRS - len(a.samples))
-            cmp = _compare(a, b, level, settings.min_effect)
-            if cmp.decided or late:
-                break
+        return interleave(a, b, settings, settle, deadline=deadline, clock=clock)
+
+
+class LiveArm(Protocol):
+    """One arm of an interleaved A/B, started: ``samples`` (seconds per sample, one per
+    timed chunk), ``warm_step_s``, ``chunk(settle, k)`` and ``result(warmup)``. In this
+    process (:class:`_Live`) or in a worker process of its own
+    (:class:`perfpilot.tune.split_ab.RemoteArm`)."""
+
+    samples: list[float]
+    warm_step_s: float
+
+    def chunk(self, settle: int, k: int) -> None: ...
+
+    def result(self, warmup: int) -> Arm: ...
+
+
+def interleave(a: LiveArm, b: LiveArm, settings: ABSettings, settle: int, *,
+               deadline: float | None = None,
+               clock: Callable[[], float] = time.perf_counter) -> ABResult:
+    """Time two started arms in pairs of chunks (A B | B A | ...) until the comparison is
+    decided at a look, ``max_pairs`` ran, or the deadline (see :func:`ab_test`)."""
+    from perfpilot.measure import look_schedule
+
+    looks, level = look_schedule(max(settings.pairs, MIN_PAIRS), settings.max_pairs,
+                                 settings.confidence)
+    floor = max(1, settings.min_chunk_steps)
+    steps = max(settings.chunk_steps, floor)
+    if deadline is not None:  # the warm-up's step times are the first estimate
+        steps = _fitting_steps(steps, (steps + settle) * (a.warm_step_s + b.warm_step_s),
+                               deadline - clock(), MIN_PAIRS, floor)
+    for look in looks:
+        late = False
+        while len(a.samples) < look and not late:
+            first = (a, b) if len(a.samples) % 2 == 0 else (b, a)
+            t0 = clock()
+            for arm in first:
+                arm.chunk(settle, steps)
+            pair_s = clock() - t0
+            # Stop before a pair that would end past the deadline (the last one is
+            # the best guess of the next one's length), not after it.
+            late = (deadline is not None and clock() + pair_s >= deadline
+                    and len(a.samples) >= MIN_PAIRS)
+            if deadline is not None and not late:
+                steps = _fitting_steps(steps, pair_s, deadline - clock(),
+                                       MIN_PAIRS - len(a.samples), floor)
+        cmp = _compare(a, b, level, settings.min_effect)
+        if cmp.decided or late:
+            break
     return ABResult(verdict=cmp.verdict, ratio=cmp.ratio, ci_low=cmp.ci_low,
                     ci_high=cmp.ci_high, n=cmp.n, confidence=level,
                     a=a.result(settings.warmup_steps), b=b.result(settings.warmup_steps),
                     chunk_steps=steps, settle_steps=settle)
 
 
-def _fitting_steps(steps: int, pair_s: float, left_s: float, pairs_needed: int) -> int:
+def _fitting_steps(steps: int, pair_s: float, left_s: float, pairs_needed: int,
+                   floor: int = 1) -> int:
     """Timed steps per chunk from now on, so the pairs still needed for a comparison fit
     in the time left: a pair that took far longer than sized (a loaded machine, an arm
     slowed by contention) shortens the chunks rather than overrun the deadline. Both arms
     of a pair always time the same steps, so rounds stay paired; costs are per sample."""
-    if pairs_needed <= 0 or steps <= 1 or pair_s <= 0:
+    if pairs_needed <= 0 or steps <= floor or pair_s <= 0:
         return steps
     fit = left_s / pairs_needed
     if pair_s <= fit:
         return steps
-    return max(1, int(steps * max(fit, 0.0) / pair_s))
+    return max(floor, int(steps * max(fit, 0.0) / pair_s))
 
 
-def _compare(a: _Live, b: _Live, level: float, min_effect: float) -> Any:
+def _compare(a: LiveArm, b: LiveArm, level: float, min_effect: float) -> Any:
     from perfpilot.measure import compare_samples
 
     return compare_samples(a.samples, b.samples, paired=True, lower_is_better=True,
@@ -193,8 +222,8 @@ def _compare(a: _Live, b: _Live, level: float, min_effect: float) -> Any:
 def settle_for(settings: ABSettings, a: Plan, b: Plan) -> int:
     """Untimed steps at the start of each chunk (see the module docstring)."""
     if settings.settle_steps is not None:
-        return settings.settle_steps
-    return min(settle_steps_for(a, b), 4 * settings.chunk_steps)
+        return max(settings.settle_steps, settings.min_settle_steps)
+    return max(min(settle_steps_for(a, b), 4 * settings.chunk_steps), settings.min_settle_steps)
 
 
 class _Live:

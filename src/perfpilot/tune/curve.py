@@ -29,6 +29,7 @@ import numpy as np
 EXPONENTS = np.geomspace(0.02, 3.0, 80)  # the grid of c
 MIN_POINTS = 4
 BOOTSTRAP = 300
+MAX_REACH = 10.0  # describe() gives no figure further than this beyond the measured
 SKIP_FRACTION = 0.05  # points before this fraction of the last one's samples: start-up
 
 
@@ -55,6 +56,8 @@ class Curve:
         gap = self.sign * (level - self.a)  # how far above the asymptote, in "worse" units
         if gap <= 0:
             return math.inf
+        if self.b <= 0:  # a flat line: at (or past) the level from its first point
+            return self.first
         return max((self.b / gap) ** (1.0 / self.c), 0.0)
 
     def to_dict(self) -> dict[str, float]:
@@ -90,6 +93,9 @@ class Extrapolation:
         point"``."""
         if not math.isfinite(self.seconds):
             return "not reached on the fitted curve (its asymptote is short of the target)"
+        if self.reach > MAX_REACH:
+            return (f"not estimated: the level is {self.reach:.0f}x beyond the last measured "
+                    f"point (estimates are given to {MAX_REACH:.0f}x)")
         hi = "inf" if not math.isfinite(self.seconds_high) else f"{self.seconds_high:.0f}"
         return (f"{self.seconds:.0f} {unit} (95% CI {self.seconds_low:.0f}-{hi}), "
                 f"extrapolated {self.reach:.1f}x beyond the last measured point")
@@ -113,7 +119,9 @@ def _fit_arrays(s: np.ndarray, y: np.ndarray) -> tuple[float, float, float, floa
 def fit_curve(points: Sequence[Sequence[float]], direction: str) -> Curve | None:
     """Fit ``[(samples, metric), ...]`` (samples > 0; the start-up points before
     :data:`SKIP_FRACTION` of the last one are left out); None with fewer than
-    :data:`MIN_POINTS` or when the metric does not improve with samples."""
+    :data:`MIN_POINTS`. A metric that does not improve with samples fits a flat line
+    (``b = 0``, ``a`` its mean): the run has levelled off, and a level past ``a`` is
+    never reached on it."""
     pts = sorted((float(p[0]), float(p[1])) for p in points
                  if p[0] and p[0] > 0 and math.isfinite(float(p[1])))
     if len(pts) < MIN_POINTS:
@@ -125,8 +133,6 @@ def fit_curve(points: Sequence[Sequence[float]], direction: str) -> Curve | None
     s = np.array([p[0] for p in pts])
     y = sign * np.array([p[1] for p in pts])  # in "lower is better" units
     a, b, c, sse = _fit_arrays(s, y)
-    if b <= 0:
-        return None
     return Curve(sign * a, b, c, sign, len(pts), math.sqrt(sse / len(pts)), pts[0][0], last)
 
 
@@ -151,7 +157,7 @@ def extrapolate(points: Sequence[Sequence[float]], level: float, direction: str,
     for row in ys:
         a, b, c, _ = _fit_arrays(s, row)
         gap = sign * level - a
-        found.append(math.inf if b <= 0 or gap <= 0 else (b / gap) ** (1.0 / c))
+        found.append(math.inf if gap <= 0 else s[0] if b <= 0 else (b / gap) ** (1.0 / c))
     found.sort()
     lo = found[int(0.025 * (boots - 1))]
     hi = found[int(math.ceil(0.975 * (boots - 1)))]

@@ -2,8 +2,14 @@
 
 Two comparisons, both through :mod:`perfpilot.measure` (paired, interleaved):
 
-* **Throughput**: one interleaved A/B (:func:`~perfpilot.tune.abtest.ab_test`, both
-  Trainers alive, chunks A B B A ...) on seconds per training sample.
+* **Throughput**: one interleaved A/B (chunks A B B A ...) on seconds per training
+  sample, in windows long enough for each plan to reach its steady state (untimed settle
+  steps after every switch, at least 5 timed steps: :func:`~perfpilot.tune.split_ab.windowed`);
+  both Trainers in one process (:func:`~perfpilot.tune.abtest.ab_test`), or each in a
+  worker process of its own when the plans differ in a process-wide setting such as
+  threads or loader workers (:mod:`perfpilot.tune.split_ab`). Then it is cross-checked
+  against the stages' measured gains (:mod:`perfpilot.tune.final_cross`); a disagreement
+  beyond both intervals repeats it with separate processes, and the repeat is kept.
 * **Time to target**: ``rounds`` pairs of full runs to the workload's target, in the
   order A B | B A | A B ..., round ``r`` of both arms with seed ``seed + r`` (paired), on
   training seconds to the target (evaluation excluded).
@@ -31,6 +37,7 @@ from perfpilot.tune.units import Portable, WorkloadRef, run_unit, throughput_uni
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
     from perfpilot.trial import Trial, TrialRunner
+    from perfpilot.tune_record import StageRecord
 
 STAGE = "final"
 ROUNDS = 5  # measure.MIN_ROUNDS: fewer pairs cannot give a ~95% interval of a median
@@ -73,6 +80,7 @@ def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
     would take more than ``budget_left_s`` (or there is no target, or the baseline missed
     it) they are skipped, and the reason is kept."""
     from perfpilot.tune import abtest as ab
+    from perfpilot.tune.split_ab import windowed
 
     rec = baseline.get("record") or {}
     step_s = float((rec.get("step_time_s") or {}).get("median") or 0.05)
@@ -80,13 +88,13 @@ def plan_final(baseline: dict[str, Any], *, has_target: bool, seed: int,
     pairs = max(ab_pairs, ab.MIN_PAIRS)
 
     def cost(settings: Any, pairs: int) -> float:
-        # Two arms, each: build, warm-up, then per pair a settle step or two and a chunk.
+        # Two arms, each: build, warm-up, then per pair the settle steps and a chunk.
         return 2 * (setup_s + (settings.warmup_steps + pairs * (
-            settings.chunk_steps + 2)) * step_s)
+            settings.chunk_steps + max(2, settings.min_settle_steps))) * step_s)
 
     while True:
-        settings = ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S, pairs=pairs,
-                                    max_pairs=pairs)
+        settings = windowed(ab.size_settings(step_s, chunk_s=chunk_s or ab.CHUNK_S,
+                                             pairs=pairs, max_pairs=pairs))
         ab_cost = cost(settings, settings.pairs)
         if ab_max_s is None or ab_cost <= ab_max_s or pairs <= ab.MIN_PAIRS:
             break
@@ -123,7 +131,9 @@ class FinalCheck:
     settings: FinalSettings
     progress: Callable[[str], None] = lambda message: None
     allowed_s: float | None = None  # seconds the whole check may take (None: no limit)
+    stages: tuple[StageRecord, ...] = ()  # what the stages measured: the cross-check's side
     runs: dict[str, list[Trial]] = field(default_factory=lambda: {"baseline": [], "tuned": []})
+    throughput_s: float = 0.0  # seconds the throughput trials took (as recorded)
 
     def run(self, rounds: Callable[[dict[str, Any]], tuple[int, str]] | None = None
             ) -> dict[str, Any]:
@@ -133,6 +143,8 @@ class FinalCheck:
         s = self.settings
         out: dict[str, Any] = {"settings": s.to_dict()}
         out["throughput"] = self.throughput()
+        if self.stages:
+            self.cross_check(out)
         n, skip = (s.rounds, s.skip_ttt) if rounds is None else rounds(out["throughput"])
         out["time_to_target"] = {"skipped": skip} if n == 0 else self.time_to_target(n)
         out.update(verdict_of_final(out))
@@ -140,24 +152,60 @@ class FinalCheck:
 
     # ------------------------------------------------------------ throughput
 
-    def throughput(self) -> dict[str, Any]:
+    def throughput(self, *, split: str | None = None, repeat: int = 0) -> dict[str, Any]:
+        """The interleaved A/B; ``split``: why each plan must run in its own process
+        (default: :func:`~perfpilot.tune.split_ab.split_reason`); ``repeat`` > 0 makes it
+        a new trial (the cross-check's repeat)."""
+        from perfpilot.tune.split_ab import split_reason, split_throughput_unit
+
         s = self.settings
         if s.skip_throughput:
             return {"skipped": s.skip_throughput}
-        budget = s.ab_budget_s if self.allowed_s is None else min(s.ab_budget_s,
-                                                                  self.allowed_s)
+        budget = s.ab_budget_s if self.allowed_s is None else min(
+            s.ab_budget_s, self.allowed_s - self.throughput_s)
         if budget < s.ab_min_s:
             return {"skipped": f"budget: the interleaved comparison needs about "
-                               f"{s.ab_min_s:.1f} s, the stages left {max(budget, 0):.1f} s"}
-        self.progress("final check: throughput, baseline vs tuned, interleaved")
+                               f"{s.ab_min_s:.1f} s, {max(budget, 0):.1f} s are left"}
+        why = split_reason(self.baseline, self.tuned) if split is None else split
+        if why and not self.ref.portable:
+            why, arms = "", ("one process: the workload has no spec, so another process "
+                             "cannot load it")
+        else:
+            arms = why or "one process: the plans share their process-wide settings"
+        self.progress("final check: throughput, baseline vs tuned, interleaved" +
+                      (", each plan in its own process" if why else ""))
         a, b = self.baseline.to_dict(), self.tuned.to_dict()
-        key = {"check": "throughput", "baseline": a, "tuned": b, "settings": s.ab}
-        fn = Portable(throughput_unit, (self.ref, a, b, s.ab, budget),
-                      timeout_s=10 * budget + 60)
+        key = {"check": "throughput", "baseline": a, "tuned": b, "settings": s.ab,
+               **({"split": True} if why else {}), **({"repeat": repeat} if repeat else {})}
+        fn = Portable(split_throughput_unit if why else throughput_unit,
+                      (self.ref, a, b, s.ab, budget), timeout_s=10 * budget + 120)
         trial = self.trials.run(STAGE, key, fn)
+        self.throughput_s += max(0.0, trial.finished_at - trial.started_at)
         if trial.state != "complete":
-            return {"trial": trial.number, "state": trial.state, "reason": trial.reason}
-        return {"trial": trial.number, **throughput_summary(trial.measurements)}
+            return {"trial": trial.number, "state": trial.state, "reason": trial.reason,
+                    "arms": arms}
+        return {"trial": trial.number, **throughput_summary(trial.measurements), "arms": arms}
+
+    def cross_check(self, out: dict[str, Any]) -> None:
+        """Compare the throughput with the stages' gains; on a disagreement repeat it with
+        separate processes and keep the repeat (both are in ``out["cross_check"]``)."""
+        from perfpilot.tune import final_cross as fc
+
+        first = out["throughput"]
+        cross = fc.compare(first, self.stages, self.baseline)
+        if cross["agree"] is False:
+            if not self.ref.portable:
+                cross = fc.not_repeated(cross, "the workload has no spec, so another process "
+                                               "cannot load it")
+            else:
+                self.progress("final check: the throughput disagrees with the stages; "
+                              "repeating it with each plan in its own process")
+                repeat = self.throughput(split="repeated after the cross-check, each plan "
+                                               "in a worker process of its own", repeat=1)
+                cross = fc.with_repeat(cross, first, repeat)
+                if cross["repeated"]:
+                    out["throughput"] = repeat
+        out["cross_check"] = cross
 
     # ------------------------------------------------------------ time to target
 
@@ -222,7 +270,7 @@ def throughput_summary(m: dict[str, Any]) -> dict[str, Any]:
             "tuned_samples_per_s": 1.0 / statistics.median(b),
             "baseline_step_s": m["a"]["step_s"], "tuned_step_s": m["b"]["step_s"],
             "samples": {"baseline": list(a), "tuned": list(b)},
-            "chunk_steps": m["chunk_steps"]}
+            "chunk_steps": m["chunk_steps"], "settle_steps": m.get("settle_steps")}
 
 
 def _value(t: Trial) -> float:

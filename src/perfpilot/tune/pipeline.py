@@ -71,7 +71,13 @@ from perfpilot.tune.preflight import (
     started_executor,
     with_target,
 )
-from perfpilot.tune.proxy import ProxyTarget, describe, proxy_from_baseline
+from perfpilot.tune.proxy import (
+    ProxyTarget,
+    describe,
+    proxy_from_baseline,
+    record_of,
+    why_none,
+)
 from perfpilot.tune.study import ReplayClock
 from perfpilot.tune.units import Portable, WorkloadRef, portable_spec, run_unit
 
@@ -253,15 +259,14 @@ class _Run:
                                     * p.grad_accum)
         if proxy is None:
             self.rec = self.rec.with_note(
-                f"{missed} (last value {facts.fmt(m.get('metric'))}) and its evaluations give "
-                "no proxy level (too few, or none better than the first): tuned for "
-                "throughput only. Lower the target with --target, give a larger --budget, or "
-                "check the workload's metric and direction.")
+                f"{missed} (last value {facts.fmt(m.get('metric'))}) and {why_none(m)}: tuned "
+                "for throughput only. Lower the target with --target, give a larger --budget, "
+                "or check the workload's metric and direction.")
             self.target_dropped = f"{missed} and its curve gives no proxy target"
             self.w = dataclasses.replace(w, target=None)
         else:
             self.proxy = proxy
-            self.rec = self.rec.replace(proxy=proxy.to_dict()).with_note(
+            self.rec = self.rec.replace(proxy=record_of(proxy)).with_note(
                 f"{missed}; decided on the proxy target {w.metric_name} {facts.sign(w)} "
                 f"{proxy.level:.4g} (the level it reached). " + " ".join(describe(proxy)))
             self.w = dataclasses.replace(w, target=proxy.level)
@@ -376,7 +381,8 @@ class _Run:
         self.progress.phase("final check", allowed)
         after = self._after_run_cost_s() if self.settings.skip_ttt else 0.0  # out of it too
         check = FinalCheck(self.runner, self.ref, self.w.baseline, tuned, self.settings,
-                           progress=self.progress.message, allowed_s=allowed - after)
+                           progress=self.progress.message, allowed_s=allowed - after,
+                           stages=self.rec.stages)  # the cross-check's side (final_cross)
         result = check.run(rounds=lambda thr: tuple(self.fixed(
             "final.rounds", lambda: list(self._ttt_rounds(thr)))))
         tuned_run = check.record_of("tuned") or self._tuned_run(tuned)

@@ -27,13 +27,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from perfpilot.tune.curve import Extrapolation, extrapolate, level_at
+import numpy as np
+
+from perfpilot.tune.curve import MAX_REACH, Curve, Extrapolation, extrapolate, level_at
 
 # The batch stage's runs to its decision level: the baseline's time to that level is at most
 # this share of the stage's budget (about a dozen such runs fit: screening, search, repeats)
 # and at most half its time to the proxy target (so the re-check is at a later level).
 DECISION_RUN_SHARE, DECISION_MAX_FRACTION = 0.06, 0.5
 MIN_EVALUATIONS = 4
+PLOT_REACH = 10.0  # the report draws the fitted curve at most this far past the measured
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,9 @@ class ProxyTarget:
 
     def horizon_s(self) -> float | None:
         """The extrapolated training seconds to the real target (None when unknown)."""
-        x = (self.extrapolation or {}).get("seconds")
-        return float(x) if x is not None else None
+        ext = self.extrapolation or {}
+        x = ext.get("seconds")
+        return float(x) if x is not None and ext.get("reach", 0) <= MAX_REACH else None
 
 
 def samples_curve(history: Sequence[Sequence[float]], samples_per_step: int
@@ -96,6 +100,15 @@ def proxy_from_baseline(run: Mapping[str, Any], *, metric: str, direction: str,
     ext = extrapolate([[s, v] for s, _, v in curve], target, direction, sps)
     return ProxyTarget(metric, direction, float(target), float(level), trained, float(at),
                        sps, curve, ext.to_dict() if ext is not None else None)
+
+
+def why_none(run: Mapping[str, Any]) -> str:
+    """Why :func:`proxy_from_baseline` gave no proxy for ``run``, in words."""
+    n = len(((run.get("record") or {}).get("metric") or {}).get("history") or [])
+    if n < MIN_EVALUATIONS:
+        return (f"its {n} evaluation(s) are too few for a proxy level ({MIN_EVALUATIONS} "
+                "needed; evaluation is kept under a quarter of training time)")
+    return f"none of its {n} evaluations held a level better than the first"
 
 
 def decision_level(proxy: ProxyTarget, stage_budget_s: float) -> tuple[float, float]:
@@ -133,6 +146,10 @@ def describe(proxy: ProxyTarget) -> list[str]:
         lines.append(f"extrapolated: the baseline's fitted learning curve levels off short of "
                      f"{m} {s} {proxy.target:g} (asymptote {ext['curve']['a']:.4g}): at this "
                      "batch size and LR it may never get there.")
+    elif ext["reach"] > MAX_REACH:
+        lines.append(f"extrapolated: nothing; the baseline's fitted learning curve reaches "
+                     f"{m} {s} {proxy.target:g} only {ext['reach']:.0f}x beyond its last "
+                     f"evaluation, too far to estimate (figures are given to {MAX_REACH:.0f}x).")
     else:
         hi = ext.get("seconds_high")
         hi_s = f"{hi:.0f}" if hi is not None else "inf"
@@ -141,6 +158,24 @@ def describe(proxy: ProxyTarget) -> list[str]:
                      f"about {ext['seconds']:.0f} s of training (95% CI {ext['seconds_low']:.0f}"
                      f"-{hi_s}), {ext['reach']:.1f}x beyond the last measured point.")
     return lines
+
+
+def record_of(proxy: ProxyTarget, points: int = 40) -> dict[str, Any]:
+    """``proxy`` as the tune record keeps it: its fields, :func:`describe`'s ``words``, and
+    ``fitted``, the fitted curve as ``[seconds, value]`` points from its first fitted
+    evaluation to just past the extrapolated time to the target (at most
+    :data:`PLOT_REACH` x the measured samples), for the report to draw without fitting."""
+    out = {**proxy.to_dict(), "words": describe(proxy), "fitted": []}
+    ext = proxy.extrapolation
+    if ext is None or proxy.samples_per_s <= 0:
+        return out
+    c = ext["curve"]
+    curve = Curve(**{k: c[k] for k in Curve.__dataclass_fields__})
+    goal = ext.get("samples") or math.inf
+    end = min(max(goal * 1.05, curve.last), PLOT_REACH * curve.last)
+    out["fitted"] = [[float(x) / proxy.samples_per_s, curve.at(float(x))]
+                     for x in np.geomspace(curve.first, end, points)]
+    return out
 
 
 def extrapolate_config(rows: Sequence[Sequence[float]], proxy: ProxyTarget,

@@ -167,10 +167,16 @@ def throughput_unit(ref: WorkloadRef, plan_a: dict[str, Any], plan_b: dict[str, 
                          check_b=par.finite_checker(), deadline=clock() + budget_s, clock=clock)
     except par.ParityFailure as e:
         return Outcome(e.verdict.state, {"parity": e.verdict.to_dict()}, e.verdict.reason)
+    return Outcome("complete", ab_measurements(result))
+
+
+def ab_measurements(result: Any) -> dict[str, Any]:
+    """An ABResult as a trial's measurements, each arm's losses cut to the last 20 (the
+    report does not need them all)."""
     m = result.to_measurements()
-    for arm in ("a", "b"):  # the losses are long and the report does not need them
+    for arm in ("a", "b"):
         m[arm]["losses"] = list(m[arm]["losses"][-20:])
-    return Outcome("complete", m)
+    return m
 
 
 def thin(rows: list[Any], limit: int) -> list[Any]:
