@@ -129,7 +129,11 @@ def test_tune_returns_the_record_writes_plan_and_record_but_no_report(tmp_path: 
                                                                           "not-reached")
                                        else "tuned")
     states = [(t["number"], t["state"], t["reason"]) for t in rec["trials"]]
-    assert {s for _, s, _ in states} == {"complete"} and len(states) == 1 + 1 + 1 + 10, states
+    # baseline, stage, tuned run, 10 runs to the target; one more when the final throughput
+    # disagreed with the fake stage's claimed 1.8x and was repeated in separate processes
+    repeated = bool((final.get("cross_check") or {}).get("repeated"))
+    assert {s for _, s, _ in states} == {"complete"}, states
+    assert len(states) == 1 + 1 + 1 + 10 + repeated, states
     assert rec["horizon"]["source"].startswith("measured")
     assert not (out / "report.html").exists()  # rendering is the command's job
     from perfpilot.render.tune_html import report_page
