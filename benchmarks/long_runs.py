@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from _context import Context, Section, header, readable
-from _fmt import num, secs, table, times
+from _fmt import Doc, num, secs, table, times
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_runs.json"
 DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
@@ -107,9 +107,10 @@ def tune_decision(w: Any, budget_s: float, target: float, out: Path) -> dict[str
             "proxy": rec.proxy, "batch_summary": batch.summary if batch else None,
             "batch_proxy": ev.get("proxy"), "candidates": [
                 {k: c.get(k) for k in ("batch_size", "lr", "warmup_steps", "origin",
-                                       "reached", "skipped")}
+                                       "reached", "skipped", "measured_ttt_s")}
                 for c in ev.get("candidates") or []],
-            "lr_policy": ev.get("lr_policy"), "notes": list(rec.notes)}
+            "lr_policy": ev.get("lr_policy"), "batch_chosen": ev.get("chosen"),
+            "stages": {s.name: s.summary for s in rec.stages}, "notes": list(rec.notes)}
 
 
 def grid_points(tuned: dict[str, Any], arms: dict[str, dict[str, Any]], n: int
@@ -385,24 +386,54 @@ def main(argv: list[str] | None = None) -> int:
         from perfpilot.jsonio import write_json_atomic
 
         o.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(o.out, d)
+        write_json_atomic(o.out, merged(o.out, d))
         print(f"wrote {o.out}")
     return 0
+
+
+def merged(path: Path, d: dict[str, Any]) -> dict[str, Any]:
+    """The results file at ``path`` with ``d`` in place of an earlier result of the same
+    workload and thread setting (the others are kept: one case can be rerun alone)."""
+    import json
+
+    old = json.loads(path.read_text()).get("results", []) if path.is_file() else []
+    key = (d["workload"], d.get("pin_threads"))
+    rest = [r for r in old if (r.get("workload"), r.get("pin_threads")) != key]
+    runs = [*rest, d]
+    return {"benchmark": "long_runs", "results": runs,
+            "loadavg_before": min(r["loadavg_before"] for r in runs),
+            "loadavg_after": max(r["loadavg_after"] for r in runs), "cpus": d["cpus"],
+            "measured_at": d["measured_at"]}
 
 
 # ---------------------------------------------------------------- docs/benchmarks.md
 
 
-def section(ctx: Context) -> list[str]:
-    d = ctx.results.get("long_runs")
-    out = header(ctx, "Long runs: batch size and LR decided on a proxy target", "long_runs",
-                 "long_runs.py", d)
-    if not readable(d):
-        return out
+WHAT = ("What: when the target is beyond the tuning budget, `tune` decides batch size and "
+        "LR on a proxy target (the level its baseline reached in its share) and "
+        "extrapolates the baseline's learning curve to the real target. Here each arm is "
+        "then trained to the *real* target (`perfpilot.engine.run(..., until_target=True)`"
+        "; time to target = training time at the first evaluation at the target, "
+        "evaluation excluded), in rounds whose arm order alternates. Arms: `baseline` "
+        "(the plan tune started from), `decision` (tune's plan), `baseline_batch` (tune's "
+        "plan with the baseline's batch, LR and warmup: the batch stage's share of the "
+        "gain), `gridN` (other batch/LR candidates, at the stage's LR rule). The oracle is "
+        "the fastest arm that differs from the decision in batch/LR only. Intervals: "
+        "95% percentile bootstrap over seeds paired by round. Load average (1 min) is "
+        "recorded at the start of every run: on this shared machine it moves the times "
+        "of unpinned (2-thread) plans by up to 20x.")
+
+
+def case_lines(d: Doc) -> list[str]:
+    """One workload's figures, as markdown lines."""
+    out: list[str] = []
     t, pre = d.get("tune") or {}, d.get("precheck") or {}
     p, bp, plan = t.get("proxy") or {}, t.get("batch_proxy") or {}, t.get("plan") or {}
-    out += [f"`tune {d.get('workload')} --budget {secs(d.get('budget_s'))} --target "
-            f"{d.get('target')}` (every arm `cpu_threads=1`). The baseline needs "
+    threads = ("every plan pinned to `cpu_threads=1`" if d.get("pin_threads") else
+               "the workload's baseline plan as is (`cpu_threads` unset: 2 threads)")
+    out += [f"### {d.get('workload')} to {d.get('metric')} {d.get('target')}", "",
+            f"`tune {d.get('workload')} --budget {secs(d.get('budget_s'))} --target "
+            f"{d.get('target')}`, {threads}. The baseline needs "
             f"{secs(pre.get('ttt_s'))} of training to reach {d.get('metric')} "
             f"{d.get('target')}: {num(pre.get('x_budget'))}x the budget "
             f"(load {pre.get('load')}).", "",
@@ -430,6 +461,23 @@ def section(ctx: Context) -> list[str]:
             f"{extrapolation_str(d.get('extrapolation'))}.",
             f"- cap {secs(d.get('cap_s'))} per run; benchmark run time "
             f"{secs(d.get('runtime_s'))}.", ""]
+    for a, same in (d.get("same_runs") or {}).items():
+        out += [f"`{a}` is the same plan as `{same}`: its runs are `{same}`'s.", ""]
+    if pre and not pre.get("needs_4x"):
+        out += [f"Caveat: the baseline needed {num(pre.get('x_budget'))}x the budget to "
+                f"reach the target, not the >= {NEED_X:g}x this benchmark is meant for.", ""]
+    return out
+
+
+def section(ctx: Context) -> list[str]:
+    d = ctx.results.get("long_runs")
+    out = header(ctx, "Long runs: batch size and LR decided on a proxy target", "long_runs",
+                 "long_runs.py", d)
+    if not readable(d):
+        return out
+    out += [WHAT, ""]
+    for r in d.get("results") or []:
+        out += case_lines(r)
     return out
 
 

@@ -6,6 +6,7 @@ the proxy target, runs to the target) on digits in under a minute."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -98,10 +99,24 @@ def test_section_renders_the_figures(LR):
            "extrapolation": {"seconds": {"extrapolated": 140.0, "low": 100.0, "high": 200.0,
                                          "measured": 130.0, "ratio": 1.077, "inside": True},
                              "samples": {"ratio": 1.0, "inside": True}, "reach": 8.0}}
-    md = "\n".join(LR.section(Context({"long_runs": doc}, None)))
+    md = "\n".join(LR.section(Context({"long_runs": {"results": [doc]}}, None)))
     assert "## Long runs" in md and "4.33x the budget" in md
+    assert "### charlm to val_loss 1.7" in md and "as is (`cpu_threads` unset" in md
     assert "| decision | 64 |" in md and "0.846x [0.800, 0.900] over 3 seeds" in md
     assert "extrapolated 140 s" in md and "inside its interval" in md
+
+
+def test_results_keep_other_cases(LR, tmp_path):
+    out = tmp_path / "long_runs.json"
+    one = {"workload": "digits", "pin_threads": False, "loadavg_before": 2.0,
+           "loadavg_after": 5.0, "cpus": 2, "measured_at": "t1"}
+    out.write_text(json.dumps(LR.merged(out, one)))
+    two = {**one, "workload": "charlm", "pin_threads": True, "loadavg_before": 3.0,
+           "loadavg_after": 4.0, "measured_at": "t2"}
+    out.write_text(json.dumps(LR.merged(out, two)))
+    again = LR.merged(out, {**one, "loadavg_after": 6.0})
+    assert [r["workload"] for r in again["results"]] == ["charlm", "digits"]
+    assert (again["loadavg_before"], again["loadavg_after"]) == (2.0, 6.0)
 
 
 @pytest.mark.skipif(os.environ.get("PERFPILOT_BENCH_SMOKE") != "1",

@@ -212,11 +212,15 @@ TUNE_SCRIPTS = {"benchmark": "tune_scripts", "rounds": 5, "budget": "5m",
                                     "changes": {"num_workers": 2}, "fate": "inconclusive",
                                     "ratio": 0.979, "ci_low": 0.775, "ci_high": 2.34}]}}}}}
 
+LONG_RUNS = {"benchmark": "long_runs", "results": [{
+    "workload": "digits", "target": 0.99, "metric": "val_accuracy", "budget_s": 50.0,
+    "precheck": {"ttt_s": 90.0}, "tune": {"plan": {"batch_size": 32}}, "arms": {},
+    "oracle": {}}]}
 ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
        "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "tune_scripts": TUNE_SCRIPTS,
-       "run_all": RUN_ALL}
+       "run_all": RUN_ALL, "long_runs": LONG_RUNS}
 
 
 def _write(folder: Path, docs: dict[str, object]) -> Path:
@@ -325,7 +329,7 @@ def test_plan_full_runs_every_benchmark_in_order(run_all: ModuleType, tmp_path: 
     assert [p.step.name for p in steps] == [
         "profilers", "batch_size", "tuned", "workloads", "pmap", "hardware", "hardware_loader_only",
         "demo", "tune_budget", "profile_overhead", "measure_calibration", "real_scripts",
-        "tune_scripts"]
+        "tune_scripts", "long_runs"]
     by = {p.step.name: p for p in steps}
     assert by["hardware_loader_only"].args[-2:] == [
         "--out", "benchmarks/results/hardware_loader_only.json"]
