@@ -48,7 +48,7 @@ DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
             "grid_seeds": 2, "grid": 3, "cap": 2.5}
 # Smoke: the whole code path (a target digits never reaches, so tune takes the proxy path
 # and every run stops at its 5-s cap) in under a minute; no figures.
-SMOKE = {"workload": "digits", "budget": "35s", "target": 0.9999, "seeds": 1,
+SMOKE = {"workload": "digits", "budget": "40s", "target": 0.9999, "seeds": 1,
          "grid_seeds": 0, "grid": 0, "cap": 1.0, "probe_cap": 3.0, "pin_threads": True}
 NEED_X = 4.0  # the real target must need >= this many budgets of baseline training
 BOOT = 2000
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pin-threads", action="store_true",
                    help="cpu_threads=1 in the baseline (tune's too): learning, not contention")
     p.add_argument("--smoke", action="store_true",
-                   help="digits, a 35 s budget, 3-s runs: the code path in < 60 s")
+                   help="digits, a 40 s budget, 3-s runs: the code path in < 60 s")
     p.add_argument("--out", type=Path, default=RESULTS)
     o = p.parse_args(argv)
     if o.smoke:
@@ -440,10 +440,11 @@ def case_lines(d: Doc) -> list[str]:
     out += [f"### {d.get('workload')} to {d.get('metric')} {d.get('target')}", "",
             f"Rerun this case: `.venv/bin/python {command_of(d)}`.", "",
             f"`tune {d.get('workload')} --budget {d.get('budget_s', 0):g}s --target "
-            f"{d.get('target')}`, {threads}. The baseline needs "
-            f"{secs(pre.get('ttt_s'))} of training to reach {d.get('metric')} "
-            f"{d.get('target')}: {num(pre.get('x_budget'))}x the budget "
-            f"(load {pre.get('load')}).", "",
+            f"{d.get('target')}`, {threads}. The baseline "
+            + (f"needs {secs(pre.get('ttt_s'))} of training to reach the target: "
+               if pre.get("reached") else
+               f"did not reach the target in {secs(pre.get('trained_s'))} of training: > ")
+            + f"{num(pre.get('x_budget'))}x the budget (load {pre.get('load')}).", "",
             f"- tune ({secs(t.get('wall_s'))}, load {t.get('load')}): proxy level "
             f"{num(p.get('level'), 4)}, decision level {num(bp.get('decision_level'), 4)}; "
             f"decided batch {plan.get('batch_size')}, lr {num(plan.get('lr'))}, warmup "
