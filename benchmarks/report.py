@@ -37,7 +37,7 @@ from _page import intro, section_gpu, section_others  # noqa: E402
 # The benchmark scripts that own a section of the page (each defines ``SECTION``).
 OWNERS = ("profilers", "profile_overhead", "real_scripts", "batch_size", "tuned",
           "tune_scripts", "pmap", "hardware", "final_check", "demo", "tune_budget",
-          "measure_calibration", "workloads")
+          "measure_calibration", "workloads", "long_runs")
 
 
 # ---------------------------------------------------------------- loading

@@ -221,11 +221,16 @@ FINAL_CHECK = {"benchmark": "final_check", "workload": "charlm", "loadavg_start"
                            "tuned_samples_per_s": 1500.0, "baseline_vs_standalone": 25.8,
                            "within_target": False, "chunk_steps": 1, "settle_steps": 1,
                            "ratio": 1.22, "ci_low": 1.1, "ci_high": 1.35, "load": 5.0}]}
+LONG_RUNS = {"benchmark": "long_runs", "results": [{
+    "workload": "digits", "target": 0.99, "metric": "val_accuracy", "budget_s": 50.0,
+    "precheck": {"ttt_s": 90.0}, "tune": {"plan": {"batch_size": 32}}, "arms": {},
+    "oracle": {}}]}
 ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE_BUDGET,
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
        "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "tune_scripts": TUNE_SCRIPTS,
-       "final_check": FINAL_CHECK, "final_check_gru": FINAL_CHECK, "run_all": RUN_ALL}
+       "final_check": FINAL_CHECK, "final_check_gru": FINAL_CHECK, "run_all": RUN_ALL,
+       "long_runs": LONG_RUNS}
 
 
 def _write(folder: Path, docs: dict[str, object]) -> Path:
@@ -337,7 +342,7 @@ def test_plan_full_runs_every_benchmark_in_order(run_all: ModuleType, tmp_path: 
     assert [p.step.name for p in steps] == [
         "profilers", "batch_size", "tuned", "workloads", "pmap", "hardware", "hardware_loader_only",
         "demo", "tune_budget", "profile_overhead", "measure_calibration", "real_scripts",
-        "tune_scripts"]
+        "tune_scripts", "long_runs"]
     by = {p.step.name: p for p in steps}
     assert by["hardware_loader_only"].args[-2:] == [
         "--out", "benchmarks/results/hardware_loader_only.json"]
