@@ -299,7 +299,7 @@ def print_tune(t: dict[str, Any]) -> None:
         print(f"  proxy level {p['metric']} {p['level']:.4g} (held after "
               f"{p['level_at_s']:.0f} s of {p['trained_s']:.0f} s); decision level "
               f"{bp.get('decision_level')} (the baseline's at "
-              f"{secs(bp.get('decision_level_baseline_s'))})")
+              f"{secs(bp.get('decision_level_s', bp.get('decision_level_baseline_s')))})")
         print("  " + extrap_words(p.get("extrapolation")))
     plan = t["plan"] or {}
     print(f"  decision: batch {plan.get('batch_size')} lr {plan.get('lr')} warmup "

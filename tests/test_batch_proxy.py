@@ -118,13 +118,15 @@ def test_decided_at_the_decision_level_and_confirmed_at_the_later_one() -> None:
     ev = json.loads(json.dumps(res.evidence))  # JSON-able
     px = ev["proxy"]
     assert px["level"] == 2.0 and px["target"] == 1.0
-    assert px["decision_level"] == pytest.approx(decision_level(p, 600.0)[0])
+    assert px["decision_level"] == pytest.approx(decision_level(p, 600.0, THR16)[0])
+    assert px["decision_level_samples"] == pytest.approx(0.5 * 20 * THR16)  # half the way
     assert px["decision_level"] > 2.0  # earlier (a higher loss) than the proxy level
     rc = px["recheck"]
     assert rc["done"] and rc["verdict"] == "confirmed"
     assert rc["chosen_median_s"] <= rc["baseline_median_s"]
     assert res.plan.batch_size > 16
     assert "re-checked at the later proxy level 2" in res.summary
+    assert "faster" in res.summary and "the decision level val_loss <= 2.5" in res.summary
     # every configuration that reached the level has an extrapolation, in words too
     assert px["extrapolations"] and all("words" in e for e in px["extrapolations"])
     # trials at the two levels are keyed apart

@@ -126,15 +126,21 @@ def test_a_run_that_levelled_off_is_described_as_such() -> None:
     assert "levels off short of val_accuracy >= 0.995" in describe(p)[1]
 
 
-def test_decision_level_is_earlier_than_the_proxy_level() -> None:
-    vals = [_loss(320 * (i + 1)) for i in range(30)]
+def test_decision_level_is_set_in_samples_at_the_stages_speed() -> None:
+    vals = [_loss(320 * (i + 1)) for i in range(30)]  # 320 samples per second
     p = proxy_from_baseline(_run(vals), metric="val_loss", direction="min", target=1.5,
                             samples_per_step=32)
     assert p is not None
-    level, t = decision_level(p, stage_budget_s=100.0)  # 6 s of the stage's budget
-    assert t == pytest.approx(6.0) and level > p.level  # an easier (higher) loss
-    level, t = decision_level(p, stage_budget_s=10_000.0)  # capped at half the way
-    assert t == pytest.approx(p.level_at_s / 2)
+    level, t, samples = decision_level(p, stage_budget_s=100.0, samples_per_s=320.0)
+    assert samples == pytest.approx(1920) and t == pytest.approx(6.0)  # 6% of 100 s
+    assert level > p.level  # earlier: a higher loss than the proxy level
+    # a faster incumbent (say, after the hardware stage) runs further in the same seconds,
+    # capped at half the baseline's samples to the proxy level
+    level, t, samples = decision_level(p, stage_budget_s=100.0, samples_per_s=3200.0)
+    assert samples == pytest.approx(0.5 * 320 * 29) and t == pytest.approx(samples / 3200)
+    # never before the baseline's third evaluation: earlier is start-up, not learning
+    level, t, samples = decision_level(p, stage_budget_s=1.0, samples_per_s=320.0)
+    assert samples == pytest.approx(960) and level == pytest.approx(vals[1], rel=1e-6)
 
 
 def test_samples_curve_scales_steps_by_samples_per_step() -> None:

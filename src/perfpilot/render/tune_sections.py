@@ -222,8 +222,10 @@ def proxy(rec: TuneRecord) -> str:
         m = px.get("metric") or "metric"
         out.append(h.paragraph(
             f"Measured: the batch stage compared configurations by their time to {m} {sign} "
-            f"{batch['decision_level']:.4g} (the decision level, which the baseline held after "
-            f"{batch['decision_level_baseline_s']:.0f} s), then re-checked the winner at the "
+            f"{batch['decision_level']:.4g} (the decision level: the baseline's curve held it "
+            f"after {batch.get('decision_level_samples') or 0:,.0f} samples, about "
+            f"{batch.get('decision_level_s') or 0:.1f} s at the stage's speed), then re-checked "
+            "the winner at the "
             f"proxy target {m} {sign} {batch['level']:.4g}: "
             + _recheck_words(batch.get("recheck") or {})))
         rows = [[e.get("batch_size"), f"{e.get('lr', 0):.3g}",

@@ -31,10 +31,11 @@ import numpy as np
 
 from perfpilot.tune.curve import MAX_REACH, Curve, Extrapolation, extrapolate, level_at
 
-# The batch stage's runs to its decision level: the baseline's time to that level is at most
-# this share of the stage's budget (about a dozen such runs fit: screening, search, repeats)
-# and at most half its time to the proxy target (so the re-check is at a later level).
+# The batch stage's runs to its decision level: at the incumbent's speed, about this share
+# of the stage's budget (about a dozen such runs fit: screening, search, repeats) and at
+# most half the baseline's samples to the proxy target (so the re-check is later).
 DECISION_RUN_SHARE, DECISION_MAX_FRACTION = 0.06, 0.5
+MIN_DECISION_EVALUATION = 3  # the decision level is at least the baseline's 3rd evaluation
 MIN_EVALUATIONS = 4
 PLOT_REACH = 10.0  # the report draws the fitted curve at most this far past the measured
 
@@ -111,17 +112,25 @@ def why_none(run: Mapping[str, Any]) -> str:
     return f"none of its {n} evaluations held a level better than the first"
 
 
-def decision_level(proxy: ProxyTarget, stage_budget_s: float) -> tuple[float, float]:
-    """``(level, baseline seconds to it)`` for the batch stage's decision runs: the level
-    the baseline held by ``min(DECISION_RUN_SHARE x stage_budget_s, DECISION_MAX_FRACTION
-    x level_at_s)`` seconds of training (its first evaluation's level when that is
-    earlier than every evaluation)."""
-    t = min(DECISION_RUN_SHARE * stage_budget_s, DECISION_MAX_FRACTION * proxy.level_at_s)
-    pts = [[tt, v] for _, tt, v in proxy.curve]
-    level = level_at(pts, t, proxy.direction)
-    if level is None:
-        t, level = pts[0][0], pts[0][1]
-    return float(level), float(t)
+def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: float
+                   ) -> tuple[float, float, float]:
+    """``(level, seconds, samples)`` for the batch stage's decision runs, which train the
+    stage's incumbent plan at ``samples_per_s`` (often faster than the baseline the proxy
+    came from, e.g. after the hardware stage): the level the baseline's curve held by
+    ``DECISION_RUN_SHARE x stage_budget_s`` seconds of *that* speed, in samples; at least
+    its :data:`MIN_DECISION_EVALUATION`-th evaluation (a level runs reach in a step or two
+    is start-up, not learning) and at most :data:`DECISION_MAX_FRACTION` of its samples to
+    the proxy level (so the re-check is at a later level)."""
+    rows = [(s, v) for s, _, v in proxy.curve]
+    at = next(s for s, v in rows if _holds(v, proxy.level, proxy.direction))
+    floor = rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0]
+    want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
+    samples = min(max(want, floor), DECISION_MAX_FRACTION * at) if at > floor else floor
+    level = level_at([list(r) for r in rows], samples, proxy.direction)
+    if level is None:  # before the first evaluation: its level
+        samples, level = rows[0]
+    return float(level), float(samples) / samples_per_s if samples_per_s > 0 else 0.0, \
+        float(samples)
 
 
 def _holds(value: float, level: float, direction: str) -> bool:

@@ -29,7 +29,7 @@ from dataclasses import replace as dc_replace
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError
-from perfpilot.tune.proxy import ProxyTarget, decision_level
+from perfpilot.tune.proxy import ProxyTarget, decision_level, sign
 from perfpilot.tune.stage import StageContext, StageResult
 from perfpilot.tune.stages.batch import recheck as rc
 from perfpilot.tune.stages.batch.fit import FitResult, NothingFits, Probe, find_fit_limit
@@ -71,10 +71,9 @@ class BatchStage:
         opts = BatchOptions.from_options(ctx.options)
         proxy = ProxyTarget.from_dict(ctx.options["proxy"]) if ctx.options.get("proxy") \
             else None
-        level = decision_level(proxy, ctx.budget_s) if proxy is not None else None
-        w = ctx.workload if level is None else dc_replace(ctx.workload, target=level[0])
+        w = ctx.workload if proxy is None else dc_replace(ctx.workload, target=proxy.level)
         runs = self._make_runs(w, ctx.incumbent)
-        tuning = _Tuning(ctx, opts, runs, proxy, level,
+        tuning = _Tuning(ctx, opts, runs, proxy,
                          lambda target: self._make_runs(dc_replace(w, target=target),
                                                         ctx.incumbent))
         try:
@@ -89,13 +88,15 @@ class _Tuning:
     """One run of the stage: holds the trials and the budget spent so far."""
 
     def __init__(self, ctx: StageContext, opts: BatchOptions, runs: Runs,
-                 proxy: ProxyTarget | None = None, level: tuple[float, float] | None = None,
+                 proxy: ProxyTarget | None = None,
                  make_runs: Callable[[float], Runs] | None = None) -> None:
         self.ctx, self.opts, self.runs = ctx, opts, runs
-        # Under a proxy target (the baseline missed the real one): the level decided on
-        # and the baseline's seconds to it; runs to other levels (the re-check) are made
-        # by ``make_runs`` and kept in ``other_runs``.
-        self.proxy, self.level = proxy, level
+        # Under a proxy target (the baseline missed the real one): ``level`` is the
+        # decision level ``(level, seconds, samples)``, set once the incumbent's
+        # throughput is measured (:meth:`validate`); runs to a level are made by
+        # ``make_runs`` and kept in ``other_runs``.
+        self.proxy: ProxyTarget | None = proxy
+        self.level: tuple[float, float, float] | None = None
         self.make_runs, self.other_runs = make_runs, {}
         self.base: Plan = ctx.incumbent
         self.b0 = self.base.batch_size
@@ -260,7 +261,12 @@ class _Tuning:
         box = BASELINE_BOX_SHARE * self.left_s()
         thr = {p.batch_size: p.samples_per_s for p in points}
         base_cfg = RunConfig(self.b0, self.base.lr, self.base.warmup_steps)
-        self.ctx.progress("batch: baseline run to the target (measuring the noise scale)")
+        goal = "the target"
+        if self.proxy is not None:
+            self.level = decision_level(self.proxy, self.ctx.budget_s, thr[self.b0])
+            goal = (f"the decision level {self.proxy.metric} {sign(self.proxy.direction)} "
+                    f"{self.level[0]:.4g}")
+        self.ctx.progress(f"batch: baseline run to {goal} (measuring the noise scale)")
         first = self.ttt(base_cfg, 0, math.ceil(box * thr[self.b0]), spec)
         profile, end = self.noise_profile(start, first)
         base_ttt = end / thr[self.b0] if first.state == "complete" and end else None
@@ -279,7 +285,7 @@ class _Tuning:
                     top_candidates(curve, self.b0, self.opts.candidates)])
         val.refine(self.opts.refine_runs)
         val.repeat(base_cfg, self.opts.repeats, self.opts.finalists)
-        decision = decide(list(val.pool.values()), base_cfg)
+        decision = decide(list(val.pool.values()), base_cfg, goal)
         if self.proxy is not None:
             decision = self.under_proxy(val, decision, base_cfg)
         predicted = max(curve, key=lambda p: p.goodput)
@@ -312,7 +318,8 @@ class _Tuning:
         decision, ev = rc.recheck(self, val, decision, base)
         self.evidence["proxy"] = {
             "target": self.proxy.target, "level": self.proxy.level,
-            "decision_level": self.level[0], "decision_level_baseline_s": self.level[1],
+            "decision_level": self.level[0], "decision_level_s": self.level[1],
+            "decision_level_samples": self.level[2],
             "recheck": ev, "extrapolations": rc.extrapolations(
                 self, val, base, rc.recheck_rows(ev, base, decided))}
         return decision
@@ -323,13 +330,13 @@ class _Tuning:
         key = {**cfg.key(), "seed": seed, "max_samples": max_samples,
                "noise": asdict(spec) if spec else None}
         runs = self.runs
-        if level is not None:  # another level than the stage's: its own runs, its own key
+        if level is None and self.level is not None:
+            level = self.level[0]  # under a proxy: the decision level
+        if level is not None:  # a level of its own: its own runs, its own key
             key["target"] = level
             if level not in self.other_runs and self.make_runs is not None:
                 self.other_runs[level] = self.make_runs(level)
             runs = self.other_runs.get(level, self.runs)
-        elif self.level is not None:
-            key["target"] = self.level[0]
         return self.trial("time-to-target", key, lambda: runs.time_to_target(
             cfg, seed=seed, max_samples=max_samples, eval_fraction=self.opts.eval_fraction,
             noise=spec))

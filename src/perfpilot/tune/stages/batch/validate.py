@@ -284,12 +284,14 @@ class Validation:
         return seconds * max(1.0, statistics.median(seen)) if seen else seconds
 
 
-def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig) -> Decision:
-    """The measured winner (see the module docstring)."""
+def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig,
+           goal: str = "the target") -> Decision:
+    """The measured winner (see the module docstring); ``goal`` names what the runs were
+    timed to in the words (under a proxy target, the decision level)."""
     base = next(x for x in all_runs if x.config == baseline)
     eligible = [x for x in all_runs if x.reached()]
     if not eligible:
-        return Decision(baseline, "no configuration reached the target within its time box; "
+        return Decision(baseline, f"no configuration reached {goal} within its time box; "
                         "the baseline is kept", "none-reached")
     # The best measured: among the configurations with the most runs (the finalists that
     # were repeated), the lowest median; a single lucky screening run does not count more.
@@ -297,7 +299,7 @@ def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig) -> Decision:
     best = min((x for x in eligible if len(x.values()) == most),
                key=lambda x: (x.median(), x.config != baseline))
     if best is base:
-        return Decision(baseline, f"no candidate beat the baseline's median time to target "
+        return Decision(baseline, f"no candidate beat the baseline's median time to {goal} "
                         f"({base.median():.3g} s over {most} run(s))", "baseline-best")
     rounds = sorted(set(base.values()) & set(best.values()))
     a = [base.values()[r] for r in rounds]
@@ -305,9 +307,9 @@ def decide(all_runs: Sequence[ConfigRuns], baseline: RunConfig) -> Decision:
     verdict, comparison, detail = _compare(a, b)
     name = f"batch {best.config.batch_size} (lr {best.config.lr:.3g})"
     if verdict == "faster":
-        return Decision(best.config, f"{name} reached the target faster: {detail}",
+        return Decision(best.config, f"{name} reached {goal} faster: {detail}",
                         verdict, comparison)
-    return Decision(baseline, f"{name} had the lowest median time to target but was not "
+    return Decision(baseline, f"{name} had the lowest median time to {goal} but was not "
                     f"shown faster than the baseline: {detail}; the baseline is kept",
                     verdict, comparison)
 
