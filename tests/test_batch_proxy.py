@@ -125,7 +125,7 @@ def test_decided_at_the_decision_level_and_confirmed_at_the_later_one() -> None:
     assert rc["done"] and rc["verdict"] == "confirmed"
     assert rc["chosen_median_s"] <= rc["baseline_median_s"]
     assert res.plan.batch_size > 16
-    assert "re-checked at the later proxy level 2" in res.summary
+    assert "re-checked at the later level 2" in res.summary
     assert "faster" in res.summary and "the decision level val_loss <= 2.5" in res.summary
     # every configuration that reached the level has an extrapolation, in words too
     assert px["extrapolations"] and all("words" in e for e in px["extrapolations"])
@@ -187,6 +187,17 @@ def test_the_report_says_what_was_measured_and_what_was_extrapolated() -> None:
     assert "Measured: the baseline trained 30 s" in section
     assert "Extrapolated: the baseline&#x27;s learning curve" in section
     assert "<svg" in section  # the learning curve
-    assert "re-checked the winner at the proxy target val_loss &lt;= 2" in section
+    assert "Re-check against short-horizon bias, at a later level (val_loss &lt;= 2" in section
     assert "confirmed: the decision stands" in section
     assert "Extrapolated time to val_loss &lt;= 1" in section
+
+
+def test_when_the_proxy_level_does_not_fit_a_later_level_between_is_rechecked() -> None:
+    # The baseline took 12x the samples after its 10th evaluation: two rounds to the proxy
+    # level no longer fit, two to an intermediate level do.
+    res = BatchStage(FakeRuns).run(_ctx(proxy(late_samples_scale=12.0)))
+    px = res.evidence["proxy"]
+    rc = px["recheck"]
+    assert rc["done"], rc
+    assert px["level"] < rc["level"] < px["decision_level"]  # between the two (a loss)
+    assert f"re-checked at the later level {rc['level']:.4g}" in res.summary

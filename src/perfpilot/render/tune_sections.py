@@ -224,10 +224,10 @@ def proxy(rec: TuneRecord) -> str:
             f"Measured: the batch stage compared configurations by their time to {m} {sign} "
             f"{batch['decision_level']:.4g} (the decision level: the baseline's curve held it "
             f"after {batch.get('decision_level_samples') or 0:,.0f} samples, about "
-            f"{batch.get('decision_level_s') or 0:.1f} s at the stage's speed), then re-checked "
-            "the winner at the "
-            f"proxy target {m} {sign} {batch['level']:.4g}: "
-            + _recheck_words(batch.get("recheck") or {})))
+            f"{batch.get('decision_level_s') or 0:.1f} s at the stage's speed). Re-check "
+            f"against short-horizon bias, at a later level ({m} {sign} "
+            f"{(batch.get('recheck') or {}).get('level') or batch['level']:.4g}; the proxy "
+            f"target is {batch['level']:.4g}): " + _recheck_words(batch.get("recheck") or {})))
         rows = [[e.get("batch_size"), f"{e.get('lr', 0):.3g}",
                  f"{e['measured_median_s']:.3g}" if rp._num(e.get("measured_median_s")) else "",
                  e.get("words", "")] for e in batch.get("extrapolations") or []]

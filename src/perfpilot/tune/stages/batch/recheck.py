@@ -4,13 +4,15 @@ When the baseline missed the real target (:mod:`perfpilot.tune.proxy`), the batc
 decides on an early level its budget affords (the *decision level*). A larger batch that
 wins early can lose later (short-horizon bias: the gradient noise scale grows as the loss
 falls, and so does the benefit of a large batch, but an LR raised for it may also stall),
-so :func:`recheck` runs the winner and the baseline again, paired by seed, to the proxy
-target itself (a later level) while whole rounds fit in what the stage kept for it, and:
+so :func:`recheck` runs the winner and the baseline again, paired by new seeds, to a later
+level (:func:`later_level`: the proxy target itself when its rounds fit in what the stage
+kept for them, else the latest level of the baseline's curve that fits, at least twice the
+decision level's samples), and:
 
 * **confirmed** (the winner's median time to the later level is no longer than the
   baseline's): the decision stands, with both levels' figures;
 * **not confirmed**: the baseline is kept, and the record says why;
-* **not re-checked** (no round fits): the decision stands and says it was not re-checked.
+* **not re-checked** (no later level's rounds fit): the decision stands and says so.
 
 Times are modelled like every batch-stage time (samples to the level / samples per second
 measured at that batch), so the machine's load does not enter the comparison.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from perfpilot.tune.curve import level_at
 from perfpilot.tune.proxy import ProxyTarget, extrapolate_config
 from perfpilot.tune.stages.batch.validate import ConfigRuns, Decision, Validation
 
@@ -32,42 +35,40 @@ if TYPE_CHECKING:
 
 RECHECK_SHARE = 0.3  # of the stage's validation budget, kept for the re-check
 RECHECK_ROUNDS = 3
+MIN_RECHECK_ROUNDS = 2  # a later level is chosen so that at least this many rounds fit
 SEED_OFFSET = 1000  # re-check runs use seeds no decision run used
 CUTOFF = 2.0  # a re-check run stops at this many times the baseline's time to the level
+MIN_LATER = 2.0  # a re-check level is at least this many times the decision level's samples
 
 
 def recheck(t: Any, val: Validation, decision: Decision, base: RunConfig
             ) -> tuple[Decision, dict[str, Any]]:
-    """Re-check ``decision`` (made at ``t.level``) at ``t.proxy.level``; ``t`` is the
-    stage's tuning (its ``trial``, ``ttt``, ``left_s``, ``proxy``, ``level``). Returns
-    the decision to keep and the evidence of the re-check."""
+    """Re-check ``decision`` (made at ``t.level``) at a later level (:func:`later_level`);
+    ``t`` is the stage's tuning (its ``trial``, ``ttt``, ``left_s``, ``proxy``,
+    ``level``). Returns the decision to keep and the evidence of the re-check."""
     proxy: ProxyTarget = t.proxy
     ev: dict[str, Any] = {"level": proxy.level, "rounds": [], "done": False}
     if decision.config == base:
         ev["why"] = "the decision at the earlier level kept the baseline: nothing to re-check"
         return decision, ev
     win, ref = ConfigRuns(decision.config, "recheck"), ConfigRuns(base, "recheck")
-    # The baseline's time to the level on the stage's clock: its samples to the level (from
-    # the baseline run's curve) at the throughput the stage measured for its batch size.
-    base_samples = next(s for s, _, v in proxy.curve
-                        if (v >= proxy.level if proxy.direction == "max" else v <= proxy.level))
-    base_s = val.seconds(base.batch_size, base_samples)
     early = val.pool[decision.config].median() / max(val.pool[base].median(), 1e-12)
-    cost = val.cost(base_s) + val.cost(early * base_s)
-    ev.update(baseline_s=base_s, round_cost_s=cost)
+    level, base_s, cost = later_level(t, val, base, early)
+    ev.update(level=level, baseline_s=base_s, round_cost_s=cost)
     for r in range(RECHECK_ROUNDS):
-        if t.left_s() < cost:
+        if level is None or t.left_s() < cost:
             break
         for x in (ref, win) if r % 2 == 0 else (win, ref):
-            t.ctx.progress(f"batch: re-check at the proxy target {proxy.level:.4g}, batch "
+            t.ctx.progress(f"batch: re-check at the later level {level:.4g}, batch "
                            f"{x.config.batch_size} (run {r + 1})")
             trial = t.ttt(x.config, SEED_OFFSET + r, val.max_samples(
-                x.config.batch_size, CUTOFF * base_s), level=proxy.level)
+                x.config.batch_size, CUTOFF * base_s), level=level)
             x.add(r, trial, val.seconds)
+    level = proxy.level if level is None else level
     ev["runs"] = {"baseline": ref.to_dict(), "chosen": win.to_dict()}
     n = len(set(ref.values()) & set(win.values()))
     if n == 0:
-        ev["why"] = (f"not re-checked at the later level {proxy.level:.4g}: a round needs about "
+        ev["why"] = (f"not re-checked at a later level: a round to {level:.4g} needs about "
                      f"{cost:.0f} s, {max(t.left_s(), 0):.0f} s were left")
         return replace(decision, why=f"{decision.why}; {ev['why']}"), ev
     ev["done"] = True
@@ -78,12 +79,46 @@ def recheck(t: Any, val: Validation, decision: Decision, base: RunConfig
     name = f"batch {decision.config.batch_size} (lr {decision.config.lr:.3g})"
     if win.reached() and b <= a:
         ev["verdict"] = "confirmed"
-        return replace(decision, why=f"{decision.why}; re-checked at the later proxy level "
-                       f"{proxy.level:.4g}: {detail}"), ev
+        return replace(decision, why=f"{decision.why}; re-checked at the later level "
+                       f"{level:.4g}: {detail}"), ev
     ev["verdict"] = "not-confirmed"
     return Decision(base, f"{name} was faster to the decision level but not to the later "
-                    f"proxy level {proxy.level:.4g} ({detail}): a short-horizon gain, so the "
-                    "baseline is kept", "not-confirmed", decision.comparison), ev
+                    f"level {level:.4g} ({detail}): a short-horizon gain, so the baseline is "
+                    "kept", "not-confirmed", decision.comparison), ev
+
+
+def later_level(t: Any, val: Validation, base: RunConfig, early: float
+                ) -> tuple[float | None, float, float]:
+    """``(level, baseline seconds to it, cost of a round)`` for the re-check: the proxy
+    target when :data:`MIN_RECHECK_ROUNDS` rounds fit in the time left, else the latest level
+    of the baseline's curve that lets them fit, at least :data:`MIN_LATER` times the
+    decision level's samples (None, with the proxy target's figures, when none does).
+    Times are the stage's model: the baseline's samples to the level (from its curve) at
+    the throughput the stage measured for its batch; the winner's, ``early`` times that."""
+    proxy: ProxyTarget = t.proxy
+    rows = [[samples, v] for samples, _, v in proxy.curve]
+
+    def holds(v: float, level: float) -> bool:
+        return v >= level if proxy.direction == "max" else v <= level
+
+    def samples_to(level: float) -> float:
+        return next(x for x, v in rows if holds(v, level))
+
+    def figures(level: float) -> tuple[float, float]:
+        base_s = val.seconds(base.batch_size, samples_to(level))
+        return base_s, val.cost(base_s) + val.cost(early * base_s)
+
+    top = figures(proxy.level)
+    if MIN_RECHECK_ROUNDS * top[1] <= t.left_s():
+        return proxy.level, *top
+    for x, _ in reversed(rows):  # the latest level (a 3-point running median) that fits
+        level = level_at(rows, x, proxy.direction)
+        if level is None or samples_to(level) < MIN_LATER * t.level[2]:
+            continue
+        base_s, cost = figures(level)
+        if MIN_RECHECK_ROUNDS * cost <= t.left_s():
+            return level, base_s, cost
+    return None, *top
 
 
 def extrapolations(t: Any, val: Validation, base: RunConfig,
