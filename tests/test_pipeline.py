@@ -221,19 +221,21 @@ class SeesProxy:
 
 def test_a_target_beyond_the_baseline_share_is_decided_on_a_proxy(tmp_path: Path) -> None:
     stage = SeesProxy()
+    # val_loss 0.001 is below where this run levels off (~0.011): never reached in 5 s
     res = tune(load_workload(spec("slow_learner")), stages=[stage], budget_s=40,
-               out_dir=tmp_path / "out", options={**FAST, "baseline_cap_s": 5.0})
+               out_dir=tmp_path / "out", target=0.001,
+               options={**FAST, "baseline_cap_s": 5.0})
     from perfpilot.render.tune_html import report_page
 
     assert res.proxy is not None
     level = res.proxy["level"]
-    note = next(n for n in res.notes if "did not reach val_loss <= 0.05" in n)
+    note = next(n for n in res.notes if "did not reach val_loss <= 0.001" in n)
     assert f"decided on the proxy target val_loss <= {level:.4g}" in note
     assert "measured: the baseline trained" in note and "extrapolated:" in note
     assert "no target" not in note
     assert stage.ctx.options["proxy"]["level"] == level  # the stages decide on it
     assert stage.ctx.workload.target == level
-    assert res.workload.target == 0.05  # the record keeps the real target
+    assert res.workload.target == 0.001  # the record keeps the real target
     assert 'id="proxy"' in report_page(res)
 
 
