@@ -229,7 +229,8 @@ ALL = {"demo": DEMO, "tuned": TUNED, "profilers": PROFILERS, "tune_budget": TUNE
        "profile_overhead": PROFILE_OVERHEAD, "pmap": PMAP, "hardware": HARDWARE,
        "hardware_loader_only": HARDWARE, "measure_calibration": CALIBRATION,
        "batch_size": BATCH, "real_scripts": REAL_SCRIPTS, "tune_scripts": TUNE_SCRIPTS,
-       "final_check": FINAL_CHECK, "final_check_gru": FINAL_CHECK, "run_all": RUN_ALL,
+       "final_check": FINAL_CHECK, "final_check_busy": FINAL_CHECK,
+       "final_check_gru": FINAL_CHECK, "run_all": RUN_ALL,
        "long_runs": LONG_RUNS}
 
 
