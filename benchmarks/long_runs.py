@@ -371,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def merged(path: Path, d: dict[str, Any]) -> dict[str, Any]:
     """The results file at ``path`` with ``d`` in place of an earlier result of the same
-    workload and thread setting (the others are kept: one case can be rerun alone)."""
+    workload, thread setting and target (the others are kept: one can be rerun alone)."""
     import json
 
     old = json.loads(path.read_text()).get("results", []) if path.is_file() else []
-    key = (d["workload"], d.get("pin_threads"))
-    rest = [r for r in old if (r.get("workload"), r.get("pin_threads")) != key]
+    key = (d["workload"], d.get("pin_threads"), d.get("target"))
+    rest = [r for r in old if (r.get("workload"), r.get("pin_threads"), r.get("target")) != key]
     runs = [*rest, d]
     return {"benchmark": "long_runs", "results": runs,
             "loadavg_before": min(r["loadavg_before"] for r in runs),
