@@ -172,3 +172,15 @@ def test_the_record_form_carries_words_and_the_fitted_curve() -> None:
     xs = [r[0] for r in d["fitted"]]
     assert xs == sorted(xs) and xs[-1] >= p.horizon_s()  # drawn past the estimate
     assert ProxyTarget.from_dict(d) == p  # the extra keys are ignored on reading
+
+
+def test_a_short_curve_whose_refits_sometimes_reach_is_not_called_never() -> None:
+    ext = {"seconds": None, "seconds_low": 1420.0, "reachable": 0.03, "reach": None,
+           "curve": {"a": 1.733, "n": 9}}
+    p = ProxyTarget("val_loss", "min", 1.5, 2.228, 30.0, 29.0, 270.0, [], ext)
+    words = describe(p)[1]
+    assert "3% of its bootstrap refits reach it, the earliest after about 1420 s" in words
+    assert "may never" not in words
+    never = ProxyTarget("val_loss", "min", 1.5, 2.228, 30.0, 29.0, 270.0, [],
+                        {**ext, "reachable": 0.0, "seconds_low": None})
+    assert "none of its bootstrap refits reach it" in describe(never)[1]

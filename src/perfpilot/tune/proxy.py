@@ -151,10 +151,18 @@ def describe(proxy: ProxyTarget) -> list[str]:
     if ext is None:
         lines.append("extrapolated: nothing (no learning curve fits the baseline's "
                      "evaluations), so the time to the real target is not known.")
+    elif ext.get("seconds") is None and ext.get("reachable"):
+        low = ext.get("seconds_low")
+        lines.append(f"extrapolated: the baseline's fitted learning curve levels off short of "
+                     f"{m} {s} {proxy.target:g} (asymptote {ext['curve']['a']:.4g}), but "
+                     f"{ext['reachable']:.0%} of its bootstrap refits reach it"
+                     + (f", the earliest after about {low:.0f} s" if low is not None else "")
+                     + ": a curve this short does not say when, or whether, it gets there.")
     elif ext.get("seconds") is None:
         lines.append(f"extrapolated: the baseline's fitted learning curve levels off short of "
-                     f"{m} {s} {proxy.target:g} (asymptote {ext['curve']['a']:.4g}): at this "
-                     "batch size and LR it may never get there.")
+                     f"{m} {s} {proxy.target:g} (asymptote {ext['curve']['a']:.4g}) and none "
+                     "of its bootstrap refits reach it: at this batch size and LR it may never "
+                     "get there.")
     elif ext["reach"] > MAX_REACH:
         lines.append(f"extrapolated: nothing; the baseline's fitted learning curve reaches "
                      f"{m} {s} {proxy.target:g} only {ext['reach']:.0f}x beyond its last "
