@@ -48,7 +48,8 @@ def proxy(late_samples_scale: float = 1.0) -> ProxyTarget:
 
 
 class FakeRuns:
-    """Deterministic measurements that know the level they run to (the workload's target).
+    """Deterministic measurements that know the level they run to (``target``, else the
+    workload's).
     Samples to a level grow with the batch (``1 + b/200``); with ``bias`` the large batches
     need 3x the samples to the later level: they win early and lose late."""
 
@@ -77,19 +78,21 @@ class FakeRuns:
                                               "ci_high": 250.0, "grad_sq": 1.0,
                                               "trace_sigma": 200.0}})
 
-    def samples_needed(self, cfg, seed: int) -> int:
-        late = self.level <= 2.0
+    def samples_needed(self, cfg, seed: int, level: float) -> int:
+        late = level <= 2.0
         base = THR16 * (20 if late else 10)  # the baseline's samples to the level
         f = (1 + cfg.batch_size / 200) / (1 + 16 / 200)
         if late and self.bias and cfg.batch_size > 16:
             f *= 3
         return round(base * f * (1 + 0.01 * (seed % 3)))
 
-    def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise) -> Outcome:
+    def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise,
+                       target=None) -> Outcome:
         self.calls += 1
-        need = self.samples_needed(cfg, seed)
+        level = self.level if target is None else target
+        need = self.samples_needed(cfg, seed, level)
         got = min(need, max_samples)
-        curve = [[got * k / 5, k, self.level + 0.4 * (5 / k) ** 0.5 - 0.4] for k in range(1, 6)]
+        curve = [[got * k / 5, k, level + 0.4 * (5 / k) ** 0.5 - 0.4] for k in range(1, 6)]
         data = {"samples": got, "steps": 10, "train_time_s": 1.0, "curve": curve}
         if noise is not None:
             data["noise_profile"] = [{"samples": 0, "b_simple": 200.0}]

@@ -81,7 +81,8 @@ class FakeRuns:
         db, dl = math.log2(cfg.batch_size / 64), math.log2(cfg.lr / 0.16)
         return round(2000 * (1 + 0.3 * db * db + 0.15 * dl * dl) * (1 + 0.02 * (seed % 3)))
 
-    def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise) -> Outcome:
+    def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise,
+                       target=None) -> Outcome:
         self.calls += 1
         need = self.samples_needed(cfg, seed)
         data = {"samples": min(need, max_samples), "steps": 10, "train_time_s": 1.0,

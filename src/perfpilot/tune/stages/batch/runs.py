@@ -14,7 +14,7 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,7 +61,8 @@ class Runs(Protocol):
     def throughput(self, batch_size: int, window_s: float) -> Outcome: ...
     def noise(self, spec: NoiseSpec, seed: int) -> Outcome: ...
     def time_to_target(self, cfg: RunConfig, *, seed: int, max_samples: int,
-                       eval_fraction: float, noise: NoiseSpec | None) -> Outcome: ...
+                       eval_fraction: float, noise: NoiseSpec | None,
+                       target: float | None = None) -> Outcome: ...
     def close(self) -> None: ...
 
 
@@ -182,8 +183,9 @@ class BatchRuns:
     # -- time to target
 
     def time_to_target(self, cfg: RunConfig, *, seed: int, max_samples: int,
-                       eval_fraction: float, noise: NoiseSpec | None) -> Outcome:
-        """Train until the workload's target or ``max_samples`` training samples.
+                       eval_fraction: float, noise: NoiseSpec | None,
+                       target: float | None = None) -> Outcome:
+        """Train until ``target`` (default: the workload's) or ``max_samples`` samples.
 
         The schedule is in samples, not seconds, so the outcome (samples to target, the
         metric curve) depends only on the seed and not on how loaded the machine is:
@@ -196,18 +198,20 @@ class BatchRuns:
         """
         from perfpilot.engine import Trainer
 
-        with Trainer(self.workload, self._plan(cfg.batch_size, cfg.lr, cfg.warmup_steps),
+        w = self.workload if target is None else replace(self.workload, target=target)
+        with Trainer(w, self._plan(cfg.batch_size, cfg.lr, cfg.warmup_steps),
                      seed=seed, check=False) as trainer:
-            return _TargetRun(self, trainer, cfg.batch_size, max_samples, eval_fraction,
+            return _TargetRun(self, w, trainer, cfg.batch_size, max_samples, eval_fraction,
                               noise, seed).run()
 
 
 class _TargetRun:
     """The loop of one time-to-target run (train a chunk, evaluate, maybe measure noise)."""
 
-    def __init__(self, runs: BatchRuns, trainer: Any, batch: int, max_samples: int,
-                 eval_fraction: float, noise: NoiseSpec | None, seed: int) -> None:
-        self.runs, self.trainer, self.batch = runs, trainer, batch
+    def __init__(self, runs: BatchRuns, workload: Workload, trainer: Any, batch: int,
+                 max_samples: int, eval_fraction: float, noise: NoiseSpec | None,
+                 seed: int) -> None:
+        self.runs, self.w, self.trainer, self.batch = runs, workload, trainer, batch
         self.max_samples, self.eval_fraction = max_samples, eval_fraction
         self.noise, self.seed = noise, seed
         self.curve: list[list[float]] = []
@@ -221,7 +225,7 @@ class _TargetRun:
             return Outcome("nan", self._data(), reason=str(e))
 
     def _loop(self) -> Outcome:
-        tr, w = self.trainer, self.runs.workload
+        tr, w = self.trainer, self.w
         while True:
             self._maybe_noise()
             tr.train_steps(self._next_chunk())
@@ -240,7 +244,7 @@ class _TargetRun:
 
     def _next_chunk(self) -> int:
         """Steps to the next evaluation (see :func:`next_eval`), at least one."""
-        w = self.runs.workload
+        w = self.w
         nxt = next_eval(self.curve, self.trainer.samples, float(w.target), w.direction,
                         self.eval_fraction)
         nxt = min(nxt, self.max_samples)

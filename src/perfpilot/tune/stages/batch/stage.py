@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from dataclasses import replace as dc_replace
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError
@@ -71,33 +70,24 @@ class BatchStage:
         opts = BatchOptions.from_options(ctx.options)
         proxy = ProxyTarget.from_dict(ctx.options["proxy"]) if ctx.options.get("proxy") \
             else None
-        w = ctx.workload if proxy is None else dc_replace(ctx.workload, target=proxy.level)
-        runs = self._make_runs(w, ctx.incumbent)
-        tuning = _Tuning(ctx, opts, runs, proxy,
-                         lambda target: self._make_runs(dc_replace(w, target=target),
-                                                        ctx.incumbent))
+        runs = self._make_runs(ctx.workload, ctx.incumbent)
         try:
-            return tuning.run()
+            return _Tuning(ctx, opts, runs, proxy).run()
         finally:
             runs.close()
-            for other in tuning.other_runs.values():
-                other.close()
 
 
 class _Tuning:
     """One run of the stage: holds the trials and the budget spent so far."""
 
     def __init__(self, ctx: StageContext, opts: BatchOptions, runs: Runs,
-                 proxy: ProxyTarget | None = None,
-                 make_runs: Callable[[float], Runs] | None = None) -> None:
+                 proxy: ProxyTarget | None = None) -> None:
         self.ctx, self.opts, self.runs = ctx, opts, runs
         # Under a proxy target (the baseline missed the real one): ``level`` is the
         # decision level ``(level, seconds, samples)``, set once the incumbent's
-        # throughput is measured (:meth:`validate`); runs to a level are made by
-        # ``make_runs`` and kept in ``other_runs``.
+        # throughput is measured (:meth:`validate`).
         self.proxy: ProxyTarget | None = proxy
         self.level: tuple[float, float, float] | None = None
-        self.make_runs, self.other_runs = make_runs, {}
         self.base: Plan = ctx.incumbent
         self.b0 = self.base.batch_size
         self.trials: list[Trial] = []
@@ -329,17 +319,13 @@ class _Tuning:
         seed = self.ctx.workload.seed + seed_offset
         key = {**cfg.key(), "seed": seed, "max_samples": max_samples,
                "noise": asdict(spec) if spec else None}
-        runs = self.runs
         if level is None and self.level is not None:
             level = self.level[0]  # under a proxy: the decision level
-        if level is not None:  # a level of its own: its own runs, its own key
+        if level is not None:  # a level of its own: part of the trial's key
             key["target"] = level
-            if level not in self.other_runs and self.make_runs is not None:
-                self.other_runs[level] = self.make_runs(level)
-            runs = self.other_runs.get(level, self.runs)
-        return self.trial("time-to-target", key, lambda: runs.time_to_target(
+        return self.trial("time-to-target", key, lambda: self.runs.time_to_target(
             cfg, seed=seed, max_samples=max_samples, eval_fraction=self.opts.eval_fraction,
-            noise=spec))
+            noise=spec, target=level))
 
     def noise_profile(self, start: Trial, first: Trial) -> tuple[list[NoisePoint], int | None]:
         along = first.measurements.get("noise_profile") or []
