@@ -312,12 +312,34 @@ def test_disagreement_repeats_the_check_in_separate_processes_and_keeps_the_repe
 def test_no_repeat_without_budget_and_old_records_have_no_cross_check():
     runner = Scripted(lambda key: summary(1.22, 1.1, 1.35))
     tight = dataclasses.replace(SETTINGS, ab_min_s=5.0)  # the first took 1 s of 5.5
-    check = FinalCheck(runner, WorkloadRef("x"), BASE, TUNED, tight, allowed_s=5.5,
-                       stages=(hardware(15.6, 13.0, 18.0),))
+    batch = BASE.replace(batch_size=64)  # one process first: a repeat would split
+    check = FinalCheck(runner, WorkloadRef("x"), BASE, batch, tight, allowed_s=5.5,
+                       stages=(hardware(15.6, 13.0, 18.0, batch),))
     out = check.run()
     assert len(runner.calls) == 1 and out["cross_check"]["repeated"] is False
     assert "caution" in out["cross_check"]["words"]
     assert FinalResult.from_dict({"verdict": "faster"}).cross_check == {}
+
+
+def test_a_check_that_already_split_is_not_repeated_the_same_way():
+    runner = Scripted(lambda key: summary(1.22, 1.1, 1.35))
+    check = FinalCheck(runner, WorkloadRef("x"), BASE, TUNED, SETTINGS,
+                       stages=(hardware(15.6, 13.0, 18.0),))
+    out = check.run()
+    assert len(runner.calls) == 1 and runner.calls[0][0]["split"] is True
+    cross = out["cross_check"]
+    assert cross["agree"] is False and cross["repeated"] is False
+    assert "already ran each plan in its own process" in cross["words"]
+
+
+def test_a_nan_in_a_worker_arm_comes_back_as_a_parity_failure():
+    from perfpilot.tune.parity import ParityFailure, ParityVerdict
+
+    verdict = ParityVerdict(False, "nan", "non-finite loss at step 2")
+    with pytest.raises(ParityFailure) as e:
+        split_ab._raised({"parity": verdict.to_dict()})
+    assert e.value.verdict == verdict
+    assert split_ab._raised({"sample": 0.1}) == {"sample": 0.1}
 
 
 # ---------------------------------------------------------------- the report

@@ -182,9 +182,14 @@ def save_plan(plan: Plan, path: str | Path, load: dict[str, Any] | None = None) 
 
 def plan_load(path: str | Path) -> dict[str, Any] | None:
     """The ``"load"`` label of plan file ``path``, None when it has none; the file is
-    checked as :func:`check_plan_file` does (PlanError naming the file and the key)."""
-    check_plan_file(path)
-    data = _read_json(Path(path))
+    read once and its keys checked (PlanError naming the file and the key); callers that
+    need its values checked call :func:`check_plan_file` or :func:`load_plan` first."""
+    p = Path(path)
+    data = _read_json(p)
+    try:
+        _knobs_of(data)  # the version, the keys and the label's type
+    except PlanError as e:
+        raise PlanError(f"{p}: {e}") from None
     return data.get(LOAD_KEY)
 
 

@@ -184,7 +184,8 @@ class FinalCheck:
         if trial.state != "complete":
             return {"trial": trial.number, "state": trial.state, "reason": trial.reason,
                     "arms": arms}
-        return {"trial": trial.number, **throughput_summary(trial.measurements), "arms": arms}
+        return {"trial": trial.number, **throughput_summary(trial.measurements), "arms": arms,
+                "split": bool(why)}
 
     def cross_check(self, out: dict[str, Any]) -> None:
         """Compare the throughput with the stages' gains; on a disagreement repeat it with
@@ -197,6 +198,8 @@ class FinalCheck:
             if not self.ref.portable:
                 cross = fc.not_repeated(cross, "the workload has no spec, so another process "
                                                "cannot load it")
+            elif first.get("split"):  # the same method again would only spend budget
+                cross = fc.not_repeated(cross, "it already ran each plan in its own process")
             else:
                 self.progress("final check: the throughput disagrees with the stages; "
                               "repeating it with each plan in its own process")

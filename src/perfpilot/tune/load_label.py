@@ -39,6 +39,8 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from perfpilot.record_probe_sections import BUSY_OTHER_CORES
+
 if TYPE_CHECKING:
     from perfpilot.script_tune_record import ScriptTuneRecord
     from perfpilot.trial import Trial
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
 CONTENTION_KNOBS: tuple[str, ...] = ("cpu_threads", "interop_threads", "num_workers",
                                      "prefetch_factor", "persistent_workers", "pin_memory")
-OTHERS_MIN_CORES = 0.5
+OTHERS_MIN_CORES = BUSY_OTHER_CORES  # what a profile calls a busy machine, too
 HOLDS = "holds at the current load"
 REMEASURE = "re-measure"
 RULE = (f"contended when other processes use >= {OTHERS_MIN_CORES:g} core beyond the CPUs "

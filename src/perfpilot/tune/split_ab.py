@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Protocol
 
 from perfpilot.trial import Outcome
+from perfpilot.tune.load_label import CONTENTION_KNOBS
 
 if TYPE_CHECKING:
     from perfpilot.plan import Plan
@@ -38,8 +39,7 @@ MIN_CHUNK_STEPS = 5  # timed steps per chunk: one slow or fast step does not mak
 MIN_SETTLE_STEPS = 3  # untimed steps after every switch: a thread pool resizes in a few
 # Settings torch or the DataLoader hold per process: set_num_threads is process-global,
 # inter-op threads can be set once, workers and pinned-memory threads outlive a chunk.
-PROCESS_KNOBS = ("cpu_threads", "interop_threads", "num_workers", "prefetch_factor",
-                 "persistent_workers", "pin_memory")
+PROCESS_KNOBS = CONTENTION_KNOBS  # the knobs that compete for the CPU are these too
 CALL_TIMEOUT_S = 600.0  # one worker call (a build or a chunk) that takes longer is hung
 
 
@@ -78,7 +78,10 @@ def arm_open(name: str, ref: WorkloadRef, plan: dict[str, Any], warmup: int,
     live = ab._Live(Plan.from_dict(plan), par.finite_checker(), clock or time.perf_counter)
     stack = ExitStack()
     _ARMS[name] = (live, stack)
-    live.start(ref.load(), factory or ab.engine_trainer, warmup, stack)
+    try:  # the warm-up steps are checked too: a NaN there is the trial's "nan", as inline
+        live.start(ref.load(), factory or ab.engine_trainer, warmup, stack)
+    except par.ParityFailure as e:
+        return {"parity": e.verdict.to_dict()}
     return {"warm_step_s": live.warm_step_s, "pid": os.getpid()}
 
 
@@ -151,6 +154,15 @@ class LocalRunner:
         pass
 
 
+def _raised(reply: dict[str, Any]) -> dict[str, Any]:
+    """A worker's reply, or the ParityFailure it carried back (a NaN in that arm)."""
+    if "parity" in reply:
+        from perfpilot.tune import parity as par
+
+        raise par.ParityFailure(par.ParityVerdict(**reply["parity"]))
+    return reply
+
+
 class RemoteArm:
     """The tuner's handle on one arm living in an :class:`ArmRunner`; quacks like
     :class:`~perfpilot.tune.abtest.LiveArm` for :func:`~perfpilot.tune.abtest.interleave`."""
@@ -163,16 +175,12 @@ class RemoteArm:
 
     def start(self, ref: WorkloadRef, plan: Plan, warmup: int,
               factory: TrainerFactory | None, clock: Callable[[], float] | None) -> None:
-        info = self.runner.call(arm_open, self.name, ref, plan.to_dict(), warmup, factory,
-                                clock)
+        info = _raised(self.runner.call(arm_open, self.name, ref, plan.to_dict(), warmup,
+                                        factory, clock))
         self.warm_step_s, self.pid = float(info["warm_step_s"]), info.get("pid")
 
     def chunk(self, settle: int, k: int) -> None:
-        from perfpilot.tune import parity as par
-
-        out = self.runner.call(arm_chunk, self.name, settle, k)
-        if "parity" in out:
-            raise par.ParityFailure(par.ParityVerdict(**out["parity"]))
+        out = _raised(self.runner.call(arm_chunk, self.name, settle, k))
         self.samples.append(float(out["sample"]))
 
     def result(self, warmup: int) -> Arm:
