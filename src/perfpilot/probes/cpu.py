@@ -107,18 +107,25 @@ class CpuProbe:
             return out
         (t0, a), (t1, b) = start, end
         span = t1 - t0
-
-        def d(key: str) -> float:
-            return max(0.0, b.get(key, 0.0) - a.get(key, 0.0))
-
-        user, system, children = d("user_s"), d("system_s"), d("children_s")
-        others = max(0.0, d("machine_busy_s") - user - system - children)
-        out.update(span_s=span, window="steady" if self.steady else "run", user_s=user,
-                   system_s=system, children_s=children, other_processes_s=others,
-                   minor_faults=int(d("minor_faults")), major_faults=int(d("major_faults")),
+        d = delta(a, b)
+        out.update(span_s=span, window="steady" if self.steady else "run", user_s=d["user_s"],
+                   system_s=d["system_s"], children_s=d["children_s"],
+                   other_processes_s=d["other_processes_s"],
+                   minor_faults=int(d["minor_faults"]), major_faults=int(d["major_faults"]),
                    load_1m_start=a.get("load_1m"), load_1m_end=b.get("load_1m"),
                    usable_cores=cores, **allocator())
         return out
+
+
+def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """What was used between two :func:`read_sample` readings: each counter's increase
+    (never negative), and ``other_processes_s``, the machine's busy CPU seconds less this
+    process's and its children's."""
+    d = {k: max(0.0, b.get(k, 0.0) - a.get(k, 0.0))
+         for k in ("user_s", "system_s", "children_s", "machine_busy_s", "minor_faults",
+                   "major_faults")}
+    own = d["user_s"] + d["system_s"] + d["children_s"]
+    return {**d, "other_processes_s": max(0.0, d["machine_busy_s"] - own)}
 
 
 ALLOCATOR_ENV = ("MALLOC_MMAP_MAX_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",

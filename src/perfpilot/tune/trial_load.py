@@ -79,13 +79,12 @@ def between(start: tuple[float, dict[str, float]] | None,
         out["loadavg_1m"] = round(sum(loads) / len(loads), 3)
     span = t1 - t0
     if span >= MIN_SPAN_S:
+        from perfpilot.probes.cpu import delta
 
-        def d(key: str) -> float:
-            return max(0.0, b.get(key, 0.0) - a.get(key, 0.0))
-
-        own = d("user_s") + d("system_s") + d("children_s")
+        d = delta(a, b)
+        own = d["user_s"] + d["system_s"] + d["children_s"]
         out["own_cores"] = round(own / span, 3)
-        out["others_cores"] = round(max(0.0, d("machine_busy_s") - own) / span, 3)
+        out["others_cores"] = round(d["other_processes_s"] / span, 3)
         out["span_s"] = round(span, 3)
     return out
 
