@@ -52,6 +52,37 @@ def test_study_records_the_load_of_every_trial_and_recalls_it():
     assert back == t
 
 
+class _Done:
+    def __init__(self, out: Outcome) -> None:
+        self.out = out
+
+    def result(self) -> Outcome:
+        return self.out
+
+
+class _RayLike:
+    """An executor that says it is Ray (its workers may be other machines)."""
+
+    kind = "ray"
+
+    def submit(self, fn, *args, timeout_s=None):  # noqa: ANN001, ANN202 - a test double
+        return _Done(fn(*args))
+
+
+def _complete() -> Outcome:
+    return Outcome("complete")
+
+
+def test_a_trial_on_ray_carries_no_load_of_this_machine():
+    from perfpilot.tune.units import Portable
+
+    study = Study(executor=_RayLike())  # type: ignore[arg-type]
+    t = study.run("s", {"k": 2}, Portable(_complete))
+    assert t.state == "complete" and t.load == {} and study.placed == {"ray": 1}
+    inline = study.run("s", {"k": 3}, _complete)  # not portable: runs here, load recorded
+    assert "cores" in inline.load
+
+
 def test_old_trials_without_load_still_load_and_keep_their_json_shape():
     old = {"number": 3, "stage": "hardware", "plan": {}, "state": "complete",
            "reason": "", "measurements": {}, "started_at": 1.0, "finished_at": 2.0}

@@ -89,9 +89,12 @@ class Study:
             o.trial_started(stage, key)
         number, handle = self._store.begin(ident, stage)
         try:
-            watch = LoadWatch()
+            # A Ray worker may run on another machine, whose load this one cannot read.
+            remote = self._where(fn) == "ray"
+            watch = None if remote else LoadWatch()
             trial = self._stamped(execute_trial(number, stage, key, self._placed(fn)))
-            trial = dataclasses.replace(trial, load=watch.stop())
+            if watch is not None:
+                trial = dataclasses.replace(trial, load=watch.stop())
         except BaseException:
             self._store.abort(handle)
             raise
@@ -131,12 +134,17 @@ class Study:
         stamped = {**trial.measurements, CLOCK_KEY: self.clock.elapsed()}
         return dataclasses.replace(trial, measurements=stamped)
 
+    def _where(self, fn: Callable[[], Outcome]) -> str:
+        """Where ``fn`` runs: ``inline``, or the executor's kind when it may leave."""
+        ex = self.executor
+        return ex.kind if ex is not None and isinstance(fn, Portable) and fn.can_leave \
+            else "inline"
+
     def _placed(self, fn: Callable[[], Outcome]) -> Callable[[], Outcome]:
         """``fn`` on the executor when it may leave this process, else inline; counted."""
         ex = self.executor
-        where, call = "inline", fn
+        where, call = self._where(fn), fn
         if ex is not None and isinstance(fn, Portable) and fn.can_leave:
-            where = ex.kind
 
             def call() -> Outcome:
                 return ex.submit(fn.fn, *fn.args, timeout_s=fn.timeout_s).result()
