@@ -72,7 +72,6 @@ from perfpilot.tune.preflight import (
     with_target,
 )
 from perfpilot.tune.proxy import (
-    ProxyTarget,
     describe,
     proxy_from_baseline,
     record_of,
@@ -165,7 +164,6 @@ class _Run:
         self.progress, self.options, self.clock = progress, options, clock
         self.final_rounds = final_rounds
         self.runner: Any = study
-        self.proxy: ProxyTarget | None = None  # set when the baseline misses the target
         self.target_dropped = ""
         self.machine = facts.machine()  # the stages read it as a mapping
         self.rec = tr.TuneRecord(
@@ -265,7 +263,6 @@ class _Run:
             self.target_dropped = f"{missed} and its curve gives no proxy target"
             self.w = dataclasses.replace(w, target=None)
         else:
-            self.proxy = proxy
             self.rec = self.rec.replace(proxy=record_of(proxy)).with_note(
                 f"{missed}; decided on the proxy target {w.metric_name} {facts.sign(w)} "
                 f"{proxy.level:.4g} (the level it reached). " + " ".join(describe(proxy)))
@@ -341,8 +338,8 @@ class _Run:
     def _stage_options(self) -> dict[str, Any]:
         opts = dict(self.options)
         opts.setdefault("horizon_source", self.rec.horizon.source)
-        if self.proxy is not None:
-            opts["proxy"] = self.proxy.to_dict()
+        if self.rec.proxy:  # the baseline missed the target (ProxyTarget reads its fields)
+            opts["proxy"] = dict(self.rec.proxy)
         if self.target_dropped:
             opts["target_dropped"] = self.target_dropped
         return opts

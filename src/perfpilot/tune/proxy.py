@@ -96,7 +96,7 @@ def proxy_from_baseline(run: Mapping[str, Any], *, metric: str, direction: str,
     level = level_at([[t, v] for _, t, v in curve], trained, direction)
     if level is None or (level - curve[0][2]) * (1 if direction == "max" else -1) <= 0:
         return None  # no better than its first evaluation: no level to decide on
-    at = next(t for _, t, v in curve if _holds(v, level, direction))
+    at = next(t for _, t, v in curve if holds(v, level, direction))
     sps = curve[-1][0] / trained if trained > 0 else 0.0
     ext = extrapolate([[s, v] for s, _, v in curve], target, direction, sps)
     return ProxyTarget(metric, direction, float(target), float(level), trained, float(at),
@@ -122,7 +122,7 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
     is start-up, not learning) and at most :data:`DECISION_MAX_FRACTION` of its samples to
     the proxy level (so the re-check is at a later level)."""
     rows = [(s, v) for s, _, v in proxy.curve]
-    at = next(s for s, v in rows if _holds(v, proxy.level, proxy.direction))
+    at = next(s for s, v in rows if holds(v, proxy.level, proxy.direction))
     floor = rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0]
     want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
     samples = min(max(want, floor), DECISION_MAX_FRACTION * at) if at > floor else floor
@@ -133,7 +133,8 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
         float(samples)
 
 
-def _holds(value: float, level: float, direction: str) -> bool:
+def holds(value: float, level: float, direction: str) -> bool:
+    """Whether ``value`` is at ``level`` or past it, in the metric's ``direction``."""
     return value >= level if direction == "max" else value <= level
 
 
