@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -58,6 +59,7 @@ class FakeRuns:
     def __init__(self, w: Workload, plan: Plan) -> None:
         self.level = float(w.target)
         self.calls = 0
+        self.first_evals: list[tuple[int, int]] = []
 
     def dataset_size(self) -> int:
         return 4096
@@ -87,8 +89,9 @@ class FakeRuns:
         return round(base * f * (1 + 0.01 * (seed % 3)))
 
     def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise,
-                       target=None) -> Outcome:
+                       target=None, first_eval=0) -> Outcome:
         self.calls += 1
+        self.first_evals.append((cfg.batch_size, first_eval))
         level = self.level if target is None else target
         need = self.samples_needed(cfg, seed, level)
         got = min(need, max_samples)
@@ -204,3 +207,20 @@ def test_when_the_proxy_level_does_not_fit_a_later_level_between_is_rechecked() 
     assert rc["done"], rc
     assert px["level"] < rc["level"] < px["decision_level"]  # between the two (a loss)
     assert f"re-checked at the later level {rc['level']:.4g}" in res.summary
+
+
+def test_under_a_proxy_the_first_evaluation_comes_from_the_baselines_curve() -> None:
+    from perfpilot.tune.stages.batch.stage import FIRST_EVAL_SHARE
+
+    p = proxy()
+    made: list[FakeRuns] = []
+
+    def keep(w, plan):
+        made.append(FakeRuns(w, plan))
+        return made[-1]
+
+    res = BatchStage(keep).run(_ctx(p))
+    level = res.evidence["proxy"]["decision_level"]
+    at = next(s for s, _, v in p.curve if v <= level)  # the curve's first evaluation there
+    assert made[0].first_evals[0] == (16, math.floor(FIRST_EVAL_SHARE * at))
+    assert all(f > 0 for _, f in made[0].first_evals)

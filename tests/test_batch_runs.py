@@ -49,3 +49,27 @@ def test_crossing_is_interpolated_in_log_samples() -> None:
     assert crossing([[64, 0.5, 0.99]], 0.9, "max") == (64, 0.5)
     loss = [[100, 1.0, 2.4], [200, 2.0, 1.9]]
     assert crossing(loss, 2.0, "min")[0] == pytest.approx(100 * 2 ** 0.8)
+
+
+def test_eval_floor_keeps_an_evaluation_within_the_training_since_the_last() -> None:
+    from perfpilot.tune.stages.batch.runs import eval_floor
+
+    # 1000 samples in 2 s of training (500/s); 3 evaluations took 3 s (1 s each)
+    assert eval_floor(1000, 2.0, 3.0, 3) == pytest.approx(1500)
+    assert eval_floor(1000, 2.0, 0.0, 3) == pytest.approx(1000)  # free evaluations
+    assert eval_floor(0, 0.0, 0.0, 0) == 0.0  # nothing measured yet
+
+
+def test_a_real_run_evaluates_first_after_first_eval_samples() -> None:
+    from pathlib import Path
+
+    from perfpilot.tune.stages.batch.runs import BatchRuns, RunConfig
+    from perfpilot.workload import load_workload
+
+    w = load_workload(f"{Path(__file__).parent / 'fixtures' / 'tune_tiny.py'}:workload")
+    runs = BatchRuns(w, w.baseline)
+    out = runs.time_to_target(RunConfig(16, 0.05, 0), seed=0, max_samples=4000,
+                              eval_fraction=0.04, noise=None, first_eval=320)
+    curve = out.measurements["curve"]
+    assert curve[0][0] >= 320
+    assert all(b[0] > a[0] for a, b in zip(curve, curve[1:], strict=False))

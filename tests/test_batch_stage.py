@@ -55,6 +55,7 @@ class FakeRuns:
 
     def __init__(self, workload, plan) -> None:
         self.calls = 0
+        self.first_evals: list[tuple[int, int]] = []
 
     def dataset_size(self) -> int:
         return 512
@@ -82,8 +83,9 @@ class FakeRuns:
         return round(2000 * (1 + 0.3 * db * db + 0.15 * dl * dl) * (1 + 0.02 * (seed % 3)))
 
     def time_to_target(self, cfg, *, seed, max_samples, eval_fraction, noise,
-                       target=None) -> Outcome:
+                       target=None, first_eval=0) -> Outcome:
         self.calls += 1
+        self.first_evals.append((cfg.batch_size, first_eval))
         need = self.samples_needed(cfg, seed)
         data = {"samples": min(need, max_samples), "steps": 10, "train_time_s": 1.0,
                 "curve": [[min(need, max_samples), 1.0, 0.5]]}
@@ -199,3 +201,22 @@ def test_throughput_paired_by_round_cancels_drift() -> None:
     assert p.ci_low == pytest.approx(p.ci_high)  # no spread left in the ratio
     assert ref.ci_high > ref.ci_low  # the baseline keeps its own spread
     assert paired_point(64, {0: 1.0}, base) is None
+
+
+def test_runs_after_the_baselines_first_evaluate_from_a_share_of_its_samples() -> None:
+    from perfpilot.tune.stages.batch.stage import FIRST_EVAL_SHARE
+
+    made: list[FakeRuns] = []
+
+    def keep(w, p):
+        made.append(FakeRuns(w, p))
+        return made[-1]
+
+    res = BatchStage(keep).run(_ctx())
+    calls = made[0].first_evals
+    assert calls[0] == (16, 0)  # the baseline's first run: nothing known yet
+    base = next(c for c in res.evidence["candidates"] if c["origin"] == "baseline")
+    want = math.floor(FIRST_EVAL_SHARE * base["runs"][0]["samples"])
+    assert want > 0 and all(f == want for _, f in calls[1:])
+    ttt = [t for t in res.trials if t.plan.get("step") == "time-to-target"]
+    assert "first_eval" not in ttt[0].plan and ttt[1].plan["first_eval"] == want

@@ -141,6 +141,13 @@ def test_decision_level_is_set_in_samples_at_the_stages_speed() -> None:
     # never before the baseline's third evaluation: earlier is start-up, not learning
     level, t, samples = decision_level(p, stage_budget_s=1.0, samples_per_s=320.0)
     assert samples == pytest.approx(960) and level == pytest.approx(vals[1], rel=1e-6)
+    # a short baseline curve (its proxy level soon after the floor): the floor wins over
+    # the half-way cap, so the level is not the first evaluation's (start-up)
+    short = proxy_from_baseline(_run(vals[:6]), metric="val_loss", direction="min",
+                                target=1.5, samples_per_step=32)
+    assert short is not None
+    level, t, samples = decision_level(short, stage_budget_s=100.0, samples_per_s=320.0)
+    assert samples == pytest.approx(960) and level == pytest.approx(vals[1], rel=1e-6)
 
 
 def test_samples_curve_scales_steps_by_samples_per_step() -> None:

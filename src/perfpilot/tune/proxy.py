@@ -119,13 +119,15 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
     came from, e.g. after the hardware stage): the level the baseline's curve held by
     ``DECISION_RUN_SHARE x stage_budget_s`` seconds of *that* speed, in samples; at least
     its :data:`MIN_DECISION_EVALUATION`-th evaluation (a level runs reach in a step or two
-    is start-up, not learning) and at most :data:`DECISION_MAX_FRACTION` of its samples to
-    the proxy level (so the re-check is at a later level)."""
+    is start-up, not learning) and, above that floor, at most
+    :data:`DECISION_MAX_FRACTION` of its samples to the proxy level (so the re-check is at
+    a later level). The floor wins over that cap: a short baseline curve then gets a
+    decision level closer to its proxy level, never one from its start-up."""
     rows = [(s, v) for s, _, v in proxy.curve]
     at = next(s for s, v in rows if holds(v, proxy.level, proxy.direction))
     floor = rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0]
     want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
-    samples = min(max(want, floor), DECISION_MAX_FRACTION * at) if at > floor else floor
+    samples = max(min(want, DECISION_MAX_FRACTION * at), floor)
     level = level_at([list(r) for r in rows], samples, proxy.direction)
     if level is None:  # before the first evaluation: its level
         samples, level = rows[0]

@@ -62,7 +62,7 @@ class Runs(Protocol):
     def noise(self, spec: NoiseSpec, seed: int) -> Outcome: ...
     def time_to_target(self, cfg: RunConfig, *, seed: int, max_samples: int,
                        eval_fraction: float, noise: NoiseSpec | None,
-                       target: float | None = None) -> Outcome: ...
+                       target: float | None = None, first_eval: int = 0) -> Outcome: ...
     def close(self) -> None: ...
 
 
@@ -184,15 +184,17 @@ class BatchRuns:
 
     def time_to_target(self, cfg: RunConfig, *, seed: int, max_samples: int,
                        eval_fraction: float, noise: NoiseSpec | None,
-                       target: float | None = None) -> Outcome:
+                       target: float | None = None, first_eval: int = 0) -> Outcome:
         """Train until ``target`` (default: the workload's) or ``max_samples`` samples.
 
-        The schedule is in samples, not seconds, so the outcome (samples to target, the
-        metric curve) depends only on the seed and not on how loaded the machine is:
-        evaluation after the first step, then as :func:`next_eval` says; the samples to
-        target are interpolated between the evaluations around the crossing
-        (:func:`crossing`). With ``noise``, the noise scale is measured at 0 samples and
-        then at doubling sample counts. ``train_time_s`` (``ttt_s``: interpolated at the
+        The schedule is in samples: the first evaluation after ``first_eval`` samples (at
+        least one step; the caller sets it from a run known to need more, so evaluations
+        are not spent where the level cannot be), then as :func:`next_eval` says, each step
+        at least the samples one evaluation's time would have trained
+        (:func:`eval_floor`: an evaluation never costs more than the training since the
+        last one). The samples to target are interpolated between the evaluations around
+        the crossing (:func:`crossing`). With ``noise``, the noise scale is measured at 0
+        samples and then at doubling sample counts. ``train_time_s`` (``ttt_s``: interpolated at the
         crossing) is training time on this machine's clock, evaluation and noise
         measurement excluded; ``noise_cost_s`` what the noise measurements took.
         """
@@ -202,7 +204,7 @@ class BatchRuns:
         with Trainer(w, self._plan(cfg.batch_size, cfg.lr, cfg.warmup_steps),
                      seed=seed, check=False) as trainer:
             return _TargetRun(self, w, trainer, cfg.batch_size, max_samples, eval_fraction,
-                              noise, seed).run()
+                              noise, seed, first_eval).run()
 
 
 class _TargetRun:
@@ -210,9 +212,10 @@ class _TargetRun:
 
     def __init__(self, runs: BatchRuns, workload: Workload, trainer: Any, batch: int,
                  max_samples: int, eval_fraction: float, noise: NoiseSpec | None,
-                 seed: int) -> None:
+                 seed: int, first_eval: int = 0) -> None:
         self.runs, self.w, self.trainer, self.batch = runs, workload, trainer, batch
         self.max_samples, self.eval_fraction = max_samples, eval_fraction
+        self.first_eval = first_eval
         self.noise, self.seed = noise, seed
         self.curve: list[list[float]] = []
         self.profile: list[dict[str, Any]] = []
@@ -243,10 +246,16 @@ class _TargetRun:
                                       f"{self.max_samples}: it can no longer win)")
 
     def _next_chunk(self) -> int:
-        """Steps to the next evaluation (see :func:`next_eval`), at least one."""
-        w = self.w
-        nxt = next_eval(self.curve, self.trainer.samples, float(w.target), w.direction,
-                        self.eval_fraction)
+        """Steps to the next evaluation (see :func:`next_eval` and :func:`eval_floor`), at
+        least one."""
+        w, tr = self.w, self.trainer
+        if not self.curve:
+            nxt = float(self.first_eval)
+        else:
+            nxt = max(next_eval(self.curve, tr.samples, float(w.target), w.direction,
+                                self.eval_fraction),
+                      eval_floor(tr.samples, tr.train_time_s, tr.eval_time_s,
+                                 len(self.curve)))
         nxt = min(nxt, self.max_samples)
         return max(1, math.ceil((nxt - self.trainer.samples) / self.batch))
 
@@ -296,6 +305,19 @@ def next_eval(curve: list[list[float]], seen: int, target: float, direction: str
         return hi
     star = s1 * math.exp(sign * (target - m1) / gain)
     return min(max(min(star * (1 - 2 * fraction), math.sqrt(s1 * star)), lo), hi)
+
+
+def eval_floor(samples: int, train_s: float, eval_s: float, evaluations: int) -> float:
+    """The earliest next evaluation such that it costs no more than the training since
+    the last one: ``samples`` plus what one evaluation's mean time (``eval_s`` over
+    ``evaluations``) trains at the run's mean speed so far. On a workload whose validation
+    pass costs as much as hundreds of training samples, :func:`next_eval`'s close-in steps
+    would otherwise spend most of a short run evaluating. The floor depends on measured
+    times (so on the machine's load), which moves evaluations but not what they measure:
+    the crossing is still interpolated between the two around the level."""
+    if evaluations <= 0 or train_s <= 0 or samples <= 0:
+        return 0.0
+    return samples + (eval_s / evaluations) * samples / train_s
 
 
 def crossing(curve: list[list[float]], target: float, direction: str) -> tuple[float, float]:

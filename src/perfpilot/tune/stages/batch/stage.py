@@ -28,7 +28,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError
-from perfpilot.tune.proxy import ProxyTarget, decision_level, sign
+from perfpilot.tune.proxy import ProxyTarget, decision_level, holds, sign
 from perfpilot.tune.stage import StageContext, StageResult
 from perfpilot.tune.stages.batch import recheck as rc
 from perfpilot.tune.stages.batch.fit import FitResult, NothingFits, Probe, find_fit_limit
@@ -55,6 +55,11 @@ STAGE = "batch"
 THROUGHPUT_SHARE, BASELINE_BOX_SHARE, SLOW_STEP_SHARE = 0.15, 0.4, 0.01
 # The noise-scale measurements (one at the start, up to NOISE_POINTS along the baseline run).
 NOISE_SHARE, NOISE_POINTS = 0.1, 5
+# A time-to-target run's first evaluation, as a share of the samples the baseline needed
+# for the same level (its first run, or under a proxy its curve): a configuration 4x as
+# sample-efficient is still timed no later than its first evaluation, and the early
+# evaluations, which cannot find the level, are not paid for.
+FIRST_EVAL_SHARE = 0.25
 
 
 class BatchStage:
@@ -88,6 +93,8 @@ class _Tuning:
         # throughput is measured (:meth:`validate`).
         self.proxy: ProxyTarget | None = proxy
         self.level: tuple[float, float, float] | None = None
+        # The baseline's samples to a level (None: the workload's target), once measured.
+        self.reference: dict[float | None, float] = {}
         self.base: Plan = ctx.incumbent
         self.b0 = self.base.batch_size
         self.trials: list[Trial] = []
@@ -258,6 +265,9 @@ class _Tuning:
                     f"{self.level[0]:.4g}")
         self.ctx.progress(f"batch: baseline run to {goal} (measuring the noise scale)")
         first = self.ttt(base_cfg, 0, math.ceil(box * thr[self.b0]), spec)
+        m = first.measurements
+        if first.state == "complete" and (n := m.get("samples_to_target", m.get("samples"))):
+            self.reference[self.level[0] if self.level else None] = float(n)
         profile, end = self.noise_profile(start, first)
         base_ttt = end / thr[self.b0] if first.state == "complete" and end else None
         policy = self.lr_policy(round(self.opts.warmup_fraction * (end or 0)))
@@ -323,9 +333,22 @@ class _Tuning:
             level = self.level[0]  # under a proxy: the decision level
         if level is not None:  # a level of its own: part of the trial's key
             key["target"] = level
+        first = math.floor(FIRST_EVAL_SHARE * (self.reference_samples(level) or 0.0))
+        if first > 0:
+            key["first_eval"] = first
         return self.trial("time-to-target", key, lambda: self.runs.time_to_target(
             cfg, seed=seed, max_samples=max_samples, eval_fraction=self.opts.eval_fraction,
-            noise=spec, target=level))
+            noise=spec, target=level, first_eval=first))
+
+    def reference_samples(self, level: float | None) -> float | None:
+        """The baseline's samples to ``level`` (None: the workload's target): its first
+        run's, else, under a proxy, the first evaluation of its curve at the level."""
+        if level in self.reference:
+            return self.reference[level]
+        if self.proxy is None or level is None:
+            return None
+        return next((s for s, _, v in self.proxy.curve
+                     if holds(v, level, self.proxy.direction)), None)
 
     def noise_profile(self, start: Trial, first: Trial) -> tuple[list[NoisePoint], int | None]:
         along = first.measurements.get("noise_profile") or []
