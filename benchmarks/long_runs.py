@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import math
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 
 from _context import Context, Section, header, readable
 from _fmt import Doc, num, secs, table, times
+from _long_stats import extrapolation_error, median_ttt, paired_ratio
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_runs.json"
 DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
@@ -50,7 +50,6 @@ DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
 SMOKE = {"workload": "digits", "budget": "40s", "target": 0.9999, "seeds": 1,
          "grid_seeds": 0, "grid": 0, "cap": 1.0, "probe_cap": 3.0, "pin_threads": True}
 NEED_X = 4.0  # the real target must need >= this many budgets of baseline training
-BOOT = 2000
 
 
 def log(msg: str) -> None:
@@ -82,6 +81,31 @@ def run_to_target(w: Any, plan: Any, seed: int, cap_s: float) -> dict[str, Any]:
            "last_value": hist[-1][2] if hist else None, "evaluations": len(hist),
            "load": load0, "load_after": loadavg()}
     return out
+
+
+def target_after(w: Any, seed: int, seconds: float) -> tuple[float, dict[str, Any]]:
+    """The target the baseline (seed ``seed``) reaches after about ``seconds`` of training:
+    the best 3-point running median of its evaluations (``tune.curve.level_at``), rounded
+    to 4 digits on the reachable side; and that run as the pre-check to it (its time: the
+    first evaluation at the target). A target some budgets away, by construction."""
+    from perfpilot.engine import run
+    from perfpilot.tune.curve import level_at
+
+    load0, lo = loadavg(), w.direction == "min"
+    # until an unreachable target: the evaluation schedule of the runs to the target
+    never = dataclasses.replace(w, target=-1e30 if lo else 1e30)
+    r = run(never, w.baseline, until_target=True, time_s=seconds, seed=seed)
+    hist = (r.metric or {}).get("history") or []
+    level = level_at([[t, v] for _, t, v in hist], math.inf, w.direction)
+    if level is None:
+        raise SystemExit(f"--target-after: the baseline made no evaluation in {seconds:.0f} s")
+    target = (math.ceil if lo else math.floor)(level * 1e4) / 1e4
+    hit = next(h for h in hist if (h[2] <= target if lo else h[2] >= target))
+    return target, {"seed": seed, "reached": True, "ttt_s": hit[1],
+                    "samples": hit[0] * w.baseline.batch_size * w.baseline.grad_accum,
+                    "trained_s": hist[-1][1], "samples_per_s": r.samples_per_s,
+                    "last_value": hist[-1][2], "evaluations": len(hist), "load": load0,
+                    "load_after": loadavg(), "target_after_s": seconds}
 
 
 def tune_decision(w: Any, budget_s: float, target: float, out: Path,
@@ -132,66 +156,6 @@ def grid_points(tuned: dict[str, Any], arms: dict[str, dict[str, Any]], n: int
     return out
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def median_ttt(runs: list[dict[str, Any]]) -> float | None:
-    """The median time to target; None when any run missed it (censored)."""
-    if not runs or not all(r["reached"] for r in runs):
-        return None
-    return statistics.median(r["ttt_s"] for r in runs)
-
-
-def paired_ratio(num_runs: list[dict[str, Any]], den_runs: list[dict[str, Any]],
-                 seed: int = 0) -> dict[str, Any]:
-    """Ratio of median times (``num`` / ``den``) with a 95% percentile bootstrap over the
-    seeds both ran (pairs resampled together, so a round's load cancels)."""
-    by = {r["seed"]: r for r in den_runs}
-    pairs = [(r, by[r["seed"]]) for r in num_runs if r["seed"] in by]
-    out: dict[str, Any] = {"pairs": len(pairs), "ratio": None, "ci_low": None,
-                           "ci_high": None, "per_seed": []}
-    if not pairs:
-        return out
-    if not all(a["reached"] and b["reached"] for a, b in pairs):
-        out["censored"] = [{"seed": a["seed"], "num_reached": a["reached"],
-                            "den_reached": b["reached"]} for a, b in pairs]
-        return out
-    xs = [a["ttt_s"] for a, _ in pairs]
-    ys = [b["ttt_s"] for _, b in pairs]
-    out["ratio"] = statistics.median(xs) / statistics.median(ys)
-    out["per_seed"] = [x / y for x, y in zip(xs, ys, strict=True)]
-    if len(pairs) >= 2:
-        rng, boot = random.Random(seed), []
-        for _ in range(BOOT):
-            idx = [rng.randrange(len(pairs)) for _ in pairs]
-            boot.append(statistics.median(xs[i] for i in idx)
-                        / statistics.median(ys[i] for i in idx))
-        boot.sort()
-        out["ci_low"], out["ci_high"] = boot[int(0.025 * BOOT)], boot[int(0.975 * BOOT) - 1]
-    return out
-
-
-def extrapolation_error(proxy: dict[str, Any] | None, runs: list[dict[str, Any]]
-                        ) -> dict[str, Any] | None:
-    """The tune's extrapolated baseline time (and samples) to the target over the
-    measured median, and whether the measured median fell inside the 95% interval."""
-    ext = (proxy or {}).get("extrapolation")
-    measured = median_ttt(runs)
-    if ext is None:
-        return {"extrapolated": None, "why": "no learning curve fits the baseline's "
-                "evaluations" if proxy else "no proxy target (the baseline reached it)"}
-    out: dict[str, Any] = {"reach": ext.get("reach"), "reachable": ext.get("reachable")}
-    meas_samples = (statistics.median(r["samples"] for r in runs)
-                    if measured is not None else None)
-    for unit, m in (("seconds", measured), ("samples", meas_samples)):
-        x, lo, hi = ext.get(unit), ext.get(f"{unit}_low"), ext.get(f"{unit}_high")
-        hi_v = math.inf if hi is None and x is not None else hi
-        out[unit] = {"extrapolated": x, "low": lo, "high": hi, "measured": m,
-                     "ratio": x / m if x is not None and m else None,
-                     "inside": (lo <= m <= hi_v) if None not in (x, lo, m) else None}
-    return out
-
-
 # ---------------------------------------------------------------- the benchmark
 
 
@@ -204,19 +168,25 @@ def bench(o: argparse.Namespace) -> dict[str, Any]:
     w0 = load_workload(o.workload)
     if o.pin_threads:
         w0 = dataclasses.replace(w0, baseline=w0.baseline.replace(cpu_threads=1))
-    w = dataclasses.replace(w0, target=float(o.target))
     budget_s = parse_duration(o.budget, "--budget")
+    seeds = list(range(100, 100 + o.seeds))
+    if o.target_after:  # the target: the level the baseline holds after that many budgets
+        log(f"pre-check: baseline for {o.target_after:g}x the budget (seed {seeds[0]}), "
+            f"load {loadavg()}")
+        o.target, first = target_after(w0, seeds[0], o.target_after * budget_s)
+    w = dataclasses.replace(w0, target=float(o.target))
     doc: dict[str, Any] = {"benchmark": "long_runs", "workload": o.workload,
                            "target": o.target, "metric": w.metric_name,
                            "direction": w.direction, "budget_s": budget_s,
                            "pin_threads": o.pin_threads, "only": o.only,
+                           "target_after": o.target_after,
                            "loadavg_before": loadavg()[0],
                            "cpus": os.cpu_count(),
                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    seeds = list(range(100, 100 + o.seeds))
-    log(f"pre-check: baseline to {w.metric_name} {o.target} (seed {seeds[0]}, cap "
-        f"{o.probe_cap:.0f} s), load {loadavg()}")
-    first = run_to_target(w, w.baseline, seeds[0], o.probe_cap)
+    if not o.target_after:
+        log(f"pre-check: baseline to {w.metric_name} {o.target} (seed {seeds[0]}, cap "
+            f"{o.probe_cap:.0f} s), load {loadavg()}")
+        first = run_to_target(w, w.baseline, seeds[0], o.probe_cap)
     ref = first["ttt_s"] if first["reached"] else o.probe_cap
     doc["precheck"] = {**first, "x_budget": ref / budget_s,
                        "needs_4x": bool(first["reached"] and ref >= NEED_X * budget_s)}
@@ -344,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default=DEFAULTS["budget"], help="tune's --budget")
     p.add_argument("--target", type=float, default=DEFAULTS["target"])
     p.add_argument("--only", default=None, metavar="STAGES", help="tune's --only, e.g. batch")
+    p.add_argument("--target-after", type=float, default=None, metavar="X",
+                   help="instead of --target: the level the baseline holds after X budgets")
     p.add_argument("--seeds", type=int, default=DEFAULTS["seeds"])
     p.add_argument("--grid", type=int, default=DEFAULTS["grid"], help="grid points")
     p.add_argument("--grid-seeds", type=int, default=DEFAULTS["grid_seeds"])

@@ -127,3 +127,15 @@ def test_smoke_runs_the_whole_path(tmp_path):
                        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "proxy level" in r.stdout and "decision / baseline" in r.stdout
+
+
+def test_target_after_is_a_level_the_baselines_run_holds_late(LR):
+    from perfpilot.workload import load_workload
+
+    w = load_workload(f"{ROOT / 'tests' / 'fixtures' / 'tune_tiny.py'}:slow_learner")
+    target, pre = LR.target_after(w, 100, 2.0)
+    assert pre["reached"] and pre["evaluations"] >= 2
+    assert 0 < pre["ttt_s"] <= pre["trained_s"]
+    # rounded on the reachable side (a loss: up) and first held at the precheck's time
+    assert target == round(target, 4) and pre["last_value"] <= target + 0.05
+    assert pre["samples"] > 0 and pre["target_after_s"] == 2.0

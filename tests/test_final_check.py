@@ -168,3 +168,21 @@ def test_runs_to_the_target_can_be_decided_after_the_throughput_check():
     assert seen == [1.5] and out["time_to_target"]["n"] == 5
     assert ttt_cost_s({"wall_s": 10.0}, {"ratio": 2.0}, 5) == pytest.approx(5 * 15 * 1.3)
     assert ttt_cost_s({"wall_s": 10.0}, {}, 5) == pytest.approx(5 * 20 * 1.3)
+
+
+def test_a_batch_size_won_on_time_to_target_survives_the_throughput_it_traded():
+    thr = {"ratio": 0.45, "ci_low": 0.42, "ci_high": 0.48, "n": 10, "verdict": "slower"}
+    final = {**verdict_of_final({"throughput": thr, "time_to_target": {"skipped": "budget"}}),
+             "cross_check": {"agree": True, "words": "the final check's 0.45x agrees with "
+                                                    "the stages' measured gains (batch)"}}
+    assert final["verdict"] == "slower" and final["primary"] == "throughput"
+    win = "batch 8 (lr 0.001) reached the decision level val_loss <= 2.8 faster"
+    keep, why = keeps_tuned(final, win)
+    assert keep and win in why and "agrees with the stages" in why
+    assert keeps_tuned(final)[0] is False  # no batch-stage win: slower is slower
+    against = {**final, "cross_check": {"agree": False, "words": "disagrees"}}
+    assert keeps_tuned(against, win)[0] is False  # a loss the stage did not measure
+    ttt = ttt_summary(*_trials([1.0] * 5, [2.0, 2.1, 1.9, 2.2, 2.0]))
+    slower_ttt = {**verdict_of_final({"time_to_target": ttt, "throughput": thr}),
+                  "cross_check": {"agree": True}}
+    assert keeps_tuned(slower_ttt, win)[0] is False  # measured slower to the target

@@ -340,10 +340,24 @@ def verdict_of_final(out: dict[str, Any]) -> dict[str, Any]:
     return {"primary": primary, "verdict": verdict, "claim": claims[verdict]}
 
 
-def keeps_tuned(final: dict[str, Any]) -> tuple[bool, str]:
+def keeps_tuned(final: dict[str, Any], batch_win: str | None = None) -> tuple[bool, str]:
     """Whether plan.json gets the tuned plan, and why (measured slower, missing the target
-    or failing in the final check sends the baseline back)."""
+    or failing in the final check sends the baseline back).
+
+    ``batch_win``: the batch stage's words when it changed the batch size or LR on measured
+    time to the target (or to a proxy level). A batch size that needs fewer samples can
+    have *lower* throughput; when the final check measured throughput only (no time to
+    target fitted) and its "slower" agrees with the stages' own throughput ratios (the
+    cross-check), that loss is the one the batch stage already counted, so the tuned plan
+    is kept and the words say both."""
     v = final.get("verdict")
+    cross = final.get("cross_check") or {}
+    if v == "slower" and batch_win and final.get("primary") == "throughput" \
+            and cross.get("agree") is True:
+        return True, (f"the final check measured throughput only ({final['claim']}), and "
+                      f"{cross.get('words', 'it agrees with the stages')}: the batch stage "
+                      "traded samples/s for fewer samples to the target, measured on time to "
+                      f"target there ({batch_win})")
     if v in ("slower", "not-reached", "failed"):
         return False, f"the baseline is kept: {final['claim']}"
     if v == "faster":

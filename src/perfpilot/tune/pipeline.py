@@ -441,11 +441,18 @@ class _Run:
             timeout_s=10 * secs + 120))
         return trial.measurements.get("record") if trial.state == "complete" else None
 
+    def _batch_win(self) -> str | None:
+        """The batch stage's words when it changed batch size or LR on measured time to
+        the target (verdict "faster"), else None (see :func:`keeps_tuned`)."""
+        st = next((s for s in self.rec.stages if s.name == "batch"), None)
+        chosen = ((st.evidence or {}).get("chosen") or {}) if st is not None else {}
+        return chosen.get("why") if chosen.get("verdict") == "faster" else None
+
     def decide(self, tuned: Plan, final: dict[str, Any]) -> tr.TuneRecord:
         from perfpilot.plan import save_plan
 
         keep, why = (True, final["claim"]) if final["verdict"] == "unchanged" \
-            else keeps_tuned(final)
+            else keeps_tuned(final, self._batch_win())
         plan = tuned if keep else self.w.baseline
         self.rec = self.rec.replace(
             final=tr.FinalResult.from_dict(tr.sanitize(final)), plan=plan,
