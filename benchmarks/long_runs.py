@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import statistics
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 from _context import Context, Section, header, readable
 from _fmt import Doc, num, secs, table, times
+from _long_measure import loadavg, log, run_to_target, target_after
 from _long_stats import extrapolation_error, median_ttt, paired_ratio
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_runs.json"
@@ -50,62 +50,6 @@ DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
 SMOKE = {"workload": "digits", "budget": "40s", "target": 0.9999, "seeds": 1,
          "grid_seeds": 0, "grid": 0, "cap": 1.0, "probe_cap": 3.0, "pin_threads": True}
 NEED_X = 4.0  # the real target must need >= this many budgets of baseline training
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-# ---------------------------------------------------------------- measuring
-
-
-def run_to_target(w: Any, plan: Any, seed: int, cap_s: float) -> dict[str, Any]:
-    """One run of ``plan`` to ``w.target``, capped at ``cap_s`` s of training."""
-    from perfpilot.engine import NonFiniteError, run
-
-    load0 = loadavg()
-    try:
-        r = run(w, plan, until_target=True, time_s=cap_s, seed=seed)
-    except NonFiniteError as e:
-        return {"seed": seed, "reached": False, "diverged": str(e), "load": load0}
-    hist = (r.metric or {}).get("history") or []
-    per_step = plan.batch_size * plan.grad_accum
-    hit = next((h for h in hist if w.reached(h[2])), None)
-    out = {"seed": seed, "reached": r.time_to_target_s is not None,
-           "ttt_s": r.time_to_target_s, "samples": hit[0] * per_step if hit else None,
-           "trained_s": hist[-1][1] if hist else None, "samples_per_s": r.samples_per_s,
-           "last_value": hist[-1][2] if hist else None, "evaluations": len(hist),
-           "load": load0, "load_after": loadavg()}
-    return out
-
-
-def target_after(w: Any, seed: int, seconds: float) -> tuple[float, dict[str, Any]]:
-    """The target the baseline (seed ``seed``) reaches after about ``seconds`` of training:
-    the best 3-point running median of its evaluations (``tune.curve.level_at``), rounded
-    to 4 digits on the reachable side; and that run as the pre-check to it (its time: the
-    first evaluation at the target). A target some budgets away, by construction."""
-    from perfpilot.engine import run
-    from perfpilot.tune.curve import level_at
-
-    load0, lo = loadavg(), w.direction == "min"
-    # until an unreachable target: the evaluation schedule of the runs to the target
-    never = dataclasses.replace(w, target=-1e30 if lo else 1e30)
-    r = run(never, w.baseline, until_target=True, time_s=seconds, seed=seed)
-    hist = (r.metric or {}).get("history") or []
-    level = level_at([[t, v] for _, t, v in hist], math.inf, w.direction)
-    if level is None:
-        raise SystemExit(f"--target-after: the baseline made no evaluation in {seconds:.0f} s")
-    target = (math.ceil if lo else math.floor)(level * 1e4) / 1e4
-    hit = next(h for h in hist if (h[2] <= target if lo else h[2] >= target))
-    return target, {"seed": seed, "reached": True, "ttt_s": hit[1],
-                    "samples": hit[0] * w.baseline.batch_size * w.baseline.grad_accum,
-                    "trained_s": hist[-1][1], "samples_per_s": r.samples_per_s,
-                    "last_value": hist[-1][2], "evaluations": len(hist), "load": load0,
-                    "load_after": loadavg(), "target_after_s": seconds}
 
 
 def tune_decision(w: Any, budget_s: float, target: float, out: Path,
@@ -230,16 +174,26 @@ def bench(o: argparse.Namespace) -> dict[str, Any]:
             log(f"seed {seed} {a}: batch {arms[a]['batch_size']} lr {arms[a]['lr']:.3g}: "
                 + (f"{r['ttt_s']:.1f} s" if r["reached"] else "did not reach")
                 + f" (load {r['load']})")
-    for a, same_as in alias.items():
-        runs[a] = runs[same_as]
     doc["cap_s"], doc["seeds"], doc["same_runs"] = cap_s, seeds, alias
     doc["arms"] = {a: {**{k: arms[a][k] for k in ("batch_size", "lr", "warmup_steps",
                                                   "cpu_threads")},
                        "changes": {k: [b.to_dict().get(k), v] for k, v in arms[a].items()
-                                   if b.to_dict().get(k) != v},
-                       "runs": runs[a], "median_ttt_s": median_ttt(runs[a]),
-                       "reached": sum(r["reached"] for r in runs[a])} for a in arms}
+                                   if b.to_dict().get(k) != v}} for a in arms}
     doc["decision_kept_baseline"] = kept
+    figures(doc, runs)
+    doc["runtime_s"] = time.perf_counter() - t_all
+    return doc
+
+
+def figures(doc: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> None:
+    """The case's figures from its runs (arm -> runs; an arm with the same plan as another,
+    ``same_runs``, gets that arm's runs)."""
+    for a, same_as in doc["same_runs"].items():
+        runs[a] = runs[same_as]
+    arms = doc["arms"]
+    for a, v in arms.items():
+        v.update(runs=runs[a], median_ttt_s=median_ttt(runs[a]),
+                 reached=sum(r["reached"] for r in runs[a]))
     doc["decision_vs_baseline"] = paired_ratio(runs["decision"], runs["baseline"])
     if "baseline_batch" in arms:
         doc["decision_vs_baseline_batch"] = paired_ratio(runs["decision"],
@@ -252,10 +206,36 @@ def bench(o: argparse.Namespace) -> dict[str, Any]:
     doc["oracle"] = {"best": best, "best_ttt_s": done.get(best) if best else None,
                      "decision_over_best": (done["decision"] / done[best]
                                             if best and "decision" in done else None)}
-    doc["extrapolation"] = extrapolation_error(tuned["proxy"], runs["baseline"])
+    doc["extrapolation"] = extrapolation_error(doc["tune"]["proxy"], runs["baseline"])
     doc["loadavg_after"] = loadavg()[0]
-    doc["runtime_s"] = time.perf_counter() - t_all
-    return doc
+
+
+def more_seeds(o: argparse.Namespace) -> dict[str, Any]:
+    """The stored case of ``o.workload``/``o.pin_threads``/``o.target`` with ``o.more_seeds``
+    more rounds of its baseline and decision (order alternating on), figures recomputed."""
+    import json
+
+    from perfpilot.plan import Plan
+    from perfpilot.workload import load_workload
+
+    t0, key = time.perf_counter(), (o.workload, o.pin_threads, o.target)
+    d = next((r for r in json.loads(o.out.read_text())["results"] if
+              (r["workload"], r.get("pin_threads"), r["target"]) == key), None)
+    if d is None:
+        raise SystemExit(f"--more-seeds: no case {key} in {o.out}")
+    w = dataclasses.replace(load_workload(o.workload), target=float(o.target))
+    plans = {"baseline": d["tune"]["baseline_plan"], "decision": d["tune"]["plan"]}
+    arms = [a for a in plans if a not in d["same_runs"]]
+    runs = {a: list(v["runs"]) for a, v in d["arms"].items()}
+    for _ in range(o.more_seeds):
+        seed, i = max(d["seeds"]) + 1, len(d["seeds"])
+        d["seeds"].append(seed)
+        for a in arms if i % 2 == 0 else arms[::-1]:
+            runs[a].append(r := run_to_target(w, Plan.from_dict(plans[a]), seed, d["cap_s"]))
+            log(f"seed {seed} {a}: {secs(r['ttt_s'])} (load {r['load']})")
+    figures(d, runs)
+    d["runtime_s"] = d.get("runtime_s", 0.0) + time.perf_counter() - t0
+    return d
 
 
 # ---------------------------------------------------------------- output
@@ -314,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default=DEFAULTS["budget"], help="tune's --budget")
     p.add_argument("--target", type=float, default=DEFAULTS["target"])
     p.add_argument("--only", default=None, metavar="STAGES", help="tune's --only, e.g. batch")
+    p.add_argument("--more-seeds", type=int, default=0, metavar="N",
+                   help="add N rounds to the stored case of --workload/--target")
     p.add_argument("--target-after", type=float, default=None, metavar="X",
                    help="instead of --target: the level the baseline holds after X budgets")
     p.add_argument("--seeds", type=int, default=DEFAULTS["seeds"])
@@ -331,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     if o.smoke:
         for k, v in SMOKE.items():
             setattr(o, k, v)
-    d = bench(o)
-    d["command"] = " ".join(["benchmarks/long_runs.py", *(argv or sys.argv[1:])])
+    d = more_seeds(o) if o.more_seeds else bench(o)
+    if not o.more_seeds:
+        d["command"] = " ".join(["benchmarks/long_runs.py", *(argv or sys.argv[1:])])
     print("\n" + "\n".join(case_lines(d)))
     print(f"runtime {d['runtime_s']:.0f} s")
     if not o.smoke:
@@ -412,7 +395,11 @@ def case_lines(d: Doc) -> list[str]:
     out += [f"### {d.get('workload')} to {d.get('metric')} {d.get('target')}", "",
             f"Rerun this case: `.venv/bin/python {command_of(d)}`.", "",
             f"`tune {d.get('workload')} --budget {d.get('budget_s', 0):g}s --target "
-            f"{d.get('target')}`, {threads}. The baseline "
+            f"{d.get('target')}" + (f" --only {d['only']}" if d.get("only") else "")
+            + f"`, {threads}. "
+            + (f"The target is the level the baseline (seed 100) held after "
+               f"{d['target_after']:g} budgets of training. " if d.get("target_after") else "")
+            + "The baseline "
             + (f"needs {secs(pre.get('ttt_s'))} of training to reach the target: "
                if pre.get("reached") else
                f"did not reach the target in {secs(pre.get('trained_s'))} of training: > ")

@@ -139,3 +139,36 @@ def test_target_after_is_a_level_the_baselines_run_holds_late(LR):
     # rounded on the reachable side (a loss: up) and first held at the precheck's time
     assert target == round(target, 4) and pre["last_value"] <= target + 0.05
     assert pre["samples"] > 0 and pre["target_after_s"] == 2.0
+
+
+def test_more_seeds_adds_alternating_rounds_and_recomputes(LR, tmp_path, monkeypatch):
+    import argparse
+
+    from perfpilot.plan import Plan
+
+    base, dec = Plan(batch_size=32, lr=1e-3), Plan(batch_size=8, lr=1e-3)
+    case = {"workload": "digits", "pin_threads": True, "target": 0.99, "seeds": [100],
+            "cap_s": 50.0, "same_runs": {}, "loadavg_before": 1.0, "loadavg_after": 1.0,
+            "cpus": 2, "measured_at": "x",
+            "tune": {"baseline_plan": base.to_dict(), "plan": dec.to_dict(), "proxy": None},
+            "arms": {"baseline": {"runs": [_run(100, 10.0)]},
+                     "decision": {"runs": [_run(100, 8.0)]}}}
+    out = tmp_path / "long_runs.json"
+    out.write_text(json.dumps({"results": [case]}))
+    order = []
+
+    def fake(w, plan, seed, cap_s):
+        order.append((plan.batch_size, seed))
+        return _run(seed, 8.0 if plan.batch_size == 8 else 10.0)
+
+    monkeypatch.setattr(LR, "run_to_target", fake)
+    o = argparse.Namespace(workload="digits", pin_threads=True, target=0.99, more_seeds=2,
+                           out=out)
+    d = LR.more_seeds(o)
+    assert d["seeds"] == [100, 101, 102]
+    assert order == [(8, 101), (32, 101), (32, 102), (8, 102)]  # order alternates on
+    r = d["decision_vs_baseline"]
+    assert r["pairs"] == 3 and r["ratio"] == pytest.approx(0.8)
+    assert d["arms"]["decision"]["median_ttt_s"] == 8.0
+    with pytest.raises(SystemExit, match="no case"):
+        LR.more_seeds(argparse.Namespace(**{**vars(o), "target": 0.5}))

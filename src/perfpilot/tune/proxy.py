@@ -176,7 +176,8 @@ def describe(proxy: ProxyTarget) -> list[str]:
         lines.append(f"extrapolated: the baseline's learning curve (power law with offset, "
                      f"{ext['curve']['n']} evaluations) reaches {m} {s} {proxy.target:g} after "
                      f"about {ext['seconds']:.0f} s of training (95% CI {ext['seconds_low']:.0f}"
-                     f"-{hi_s}), {ext['reach']:.1f}x beyond the last measured point.")
+                     f"-{hi_s}), {ext['reach']:.1f}x beyond the last measured point; the "
+                     "interval covers the evaluations' noise, not a wrong curve shape.")
     return lines
 
 
