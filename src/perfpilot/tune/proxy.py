@@ -67,6 +67,11 @@ class ProxyTarget:
     def from_dict(cls, d: Mapping[str, Any]) -> ProxyTarget:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
+    def samples_to(self, level: float) -> float | None:
+        """The baseline's samples at its first evaluation at ``level`` or past it (None
+        when none was)."""
+        return next((s for s, _, v in self.curve if holds(v, level, self.direction)), None)
+
     def horizon_s(self) -> float | None:
         """The extrapolated training seconds to the real target (None when unknown)."""
         ext = self.extrapolation or {}
@@ -124,7 +129,7 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
     a later level). The floor wins over that cap: a short baseline curve then gets a
     decision level closer to its proxy level, never one from its start-up."""
     rows = [(s, v) for s, _, v in proxy.curve]
-    at = next(s for s, v in rows if holds(v, proxy.level, proxy.direction))
+    at = proxy.samples_to(proxy.level) or rows[-1][0]  # the level is one it held
     floor = rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0]
     want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
     samples = max(min(want, DECISION_MAX_FRACTION * at), floor)

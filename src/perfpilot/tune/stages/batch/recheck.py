@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.tune.curve import level_at
-from perfpilot.tune.proxy import ProxyTarget, extrapolate_config, holds
+from perfpilot.tune.proxy import ProxyTarget, extrapolate_config
 from perfpilot.tune.stages.batch.validate import ConfigRuns, Decision, Validation
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def later_level(t: Any, val: Validation, base: RunConfig, early: float
     rows = [[samples, v] for samples, _, v in proxy.curve]
 
     def samples_to(level: float) -> float:
-        return next(x for x, v in rows if holds(v, level, proxy.direction))
+        return proxy.samples_to(level) or rows[-1][0]  # levels of its own curve: held
 
     def figures(level: float) -> tuple[float, float]:
         base_s = val.seconds(base.batch_size, samples_to(level))

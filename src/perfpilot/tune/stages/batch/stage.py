@@ -28,7 +28,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from perfpilot.errors import PlanError
-from perfpilot.tune.proxy import ProxyTarget, decision_level, holds, sign
+from perfpilot.tune.proxy import ProxyTarget, decision_level, sign
 from perfpilot.tune.stage import StageContext, StageResult
 from perfpilot.tune.stages.batch import recheck as rc
 from perfpilot.tune.stages.batch.fit import FitResult, NothingFits, Probe, find_fit_limit
@@ -347,8 +347,7 @@ class _Tuning:
             return self.reference[level]
         if self.proxy is None or level is None:
             return None
-        return next((s for s, _, v in self.proxy.curve
-                     if holds(v, level, self.proxy.direction)), None)
+        return self.proxy.samples_to(level)
 
     def noise_profile(self, start: Trial, first: Trial) -> tuple[list[NoisePoint], int | None]:
         along = first.measurements.get("noise_profile") or []
