@@ -139,7 +139,10 @@ def main(task_fd: int, result_fd: int) -> None:
 
     tasks = Connection(task_fd, writable=False)
     results = Connection(result_fd, readable=False)
-    init = cloudpickle.loads(tasks.recv_bytes())
+    try:
+        init = cloudpickle.loads(tasks.recv_bytes())
+    except EOFError:  # the parent closed the pipe before starting us (Ctrl-C, SIGTERM)
+        return
     sys.path[:0] = [p for p in init["sys_path"] if p not in sys.path]
     if init.get("initializer") is not None:
         init["initializer"]()
