@@ -112,6 +112,8 @@ def bench(o: argparse.Namespace) -> dict[str, Any]:
     w0 = load_workload(o.workload)
     if o.pin_threads:
         w0 = dataclasses.replace(w0, baseline=w0.baseline.replace(cpu_threads=1))
+    if o.baseline_lr:  # a user's plan: the workload with a smaller LR than its own
+        w0 = dataclasses.replace(w0, baseline=w0.baseline.replace(lr=o.baseline_lr))
     budget_s = parse_duration(o.budget, "--budget")
     seeds = list(range(100, 100 + o.seeds))
     if o.target_after:  # the target: the level the baseline holds after that many budgets
@@ -123,6 +125,7 @@ def bench(o: argparse.Namespace) -> dict[str, Any]:
                            "target": o.target, "metric": w.metric_name,
                            "direction": w.direction, "budget_s": budget_s,
                            "pin_threads": o.pin_threads, "only": o.only,
+                           "baseline_lr": o.baseline_lr,
                            "target_after": o.target_after,
                            "loadavg_before": loadavg()[0],
                            "cpus": os.cpu_count(),
@@ -218,9 +221,9 @@ def more_seeds(o: argparse.Namespace) -> dict[str, Any]:
     from perfpilot.plan import Plan
     from perfpilot.workload import load_workload
 
-    t0, key = time.perf_counter(), (o.workload, o.pin_threads, o.target)
-    d = next((r for r in json.loads(o.out.read_text())["results"] if
-              (r["workload"], r.get("pin_threads"), r["target"]) == key), None)
+    t0, key = time.perf_counter(), (o.workload, o.pin_threads, o.target, o.baseline_lr)
+    d = next((r for r in json.loads(o.out.read_text())["results"] if case_key(r) == key),
+             None)
     if d is None:
         raise SystemExit(f"--more-seeds: no case {key} in {o.out}")
     w = dataclasses.replace(load_workload(o.workload), target=float(o.target))
@@ -304,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cap", type=float, default=DEFAULTS["cap"],
                    help="cap a run at this many times the pre-check's time to target")
     p.add_argument("--probe-cap", type=float, default=300.0, metavar="S")
+    p.add_argument("--baseline-lr", type=float, default=None, metavar="LR",
+                   help="the baseline plan with this LR (a user's smaller one) instead of "
+                        "the workload's")
     p.add_argument("--pin-threads", action="store_true",
                    help="cpu_threads=1 in the baseline (tune's too): learning, not contention")
     p.add_argument("--smoke", action="store_true",
@@ -327,14 +333,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def case_key(d: dict[str, Any]) -> tuple[Any, ...]:
+    """What names a case: workload, thread setting, target and the baseline's LR."""
+    return d.get("workload"), d.get("pin_threads"), d.get("target"), d.get("baseline_lr")
+
+
 def merged(path: Path, d: dict[str, Any]) -> dict[str, Any]:
     """The results file at ``path`` with ``d`` in place of an earlier result of the same
-    workload, thread setting and target (the others are kept: one can be rerun alone)."""
+    case (:func:`case_key`; the others are kept: one can be rerun alone)."""
     import json
 
     old = json.loads(path.read_text()).get("results", []) if path.is_file() else []
-    key = (d["workload"], d.get("pin_threads"), d.get("target"))
-    rest = [r for r in old if (r.get("workload"), r.get("pin_threads"), r.get("target")) != key]
+    rest = [r for r in old if case_key(r) != case_key(d)]
     runs = [*rest, d]
     return {"benchmark": "long_runs", "results": runs,
             "loadavg_before": min(r["loadavg_before"] for r in runs),
@@ -382,7 +392,8 @@ def command_of(d: Doc) -> str:
             f"{d.get('budget_s', 0):g}s --target {d.get('target')} --seeds "
             f"{len(d.get('seeds') or [])} --grid {len(grid)} --grid-seeds {max(grid or [0])}"
             + (f" --cap {d['cap_s'] / ref:.3g}" if ref and d.get("cap_s") else "")
-            + (" --pin-threads" if d.get("pin_threads") else ""))
+            + (" --pin-threads" if d.get("pin_threads") else "")
+            + (f" --baseline-lr {d['baseline_lr']:g}" if d.get("baseline_lr") else ""))
 
 
 def case_lines(d: Doc) -> list[str]:
@@ -397,6 +408,8 @@ def case_lines(d: Doc) -> list[str]:
             f"`tune {d.get('workload')} --budget {d.get('budget_s', 0):g}s --target "
             f"{d.get('target')}" + (f" --only {d['only']}" if d.get("only") else "")
             + f"`, {threads}. "
+            + (f"The baseline plan's LR is {num(d['baseline_lr'])}, a user's, not the "
+               "workload's own (see the case's note). " if d.get("baseline_lr") else "")
             + (f"The target is the level the baseline (seed 100) held after "
                f"{d['target_after']:g} budgets of training. " if d.get("target_after") else "")
             + "The baseline "

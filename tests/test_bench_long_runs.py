@@ -163,7 +163,7 @@ def test_more_seeds_adds_alternating_rounds_and_recomputes(LR, tmp_path, monkeyp
 
     monkeypatch.setattr(LR, "run_to_target", fake)
     o = argparse.Namespace(workload="digits", pin_threads=True, target=0.99, more_seeds=2,
-                           out=out)
+                           baseline_lr=None, out=out)
     d = LR.more_seeds(o)
     assert d["seeds"] == [100, 101, 102]
     assert order == [(8, 101), (32, 101), (32, 102), (8, 102)]  # order alternates on

@@ -150,6 +150,19 @@ def test_decision_level_is_set_in_samples_at_the_stages_speed() -> None:
     assert samples == pytest.approx(960) and level == pytest.approx(vals[1], rel=1e-6)
 
 
+def test_decision_level_is_past_a_baseline_that_sits_at_chance() -> None:
+    # accuracy at chance (0.10) for 8 evaluations, then learning up to 0.90: a tiny budget
+    # would put the level at the 3rd evaluation (chance: a race of start-ups); the level
+    # is at least a quarter of the way from the first value to the proxy level
+    vals = [0.10] * 8 + [0.10 + 0.08 * k for k in range(1, 11)] + [0.90] * 4
+    p = proxy_from_baseline(_run(vals), metric="val_accuracy", direction="max", target=0.99,
+                            samples_per_step=32)
+    assert p is not None and p.level == pytest.approx(0.90)
+    level, t, samples = decision_level(p, stage_budget_s=1.0, samples_per_s=320.0)
+    assert level >= 0.10 + 0.25 * (0.90 - 0.10)
+    assert samples == pytest.approx(320 * 12) and level == pytest.approx(vals[10])
+
+
 def test_samples_curve_scales_steps_by_samples_per_step() -> None:
     assert samples_curve([[5, 1.0, 0.3]], 64) == [[320.0, 1.0, 0.3]]
 

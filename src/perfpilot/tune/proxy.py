@@ -36,6 +36,10 @@ from perfpilot.tune.curve import MAX_REACH, Curve, Extrapolation, extrapolate, l
 # most half the baseline's samples to the proxy target (so the re-check is later).
 DECISION_RUN_SHARE, DECISION_MAX_FRACTION = 0.06, 0.5
 MIN_DECISION_EVALUATION = 3  # the decision level is at least the baseline's 3rd evaluation
+# ... and at least this share of the way from its first evaluation to the proxy level: a
+# baseline whose LR is far too small sits at chance for many evaluations (digits at lr 1e-5:
+# 0.14 accuracy at its 3rd), and a race to chance level measures start-up, not learning.
+MIN_DECISION_PROGRESS = 0.25
 MIN_EVALUATIONS = 4
 PLOT_REACH = 10.0  # the report draws the fitted curve at most this far past the measured
 
@@ -123,14 +127,17 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
     stage's incumbent plan at ``samples_per_s`` (often faster than the baseline the proxy
     came from, e.g. after the hardware stage): the level the baseline's curve held by
     ``DECISION_RUN_SHARE x stage_budget_s`` seconds of *that* speed, in samples; at least
-    its :data:`MIN_DECISION_EVALUATION`-th evaluation (a level runs reach in a step or two
-    is start-up, not learning) and, above that floor, at most
+    its :data:`MIN_DECISION_EVALUATION`-th evaluation and its first one
+    :data:`MIN_DECISION_PROGRESS` of the way from its first value to the proxy level, held (a
+    level runs reach in a step or two is start-up, not learning) and, above that floor, at most
     :data:`DECISION_MAX_FRACTION` of its samples to the proxy level (so the re-check is at
     a later level). The floor wins over that cap: a short baseline curve then gets a
     decision level closer to its proxy level, never one from its start-up."""
     rows = [(s, v) for s, _, v in proxy.curve]
     at = proxy.samples_to(proxy.level) or rows[-1][0]  # the level is one it held
-    floor = rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0]
+    start = rows[0][1] + MIN_DECISION_PROGRESS * (proxy.level - rows[0][1])
+    floor = max(rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0],
+                next((s for s, _ in rows if _held(rows, s, start, proxy.direction)), at))
     want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
     samples = max(min(want, DECISION_MAX_FRACTION * at), floor)
     level = level_at([list(r) for r in rows], samples, proxy.direction)
@@ -138,6 +145,13 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
         samples, level = rows[0]
     return float(level), float(samples) / samples_per_s if samples_per_s > 0 else 0.0, \
         float(samples)
+
+
+def _held(rows: list[tuple[float, float]], samples: float, level: float, direction: str
+          ) -> bool:
+    """Whether the curve ``rows`` held ``level`` by ``samples`` (``level_at``'s sense)."""
+    got = level_at([list(r) for r in rows], samples, direction)
+    return got is not None and holds(got, level, direction)
 
 
 def holds(value: float, level: float, direction: str) -> bool:

@@ -281,8 +281,7 @@ class _Tuning:
             make=lambda b, lr: self.config(b, policy, lr), rescale=policy.rescale,
             lr_factor=self.opts.lr_factor, progress=self.ctx.progress)
         val.record(base_cfg, 0, first, "baseline")
-        val.screen([self.config(b, policy) for b in
-                    top_candidates(curve, self.b0, self.opts.candidates)])
+        val.screen(*self.screening(curve, policy, base_cfg))
         val.refine(self.opts.refine_runs)
         val.repeat(base_cfg, self.opts.repeats, self.opts.finalists)
         decision = decide(list(val.pool.values()), base_cfg, goal)
@@ -302,6 +301,21 @@ class _Tuning:
             spent_s=self.spent_s,
         )
         return self.result(decision.config, decision.why)
+
+    def screening(self, curve: list[Any], policy: LrPolicy, base: RunConfig
+                  ) -> tuple[list[RunConfig], list[str]]:
+        """The configurations to screen, first first, and their origins: the predicted
+        batch sizes at the rule's LR; under a proxy target, the baseline's batch at
+        ``lr_factor`` x its LR before them. A baseline many budgets from its target is
+        what a too-small LR makes, every prediction inherits that LR through the rule,
+        and under a proxy the budget often holds one candidate besides the baseline (digits
+        at lr 8e-6, 100 s: one): the LR step is the one measured."""
+        preds = [self.config(b, policy) for b in
+                 top_candidates(curve, self.b0, self.opts.candidates)]
+        if self.proxy is None:
+            return preds, []
+        up = self.config(self.b0, policy, base.lr * self.opts.lr_factor)
+        return [up, *(c for c in preds if c != up)], ["lr-step"]
 
     def config(self, batch: int, policy: LrPolicy, lr: float | None = None) -> RunConfig:
         """The config at ``batch``: the rule's LR (or ``lr``) and the policy's warmup."""

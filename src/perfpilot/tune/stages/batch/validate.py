@@ -187,11 +187,13 @@ class Validation:
 
     # ------------------------------------------------------------ the steps
 
-    def screen(self, configs: Sequence[RunConfig]) -> None:
-        """The predicted candidates, best first; the first one may use the repeats'
-        reserve (the stage's purpose is to test at least one prediction)."""
+    def screen(self, configs: Sequence[RunConfig], origins: Sequence[str] = ()) -> None:
+        """The candidates, best first (``origins[i]`` names how ``configs[i]`` was found,
+        default ``predicted``); the first one may use the repeats' reserve (the stage's
+        purpose is to test at least one)."""
         for i, cfg in enumerate(configs):
-            self.try_config(cfg, "predicted", reserve=i > 0)
+            self.try_config(cfg, origins[i] if i < len(origins) else "predicted",
+                            reserve=i > 0)
 
     def reserve(self) -> float:
         """The cost of :data:`RESERVED_ROUNDS` repeats of the baseline and the best."""
