@@ -11,17 +11,46 @@ from typing import Any
 BOOT = 2000
 
 
+def _ttt(r: dict[str, Any]) -> float:
+    """A run's time to target; a run stopped at its cap took longer than any that reached
+    it: +inf keeps its rank (the top), which is all a median needs."""
+    return float(r["ttt_s"]) if r["reached"] else math.inf
+
+
+def _trained(r: dict[str, Any]) -> float:
+    """The training seconds a run that missed the target had when it was stopped (its time
+    to target is above it)."""
+    return float(r.get("trained_s") or r.get("ttt_s") or 0.0)
+
+
 def median_ttt(runs: list[dict[str, Any]]) -> float | None:
-    """The median time to target; None when any run missed it (censored)."""
-    if not runs or not all(r["reached"] for r in runs):
+    """The median time to target, runs that missed it (censored at their cap) ranked
+    last; None when the median is not identified (half or more of the runs missed)."""
+    if not runs:
         return None
-    return statistics.median(r["ttt_s"] for r in runs)
+    m = statistics.median(_ttt(r) for r in runs)
+    return m if math.isfinite(m) else None
+
+
+def _ratio(x: float, y: float) -> float:
+    """``x / y`` of medians that may be +inf (censored): both censored is counted as inf,
+    against the numerator's arm (the conservative side for "no slower")."""
+    if math.isinf(x):
+        return math.inf
+    return 0.0 if math.isinf(y) else x / y
 
 
 def paired_ratio(num_runs: list[dict[str, Any]], den_runs: list[dict[str, Any]],
                  seed: int = 0) -> dict[str, Any]:
     """Ratio of median times (``num`` / ``den``) with a 95% percentile bootstrap over the
-    seeds both ran (pairs resampled together, so a round's load cancels)."""
+    seeds both ran (pairs resampled together, so a round's load cancels). A run that
+    missed the target counts as slower than every run that reached it (:func:`_ttt`):
+    the ratio is given while both medians are identified; a bootstrap bound may be 0 or
+    unbounded (``ci_high`` None, ``ci_high_unbounded``: a resample whose median is a
+    censored run); ``censored`` lists the pairs with a run that missed; ``per_seed`` has
+    None for them. When one arm's median is censored and the other's is not, the ratio is
+    bounded by the censored runs' training time at their cap: ``ratio_at_most`` (the
+    denominator's median missed) or ``ratio_at_least`` (the numerator's)."""
     by = {r["seed"]: r for r in den_runs}
     pairs = [(r, by[r["seed"]]) for r in num_runs if r["seed"] in by]
     out: dict[str, Any] = {"pairs": len(pairs), "ratio": None, "ci_low": None,
@@ -30,20 +59,32 @@ def paired_ratio(num_runs: list[dict[str, Any]], den_runs: list[dict[str, Any]],
         return out
     if not all(a["reached"] and b["reached"] for a, b in pairs):
         out["censored"] = [{"seed": a["seed"], "num_reached": a["reached"],
-                            "den_reached": b["reached"]} for a, b in pairs]
+                            "den_reached": b["reached"]} for a, b in pairs
+                           if not (a["reached"] and b["reached"])]
+    xs = [_ttt(a) for a, _ in pairs]
+    ys = [_ttt(b) for _, b in pairs]
+    mx, my = statistics.median(xs), statistics.median(ys)
+    out["per_seed"] = [x / y if math.isfinite(x) and math.isfinite(y) else None
+                       for x, y in zip(xs, ys, strict=True)]
+    if math.isfinite(mx) != math.isfinite(my):  # one median censored: a one-sided bound
+        fin, cens = (mx, den_runs) if math.isfinite(mx) else (my, num_runs)
+        floor = min(_trained(r) for r in cens if r["seed"] in by and not r["reached"])
+        key = "ratio_at_most" if math.isfinite(mx) else "ratio_at_least"
+        out[key] = fin / floor if key == "ratio_at_most" else floor / fin
+    if not (math.isfinite(mx) and math.isfinite(my)):
         return out
-    xs = [a["ttt_s"] for a, _ in pairs]
-    ys = [b["ttt_s"] for _, b in pairs]
-    out["ratio"] = statistics.median(xs) / statistics.median(ys)
-    out["per_seed"] = [x / y for x, y in zip(xs, ys, strict=True)]
+    out["ratio"] = mx / my
     if len(pairs) >= 2:
         rng, boot = random.Random(seed), []
         for _ in range(BOOT):
             idx = [rng.randrange(len(pairs)) for _ in pairs]
-            boot.append(statistics.median(xs[i] for i in idx)
-                        / statistics.median(ys[i] for i in idx))
+            boot.append(_ratio(statistics.median(xs[i] for i in idx),
+                               statistics.median(ys[i] for i in idx)))
         boot.sort()
-        out["ci_low"], out["ci_high"] = boot[int(0.025 * BOOT)], boot[int(0.975 * BOOT) - 1]
+        out["ci_low"], hi = boot[int(0.025 * BOOT)], boot[int(0.975 * BOOT) - 1]
+        # JSON has no inf: an unbounded upper end is None with a flag
+        out["ci_high"], out["ci_high_unbounded"] = (hi, False) if math.isfinite(hi) else \
+            (None, True)
     return out
 
 

@@ -156,6 +156,33 @@ def test_without_budget_for_a_round_the_decision_stands_unchecked() -> None:
     assert "not re-checked" in res.evidence["chosen"]["why"]
 
 
+class SmallLr(FakeRuns):
+    """The baseline's LR (0.02) is 8x too small: samples to a level fall as the LR rises
+    to 0.16, and rise past it."""
+
+    def samples_needed(self, cfg, seed: int, level: float) -> int:
+        f = 0.16 / min(cfg.lr, 0.16) * max(1.0, cfg.lr / 0.16)
+        return round(super().samples_needed(cfg, seed, level) * f / 8)
+
+
+def test_under_a_proxy_the_lr_step_is_screened_first_and_a_too_small_lr_is_raised() -> None:
+    res = BatchStage(SmallLr).run(_ctx(proxy()))
+    cands = res.evidence["candidates"]
+    assert [c["origin"] for c in cands[:3]] == ["baseline", "lr-step", "predicted"]
+    assert (cands[1]["batch_size"], cands[1]["lr"]) == (16, pytest.approx(0.04))
+    assert res.plan.lr > 0.04  # the search went on up from the step that won
+    assert res.evidence["proxy"]["recheck"]["verdict"] == "confirmed"
+
+
+def test_without_a_proxy_the_predictions_are_screened_first() -> None:
+    w = workload()
+    ctx = StageContext(workload=dataclasses.replace(w, target=2.0), incumbent=w.baseline,
+                       trials=Study(), budget_s=600.0, options={"batch": {}})
+    cands = BatchStage(FakeRuns).run(ctx).evidence["candidates"]
+    assert cands[0]["origin"] == "baseline" and cands[1]["origin"] == "predicted"
+    assert "lr-step" not in {c["origin"] for c in cands}
+
+
 def test_a_resumed_study_recalls_both_levels() -> None:
     trials = Study()
     first = BatchStage(FakeRuns).run(_ctx(proxy(), trials))

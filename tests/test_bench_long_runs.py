@@ -51,6 +51,33 @@ def test_paired_ratio_is_censored_when_a_run_missed(LR):
     assert LR.median_ttt([_run(1, 3.0), _run(2, None)]) is None
 
 
+def test_a_run_that_missed_ranks_slowest_and_the_median_still_counts(LR):
+    # one decision run of three missed its cap: it ranks last, so the median (the middle
+    # of the two that reached and the one above them) is still identified
+    base = [_run(100, 10.0), _run(101, 12.0), _run(102, 11.0)]
+    dec = [_run(100, 5.0), _run(101, None), _run(102, 6.0)]
+    assert LR.median_ttt(dec) == 6.0
+    r = LR.paired_ratio(dec, base)
+    assert r["ratio"] == pytest.approx(6.0 / 11.0)
+    assert r["per_seed"] == [pytest.approx(0.5), None, pytest.approx(6 / 11)]
+    assert r["censored"] == [{"seed": 101, "num_reached": False, "den_reached": True}]
+    # a resample with the missed run twice has an unknown median: the upper end is open
+    assert r["ci_high"] is None and r["ci_high_unbounded"]
+    words = LR.ratio_str(r)
+    assert ", inf]" in words and "1 with a run that did not reach" in words
+    # the baseline's median missed its cap (2 of 3): the ratio is bounded by the cap
+    capped = [_run(100, 20.0), {**_run(101, None), "trained_s": 30.0},
+              {**_run(102, None), "trained_s": 31.0}]
+    r = LR.paired_ratio(dec, capped)
+    assert r["ratio"] is None and r["ratio_at_most"] == pytest.approx(6.0 / 30.0)
+    assert LR.ratio_str(r).startswith("at most 0.200x over 3 seeds")
+    r = LR.paired_ratio(capped, dec)
+    assert r["ratio_at_least"] == pytest.approx(30.0 / 6.0)
+    # the baseline missing instead: the decision is faster by at least that much
+    r = LR.paired_ratio(base, [_run(100, 20.0), _run(101, None), _run(102, 22.0)])
+    assert r["ratio"] == pytest.approx(11.0 / 22.0) and r["ci_low"] <= r["ratio"]
+
+
 def test_extrapolation_error_in_seconds_and_samples(LR):
     ext = {"seconds": 120.0, "seconds_low": 90.0, "seconds_high": None, "samples": 12000.0,
            "samples_low": 11000.0, "samples_high": 13000.0, "reach": 5.0, "reachable": 0.9}
