@@ -416,16 +416,17 @@ def case_lines(d: Doc) -> list[str]:
     p, bp, plan = t.get("proxy") or {}, t.get("batch_proxy") or {}, t.get("plan") or {}
     threads = ("every plan pinned to `cpu_threads=1`" if d.get("pin_threads") else
                "the workload's baseline plan as is (`cpu_threads` unset: 2 threads)")
-    out += [f"### {d.get('workload')} to {d.get('metric')} {d.get('target')}", "",
+    user_lr = f" from lr {num(d['baseline_lr'])}" if d.get("baseline_lr") else ""
+    out += [f"### {d.get('workload')}{user_lr} to {d.get('metric')} {d.get('target')}", "",
             f"Rerun this case: `.venv/bin/python {command_of(d)}`.", "",
             f"`tune {d.get('workload')} --budget {d.get('budget_s', 0):g}s --target "
             f"{d.get('target')}" + (f" --only {d['only']}" if d.get("only") else "")
             + f"`, {threads}. "
             + (f"The baseline plan's LR is {num(d['baseline_lr'])}, a user's, not the "
-               "workload's own (see the case's note). " if d.get("baseline_lr") else "")
+               "workload's own (see the caveats below). " if d.get("baseline_lr") else "")
             + (f"The target is the level the baseline (seed 100) held after "
                f"{d['target_after']:g} budgets of training. " if d.get("target_after") else "")
-            + "The baseline "
+            + f"The baseline (seed {pre.get('seed')}) "
             + (f"needs {secs(pre.get('ttt_s'))} of training to reach the target: "
                if pre.get("reached") else
                f"did not reach the target in {secs(pre.get('trained_s'))} of training: > ")
@@ -442,7 +443,8 @@ def case_lines(d: Doc) -> list[str]:
         loads = ", ".join(str((r.get("load") or ["–"])[0]) for r in v.get("runs") or [])
         got = [r["samples"] for r in v.get("runs") or [] if r.get("reached")]
         rows.append([a, str(v.get("batch_size")), num(v.get("lr")),
-                     secs(v.get("median_ttt_s")) if v.get("median_ttt_s") else "not reached",
+                     secs(v.get("median_ttt_s")) if v.get("median_ttt_s") else
+                     "not reached by half the runs",
                      ts, f"{statistics.median(got):,.0f}" if got else "–", loads])
     out += [table(["arm", "batch", "lr", "median time to target", "runs (seed 100, 101, …)",
                    "median samples to target (runs that reached)",
