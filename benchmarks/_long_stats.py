@@ -17,10 +17,10 @@ def _ttt(r: dict[str, Any]) -> float:
     return float(r["ttt_s"]) if r["reached"] else math.inf
 
 
-def _trained(r: dict[str, Any]) -> float:
-    """The training seconds a run that missed the target had when it was stopped (its time
-    to target is above it)."""
-    return float(r.get("trained_s") or r.get("ttt_s") or 0.0)
+def _at_least(r: dict[str, Any]) -> float:
+    """A lower bound of a run's time to target: its time when it reached the target, else
+    the training seconds it had when stopped at its cap (0 when not recorded)."""
+    return float(r["ttt_s"] if r["reached"] else (r.get("trained_s") or 0.0))
 
 
 def median_ttt(runs: list[dict[str, Any]]) -> float | None:
@@ -49,7 +49,7 @@ def paired_ratio(num_runs: list[dict[str, Any]], den_runs: list[dict[str, Any]],
     unbounded (``ci_high`` None, ``ci_high_unbounded``: a resample whose median is a
     censored run); ``censored`` lists the pairs with a run that missed; ``per_seed`` has
     None for them. When one arm's median is censored and the other's is not, the ratio is
-    bounded by the censored runs' training time at their cap: ``ratio_at_most`` (the
+    bounded through the missed runs' training time at their caps: ``ratio_at_most`` (the
     denominator's median missed) or ``ratio_at_least`` (the numerator's)."""
     by = {r["seed"]: r for r in den_runs}
     pairs = [(r, by[r["seed"]]) for r in num_runs if r["seed"] in by]
@@ -66,11 +66,14 @@ def paired_ratio(num_runs: list[dict[str, Any]], den_runs: list[dict[str, Any]],
     mx, my = statistics.median(xs), statistics.median(ys)
     out["per_seed"] = [x / y if math.isfinite(x) and math.isfinite(y) else None
                        for x, y in zip(xs, ys, strict=True)]
-    if math.isfinite(mx) != math.isfinite(my):  # one median censored: a one-sided bound
-        fin, cens = (mx, den_runs) if math.isfinite(mx) else (my, num_runs)
-        floor = min(_trained(r) for r in cens if r["seed"] in by and not r["reached"])
-        key = "ratio_at_most" if math.isfinite(mx) else "ratio_at_least"
-        out[key] = fin / floor if key == "ratio_at_most" else floor / fin
+    # One median censored: a one-sided bound. Each missed run's cap is a lower bound of
+    # its time, and a median is monotone in every value, so the median with the caps in
+    # their place is a lower bound of the censored median.
+    if math.isfinite(mx) and not math.isfinite(my):
+        if (low := statistics.median(_at_least(b) for _, b in pairs)) > 0:
+            out["ratio_at_most"] = mx / low
+    elif math.isfinite(my) and not math.isfinite(mx):
+        out["ratio_at_least"] = statistics.median(_at_least(a) for a, _ in pairs) / my
     if not (math.isfinite(mx) and math.isfinite(my)):
         return out
     out["ratio"] = mx / my

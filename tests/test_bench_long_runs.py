@@ -73,6 +73,12 @@ def test_a_run_that_missed_ranks_slowest_and_the_median_still_counts(LR):
     assert LR.ratio_str(r).startswith("at most 0.200x over 3 seeds")
     r = LR.paired_ratio(capped, dec)
     assert r["ratio_at_least"] == pytest.approx(30.0 / 6.0)
+    # an even count: the bound is the median with the caps in place ((20 + 30) / 2), not
+    # the smallest cap (30), which would overstate how slow the baseline was
+    even = LR.paired_ratio([*dec, _run(103, 7.0)],
+                           [_run(100, 20.0), _run(101, 10.0), {**_run(102, None),
+                            "trained_s": 30.0}, {**_run(103, None), "trained_s": 31.0}])
+    assert even["ratio"] is None and even["ratio_at_most"] == pytest.approx(6.5 / 25.0)
     # the baseline missing instead: the decision is faster by at least that much
     r = LR.paired_ratio(base, [_run(100, 20.0), _run(101, None), _run(102, 22.0)])
     assert r["ratio"] == pytest.approx(11.0 / 22.0) and r["ci_low"] <= r["ratio"]

@@ -37,8 +37,9 @@ from perfpilot.tune.curve import MAX_REACH, Curve, Extrapolation, extrapolate, l
 DECISION_RUN_SHARE, DECISION_MAX_FRACTION = 0.06, 0.5
 MIN_DECISION_EVALUATION = 3  # the decision level is at least the baseline's 3rd evaluation
 # ... and at least this share of the way from its first evaluation to the proxy level: a
-# baseline whose LR is far too small sits at chance for many evaluations (digits at lr 1e-5:
-# 0.14 accuracy at its 3rd), and a race to chance level measures start-up, not learning.
+# baseline whose LR is far too small can sit near its first value (chance) for several
+# evaluations, and a race to that level measures start-up, not learning (the test
+# test_decision_level_is_past_a_baseline_that_sits_at_chance shows such a curve).
 MIN_DECISION_PROGRESS = 0.25
 MIN_EVALUATIONS = 4
 PLOT_REACH = 10.0  # the report draws the fitted curve at most this far past the measured
@@ -133,25 +134,20 @@ def decision_level(proxy: ProxyTarget, stage_budget_s: float, samples_per_s: flo
     :data:`DECISION_MAX_FRACTION` of its samples to the proxy level (so the re-check is at
     a later level). The floor wins over that cap: a short baseline curve then gets a
     decision level closer to its proxy level, never one from its start-up."""
-    rows = [(s, v) for s, _, v in proxy.curve]
+    rows = [[s, v] for s, _, v in proxy.curve]
     at = proxy.samples_to(proxy.level) or rows[-1][0]  # the level is one it held
     start = rows[0][1] + MIN_DECISION_PROGRESS * (proxy.level - rows[0][1])
-    floor = max(rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0],
-                next((s for s, _ in rows if _held(rows, s, start, proxy.direction)), at))
+    held = (s for s, _ in rows  # level_at only improves with samples: the first is the one
+            if (got := level_at(rows, s, proxy.direction)) is not None
+            and holds(got, start, proxy.direction))
+    floor = max(rows[min(MIN_DECISION_EVALUATION, len(rows)) - 1][0], next(held, at))
     want = DECISION_RUN_SHARE * stage_budget_s * max(samples_per_s, 0.0)
     samples = max(min(want, DECISION_MAX_FRACTION * at), floor)
-    level = level_at([list(r) for r in rows], samples, proxy.direction)
+    level = level_at(rows, samples, proxy.direction)
     if level is None:  # before the first evaluation: its level
         samples, level = rows[0]
     return float(level), float(samples) / samples_per_s if samples_per_s > 0 else 0.0, \
         float(samples)
-
-
-def _held(rows: list[tuple[float, float]], samples: float, level: float, direction: str
-          ) -> bool:
-    """Whether the curve ``rows`` held ``level`` by ``samples`` (``level_at``'s sense)."""
-    got = level_at([list(r) for r in rows], samples, direction)
-    return got is not None and holds(got, level, direction)
 
 
 def holds(value: float, level: float, direction: str) -> bool:

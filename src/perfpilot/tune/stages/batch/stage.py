@@ -303,19 +303,19 @@ class _Tuning:
         return self.result(decision.config, decision.why)
 
     def screening(self, curve: list[Any], policy: LrPolicy, base: RunConfig
-                  ) -> tuple[list[RunConfig], list[str]]:
-        """The configurations to screen, first first, and their origins: the predicted
-        batch sizes at the rule's LR; under a proxy target, the baseline's batch at
-        ``lr_factor`` x its LR before them. A baseline many budgets from its target is
-        what a too-small LR makes, every prediction inherits that LR through the rule,
-        and under a proxy the budget often holds one candidate besides the baseline (digits
-        at lr 8e-6, 100 s: one): the LR step is the one measured."""
+                  ) -> tuple[list[RunConfig], dict[RunConfig, str]]:
+        """The configurations to screen, first first, and the origins of those not
+        ``predicted``: the predicted batch sizes at the rule's LR; under a proxy target,
+        the baseline's batch at ``lr_factor`` x its LR before them. A baseline many budgets
+        from its target is what a too-small LR makes, every prediction inherits that LR
+        through the rule, and a proxy's budget may hold one candidate besides the
+        baseline's repeats: then the LR step is the one measured."""
         preds = [self.config(b, policy) for b in
                  top_candidates(curve, self.b0, self.opts.candidates)]
         if self.proxy is None:
-            return preds, []
+            return preds, {}
         up = self.config(self.b0, policy, base.lr * self.opts.lr_factor)
-        return [up, *(c for c in preds if c != up)], ["lr-step"]
+        return [up, *(c for c in preds if c != up)], {up: "lr-step"}
 
     def config(self, batch: int, policy: LrPolicy, lr: float | None = None) -> RunConfig:
         """The config at ``batch``: the rule's LR (or ``lr``) and the policy's warmup."""

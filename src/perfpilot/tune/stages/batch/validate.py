@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -187,13 +187,13 @@ class Validation:
 
     # ------------------------------------------------------------ the steps
 
-    def screen(self, configs: Sequence[RunConfig], origins: Sequence[str] = ()) -> None:
-        """The candidates, best first (``origins[i]`` names how ``configs[i]`` was found,
-        default ``predicted``); the first one may use the repeats' reserve (the stage's
+    def screen(self, configs: Sequence[RunConfig],
+               origin_of: Mapping[RunConfig, str] | None = None) -> None:
+        """The candidates, best first (``origin_of`` names how a config was found when it
+        was not ``predicted``); the first one may use the repeats' reserve (the stage's
         purpose is to test at least one)."""
         for i, cfg in enumerate(configs):
-            self.try_config(cfg, origins[i] if i < len(origins) else "predicted",
-                            reserve=i > 0)
+            self.try_config(cfg, (origin_of or {}).get(cfg, "predicted"), reserve=i > 0)
 
     def reserve(self) -> float:
         """The cost of :data:`RESERVED_ROUNDS` repeats of the baseline and the best."""
