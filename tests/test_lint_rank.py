@@ -192,7 +192,10 @@ def _load_example(name: str):
 @pytest.mark.timeout(120)
 def test_profile_ranks_the_planted_quadratic_membership_first():
     tokens = _load_example("tokens")
-    section = sample_call(lambda: tokens.main(n_tokens=20_000, vocab_size=2_000))
+    # The example's own size (~1 s, ~170 samples at 2 ms): one stray sample on the cold
+    # `sorted(...)[-1]` line must stay under the 1% demotion share. At half the size (~50
+    # samples) one sample is 2%, and a sample landing there under load failed CI once.
+    section = sample_call(lambda: tokens.main())
     rec = record_of(section, "examples/lint/tokens.py")
     planted = next(i for i, text in enumerate((EXAMPLES / "tokens.py").read_text()
                                               .splitlines(), 1) if "if tok not in vocab:" in text)

@@ -188,6 +188,33 @@ def test_auto_uses_processes_for_long_pure_python_work(caplog, monkeypatch):
     assert choice_of(caplog, cpu_bound, range(40)).startswith("pmap: process")
 
 
+def test_gil_test_takes_its_serial_reference_beside_the_threads(monkeypatch):
+    # A probe slowed by another process (here: its per-call time doubled) must not make
+    # pure-Python work look faster on threads: the reference is re-measured in the test.
+    real_probe = _auto.probe
+
+    def slowed_probe(*args, **kwargs):
+        pr = real_probe(*args, **kwargs)
+        pr.per_call_s *= 2
+        return pr
+
+    monkeypatch.setattr(_auto, "PROCESS_START_S", 10.0)  # leaves threads vs serial
+    from perfpilot import parallel
+
+    monkeypatch.setattr(parallel, "probe", slowed_probe)
+    head, choice = parallel._choose(cpu_bound, list(range(40)), 2, 2)
+    assert head == list(range(len(head))) and len(head) >= 7  # probe + 4 per pair
+    assert choice.gil_ratio is not None and choice.gil_ratio > 0.8
+    assert choice.backend != "thread"
+
+
+def test_gil_test_values_and_ratio_for_gil_free_work():
+    values, ratio = _auto.gil_test(wait_a_bit, list(range(20)), 2, 3,
+                                   on_error=lambda i, e: e)
+    assert values == list(range(2, 14))  # 4 per pair, in item order
+    assert 0.35 < ratio < 0.8  # two sleeping threads overlap
+
+
 # ---- chunking and thread limits -----------------------------------------------------------
 
 def test_chunk_size_starts_from_the_estimate_and_adapts():

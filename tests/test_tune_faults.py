@@ -335,3 +335,57 @@ def test_later_signals_do_not_interrupt_the_clean_up() -> None:
         os.kill(os.getpid(), signal.SIGINT)  # a second signal while writing the record
         time.sleep(0.05)
         assert interrupt.requested() == signal.SIGTERM
+
+
+# ------------------------------------------------------------ the exit after a stop
+
+# An exit that would hang (as a half-shut-down DataLoader's queue feeder can), with a child
+# process left behind; main() is replaced so that run_cli() exits as a stopped tune does.
+HANGING_EXIT = """
+import atexit, subprocess, sys, threading
+import perfpilot.cli as cli
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+atexit.register(lambda: threading.Event().wait())
+cli.main = lambda argv=None: int(sys.argv[1])
+cli.run_cli()
+"""
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_the_exit_after_a_stop_is_bounded_and_ends_the_children(code: int) -> None:
+    from perfpilot import interrupt
+
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-c", HANGING_EXIT, str(code)],
+                          capture_output=True, text=True, timeout=60)
+    took = time.time() - started
+    assert proc.returncode == code, proc.stderr
+    assert took < interrupt.EXIT_WITHIN_S + 10, took
+    child = int(proc.stdout.split()[0])
+    assert not _alive_pid(child), "the stopped tune's child outlived it"
+
+
+def test_an_ordinary_exit_is_not_cut_short() -> None:
+    # Exit code 0: the entry does not arm the bound; atexit work longer than it completes.
+    from perfpilot import interrupt
+
+    wait = f"threading.Event().wait({interrupt.EXIT_WITHIN_S + 1}) or print('done', flush=True)"
+    script = HANGING_EXIT.replace("threading.Event().wait()", wait)
+    proc = subprocess.run([sys.executable, "-c", script, "0"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.split()[-1] == "done", proc.stderr
+    os.kill(int(proc.stdout.split()[0]), signal.SIGKILL)
+
+
+def _alive_pid(pid: int) -> bool:
+    deadline = time.time() + 3.0  # reaped by init a moment after it was killed
+    while time.time() < deadline:
+        try:
+            if not _alive(psutil.Process(pid)):
+                return False
+        except psutil.Error:
+            return False
+        time.sleep(0.05)
+    return True

@@ -129,7 +129,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_cli() -> None:
-    sys.exit(main())
+    """The process's entry: exit with :func:`main`'s code. After a Ctrl-C or SIGTERM stop
+    (130, 143) the exit is bounded (:func:`perfpilot.interrupt.exit_within`): the user
+    asked the process to end, and a half-shut-down DataLoader can otherwise hang it."""
+    code = main()
+    from perfpilot import interrupt
+
+    if code in interrupt.STOP_CODES:
+        interrupt.exit_within(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

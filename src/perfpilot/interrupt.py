@@ -20,19 +20,30 @@ record and the report takes a moment); a third one ends the process at once.
 Exit codes follow the shell's convention for a process stopped by a signal, 128 + its
 number: 130 for SIGINT, 143 for SIGTERM (:func:`exit_code`). The module costs nothing
 outside :func:`handling`: :func:`check` reads one module variable.
+
+After such a stop the process's exit is bounded (:func:`exit_within`, armed by the console
+entry): an interrupted trial can leave a DataLoader half shut down, and the interpreter's
+exit then waits on its queues' feeder threads or workers (CI once saw a stopped tune print
+"interrupted" and hang 240 s). Past :data:`EXIT_WITHIN_S` the process ends its children and
+itself.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 FORCE_AFTER = 3  # the third signal ends the process without clean-up
+# The interpreter's own exit after a stop (atexit handlers, joins) takes well under a
+# second when nothing hangs; the fault tests give a stop 10 s from the signal to the end.
+EXIT_WITHIN_S = 5.0
 
 _received: list[int] = []  # signal numbers received while handling() is active
 
@@ -59,6 +70,48 @@ def signal_name(signum: int) -> str:
 def exit_code(signum: int) -> int:
     """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
     return 128 + int(signum)
+
+
+STOP_CODES = frozenset(exit_code(s) for s in SIGNALS)
+
+
+def exit_within(code: int, seconds: float = EXIT_WITHIN_S) -> None:
+    """Bound the exit that follows: a daemon thread that, if the process is still alive
+    ``seconds`` from now, ends its child processes (SIGTERM, then SIGKILL 1 s later),
+    flushes stdout/stderr and calls ``os._exit(code)``. Only for a process that is about
+    to exit (never in a library call: it would end the caller's process)."""
+
+    def last_resort() -> None:
+        time.sleep(seconds)
+        _end_children()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(code)
+
+    threading.Thread(target=last_resort, name="perfpilot-exit-bound", daemon=True).start()
+
+
+def _end_children(grace_s: float = 1.0) -> None:
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for p in children:
+        try:
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
 
 
 def requested() -> int | None:

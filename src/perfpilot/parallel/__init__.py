@@ -165,12 +165,12 @@ def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
                     process_start_s=start)
     if workers < 2 or pr.per_call_s * (n - len(head)) < _auto.MIN_PARALLEL_S:
         return head, choice  # serial whatever the GIL does: no need to test it
-    pairs = round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))
-    count = min(n - len(head), 2 * max(1, pairs))
-    if count < 2:
+    # pairs of calls per thread half; each pair has 2 serial calls beside it (gil_test)
+    pairs = min((n - len(head)) // 4,
+                max(1, round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))))
+    if pairs < 1:
         return head, choice
-    values, wall = gil_test(fn, items, len(head), count, on_error=_annotate_at(items))
-    ratio = wall / (count * max(pr.per_call_s, 1e-9))
+    values, ratio = gil_test(fn, items, len(head), pairs, on_error=_annotate_at(items))
     head = head + values
     return head, decide(pr.per_call_s, n - len(head), workers, gil_ratio=ratio,
                         transfer_s=transfer, process_start_s=start)

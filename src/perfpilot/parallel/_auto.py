@@ -6,9 +6,10 @@ results are kept, nothing is computed twice):
 - ``per_call_s``: median time of a few calls run serially in the caller (at least 3 calls
   and :data:`PROBE_S`, at most :data:`PROBE_MAX_S`; fewer when the whole map is clearly
   under :data:`MIN_PARALLEL_S`);
-- ``gil_ratio``: wall time of some calls split over 2 threads divided by their serial
-  time; about 0.5 when ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more
-  when it holds it. With Amdahl's law it extrapolates to ``workers`` threads;
+- ``gil_ratio``: wall time of some calls split over 2 threads divided by the wall time of
+  as many calls run serially beside them (rounds alternate the two); about 0.5 when
+  ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more when it holds it.
+  With Amdahl's law it extrapolates to ``workers`` threads;
 - ``transfer_s``: time to pickle and unpickle one item and its result (a process worker
   pays it, and so does the caller, which feeds the workers alone).
 
@@ -37,7 +38,8 @@ MIN_GAIN = 1.25  # a parallel backend must be estimated this much faster than se
 PROCESS_START_S = 0.3
 PROBE_S = 0.02  # measure at least this long (and >= 3 calls) ...
 PROBE_MAX_S = 0.1  # ... but stop as soon as this much serial time is spent
-GIL_TEST_S = 0.04  # serial work handed to the 2-thread GIL test
+GIL_TEST_S = 0.04  # serial work handed to the 2 threads of the GIL test (as much again runs
+# serially beside them, as its reference)
 
 
 @dataclass(frozen=True)
@@ -110,24 +112,52 @@ def probe(fn: Callable[[Any], Any], items: Sequence[Any], *,
     return Probe(values, statistics.median(times))
 
 
-def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, count: int, *,
+def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: int, *,
              on_error: Callable[[int, Exception], BaseException],
              clock: Callable[[], float] = time.perf_counter) -> tuple[list[Any], float]:
-    """Run items ``first .. first+count`` in 2 threads; return values and the wall time."""
-    values: list[Any] = [None] * count
+    """Run items ``first .. first + 4*pairs`` and return their values and the GIL ratio.
+
+    Rounds (up to 3) alternate ``2k`` calls run serially with ``2k`` calls split over 2
+    threads; the ratio is the median over rounds of threaded wall / serial wall. Why the
+    serial reference is taken again here, beside the threads, rather than from the probe:
+    the probe's few calls and these run tens of milliseconds apart, and another process
+    taking a core during just one of them once made pure-Python work look 1.8x faster on
+    2 threads (a CI failure). Within a round both halves see the same load.
+    """
+    values: list[Any] = [None] * (4 * pairs)
+    rounds = min(3, pairs)
+    ratios: list[float] = []
+    at = 0
+    for r in range(rounds):
+        k = pairs // rounds + (1 if r < pairs % rounds else 0)
+        t0 = clock()
+        for j in range(at, at + 2 * k):
+            values[j] = _call(fn, items, first + j, on_error)
+        serial = clock() - t0
+        at += 2 * k
+        threaded = _in_two_threads(fn, items, first, at, k, values, on_error, clock)
+        at += 2 * k
+        ratios.append(threaded / max(serial, 1e-9))
+    return values, statistics.median(ratios)
+
+
+def _in_two_threads(fn: Callable[[Any], Any], items: Sequence[Any], first: int, at: int,
+                    k: int, values: list[Any],
+                    on_error: Callable[[int, Exception], BaseException],
+                    clock: Callable[[], float]) -> float:
+    """Run ``values[at .. at + 2k]`` in 2 threads of ``k`` calls each; the wall time."""
     errors: list[BaseException] = []
 
     def work(offsets: range) -> None:
-        for k in offsets:
+        for j in offsets:
             try:
-                values[k] = _call(fn, items, first + k, on_error)
+                values[j] = _call(fn, items, first + j, on_error)
             except BaseException as e:  # noqa: B036 - re-raised in the caller below
                 errors.append(e)
                 return
 
-    half = count // 2
     threads = [threading.Thread(target=work, args=(r,), daemon=True)
-               for r in (range(0, half), range(half, count))]
+               for r in (range(at, at + k), range(at + k, at + 2 * k))]
     t0 = clock()
     for th in threads:
         th.start()
@@ -136,7 +166,7 @@ def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, count: 
     wall = clock() - t0
     if errors:
         raise errors[0]
-    return values, wall
+    return wall
 
 
 def transfer_cost(items: Sequence[Any], values: Sequence[Any],
