@@ -166,8 +166,8 @@ def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
     if workers < 2 or pr.per_call_s * (n - len(head)) < _auto.MIN_PARALLEL_S:
         return head, choice  # serial whatever the GIL does: no need to test it
     # pairs of calls per thread half; each pair has 2 serial calls beside it (gil_test)
-    pairs = min((n - len(head)) // 4,
-                max(1, round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))))
+    wanted = round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))
+    pairs = min((n - len(head)) // 4, max(_auto.GIL_ROUNDS, wanted))
     if pairs < 1:
         return head, choice
     values, ratio = gil_test(fn, items, len(head), pairs, on_error=_annotate_at(items))

@@ -6,10 +6,10 @@ results are kept, nothing is computed twice):
 - ``per_call_s``: median time of a few calls run serially in the caller (at least 3 calls
   and :data:`PROBE_S`, at most :data:`PROBE_MAX_S`; fewer when the whole map is clearly
   under :data:`MIN_PARALLEL_S`);
-- ``gil_ratio``: wall time of some calls split over 2 threads divided by the wall time of
-  as many calls run serially beside them (rounds alternate the two); about 0.5 when
-  ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more when it holds it.
-  With Amdahl's law it extrapolates to ``workers`` threads;
+- ``gil_ratio``: some calls split over 2 threads against as many run serially beside them
+  (rounds alternate the two), compared by CPU occupancy or wall time (:func:`gil_test`);
+  about 0.5 when ``fn`` releases the GIL (numpy/torch kernels, I/O), about 1 or more when
+  it holds it. With Amdahl's law it extrapolates to ``workers`` threads;
 - ``transfer_s``: time to pickle and unpickle one item and its result (a process worker
   pays it, and so does the caller, which feeds the workers alone).
 
@@ -39,7 +39,9 @@ PROCESS_START_S = 0.3
 PROBE_S = 0.02  # measure at least this long (and >= 3 calls) ...
 PROBE_MAX_S = 0.1  # ... but stop as soon as this much serial time is spent
 GIL_TEST_S = 0.04  # serial work handed to the 2 threads of the GIL test (as much again runs
-# serially beside them, as its reference)
+# serially beside them, as its reference) ...
+GIL_ROUNDS = 3  # ... in this many rounds at least, when the items allow (2 calls a half)
+CPU_BOUND = 0.5  # serial calls this busy on a CPU (CPU s per wall s) are judged by occupancy
 
 
 @dataclass(frozen=True)
@@ -114,38 +116,63 @@ def probe(fn: Callable[[Any], Any], items: Sequence[Any], *,
 
 def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: int, *,
              on_error: Callable[[int, Exception], BaseException],
-             clock: Callable[[], float] = time.perf_counter) -> tuple[list[Any], float]:
-    """Run items ``first .. first + 4*pairs`` and return their values and the GIL ratio.
+             clock: Callable[[], float] = time.perf_counter,
+             cpu_clock: Callable[[], float] = time.process_time) -> tuple[list[Any], float]:
+    """Run items ``first .. first + 4*pairs`` and return their values and the GIL ratio
+    (the threads' time for a call over the serial time; about 0.5 if 2 threads overlap).
 
-    Rounds (up to 3) alternate ``2k`` calls run serially with ``2k`` calls split over 2
-    threads; the ratio is the median over rounds of threaded wall / serial wall. Why the
-    serial reference is taken again here, beside the threads, rather than from the probe:
-    the probe's few calls and these run tens of milliseconds apart, and another process
-    taking a core during just one of them once made pure-Python work look 1.8x faster on
-    2 threads (a CI failure). Within a round both halves see the same load.
+    Rounds (up to :data:`GIL_ROUNDS`) each run ``2k`` calls serially and ``2k`` calls split
+    over 2 threads, the order swapped every round; the ratio is the median over rounds.
+    Each half's *occupancy* ``u`` (the process's CPU seconds per wall second) is measured
+    with its wall time. A round's ratio is:
+
+    - ``u_serial / u_threads`` when the serial calls were mostly on a CPU
+      (``u_serial >= CPU_BOUND``): how many more cores the threads kept busy. A function
+      that holds the GIL keeps one core busy either way (1.0); one that computes with the
+      GIL released keeps two (0.5); one whose own ops already fill the cores (torch
+      intra-op threads) gains nothing (1.0).
+    - the wall ratio otherwise (the calls mostly wait: sleeps, I/O), as a wait's wall
+      time does not depend on the CPU's speed.
+
+    Why not wall times for CPU-bound calls: on this shared VM the same pure-Python call's
+    time halves or doubles within a second (19.9 ms, then 9.0 ms, both in CPU time), so
+    2 threads measured 0.57-1.82x the serial wall in back-to-back rounds, and CI twice
+    chose threads ("1.8x faster") for pure Python. Occupancy is a ratio within one window
+    and does not move with the CPU's speed (measured: pure Python 1.0/1.0, sha256 on 8 MB
+    1.0/1.9, sleep 0.01/0.05, half sleep half Python 0.5/0.7).
     """
     values: list[Any] = [None] * (4 * pairs)
-    rounds = min(3, pairs)
+    rounds = min(GIL_ROUNDS, pairs)
     ratios: list[float] = []
     at = 0
     for r in range(rounds):
         k = pairs // rounds + (1 if r < pairs % rounds else 0)
-        t0 = clock()
-        for j in range(at, at + 2 * k):
-            values[j] = _call(fn, items, first + j, on_error)
-        serial = clock() - t0
-        at += 2 * k
-        threaded = _in_two_threads(fn, items, first, at, k, values, on_error, clock)
-        at += 2 * k
-        ratios.append(threaded / max(serial, 1e-9))
+        halves: dict[str, tuple[float, float]] = {}
+        for half in (("serial", "threads") if r % 2 == 0 else ("threads", "serial")):
+            t0, c0 = clock(), cpu_clock()
+            if half == "serial":
+                for j in range(at, at + 2 * k):
+                    values[j] = _call(fn, items, first + j, on_error)
+            else:
+                _in_two_threads(fn, items, first, at, k, values, on_error)
+            halves[half] = (max(clock() - t0, 1e-9), cpu_clock() - c0)
+            at += 2 * k
+        ratios.append(_round_ratio(halves["serial"], halves["threads"]))
     return values, statistics.median(ratios)
+
+
+def _round_ratio(serial: tuple[float, float], threads: tuple[float, float]) -> float:
+    """One round's GIL ratio from (wall, cpu) of each half (see :func:`gil_test`)."""
+    u_serial, u_threads = serial[1] / serial[0], threads[1] / threads[0]
+    if u_serial >= CPU_BOUND and u_threads > 0:
+        return u_serial / u_threads
+    return threads[0] / serial[0]
 
 
 def _in_two_threads(fn: Callable[[Any], Any], items: Sequence[Any], first: int, at: int,
                     k: int, values: list[Any],
-                    on_error: Callable[[int, Exception], BaseException],
-                    clock: Callable[[], float]) -> float:
-    """Run ``values[at .. at + 2k]`` in 2 threads of ``k`` calls each; the wall time."""
+                    on_error: Callable[[int, Exception], BaseException]) -> None:
+    """Run ``values[at .. at + 2k]`` in 2 threads of ``k`` calls each."""
     errors: list[BaseException] = []
 
     def work(offsets: range) -> None:
@@ -158,15 +185,12 @@ def _in_two_threads(fn: Callable[[Any], Any], items: Sequence[Any], first: int, 
 
     threads = [threading.Thread(target=work, args=(r,), daemon=True)
                for r in (range(at, at + k), range(at + k, at + 2 * k))]
-    t0 = clock()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    wall = clock() - t0
     if errors:
         raise errors[0]
-    return wall
 
 
 def transfer_cost(items: Sequence[Any], values: Sequence[Any],
