@@ -367,6 +367,38 @@ def test_the_exit_after_a_stop_is_bounded_and_ends_the_children(code: int) -> No
     assert not _alive_pid(child), "the stopped tune's child outlived it"
 
 
+# A hang still inside the command, after it reported the stop (freeing the interrupted
+# trial's frames runs a DataLoader iterator's shutdown, which joins threads and workers).
+HANGING_STOP = """
+import sys, threading
+from pathlib import Path
+import typer
+import perfpilot.cli as cli
+from perfpilot.commands.tune import stop_on_signals
+
+def main(argv=None):
+    try:
+        with stop_on_signals(Path(sys.argv[1]), "perfpilot tune ... --resume"):
+            raise KeyboardInterrupt
+    except typer.Exit:
+        threading.Event().wait()
+
+cli.main = main
+cli.run_cli()
+"""
+
+
+def test_a_hang_inside_the_command_after_the_stop_is_bounded_too(tmp_path: Path) -> None:
+    from perfpilot import interrupt
+
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-c", HANGING_STOP, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert "interrupted (SIGINT); nothing was measured yet" in proc.stderr
+    assert time.time() - started < interrupt.EXIT_WITHIN_S + 10
+
+
 def test_an_ordinary_exit_is_not_cut_short() -> None:
     # Exit code 0: the entry does not arm the bound; atexit work longer than it completes.
     from perfpilot import interrupt

@@ -130,13 +130,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_cli() -> None:
     """The process's entry: exit with :func:`main`'s code. After a Ctrl-C or SIGTERM stop
-    (130, 143) the exit is bounded (:func:`perfpilot.interrupt.exit_within`): the user
-    asked the process to end, and a half-shut-down DataLoader can otherwise hang it."""
-    code = main()
+    (130, 143) the exit is bounded (:func:`perfpilot.interrupt.exit_within`), from the
+    moment the command reports the stop: the user asked the process to end, and a
+    half-shut-down DataLoader can otherwise hang it."""
     from perfpilot import interrupt
 
+    interrupt.exit_after_command()
+    code = main()
     if code in interrupt.STOP_CODES:
-        interrupt.exit_within(code)
+        interrupt.exit_within(code)  # (already armed if the command reported a stop)
     sys.exit(code)
 
 

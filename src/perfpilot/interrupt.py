@@ -21,11 +21,12 @@ Exit codes follow the shell's convention for a process stopped by a signal, 128 
 number: 130 for SIGINT, 143 for SIGTERM (:func:`exit_code`). The module costs nothing
 outside :func:`handling`: :func:`check` reads one module variable.
 
-After such a stop the process's exit is bounded (:func:`exit_within`, armed by the console
-entry): an interrupted trial can leave a DataLoader half shut down, and the interpreter's
-exit then waits on its queues' feeder threads or workers (CI once saw a stopped tune print
-"interrupted" and hang 240 s). Past :data:`EXIT_WITHIN_S` the process ends its children and
-itself.
+After such a stop the process's exit is bounded (:func:`exit_within`, armed by
+:func:`stopped` when the console entry declared :func:`exit_after_command`): an
+interrupted trial can leave a DataLoader half shut down, and the process then waits on its
+queues' feeder threads, pin-memory thread or workers (CI once saw a stopped tune print
+"interrupted" and hang 240 s). Past :data:`EXIT_WITHIN_S` the process ends its children
+and itself.
 """
 
 from __future__ import annotations
@@ -75,11 +76,36 @@ def exit_code(signum: int) -> int:
 STOP_CODES = frozenset(exit_code(s) for s in SIGNALS)
 
 
+_exits_after_command = False  # set by the console entry: this process ends with the command
+_bounded: list[int] = []  # the code exit_within was armed with (once per process)
+
+
+def exit_after_command() -> None:
+    """Declare that this process ends when the command returns (the console entry calls
+    it). Then :func:`stopped` bounds the exit from the moment a stop is reported, which
+    covers a hang still inside the command: freeing an interrupted trial's frames runs a
+    DataLoader iterator's shutdown, which joins its workers and pin-memory thread."""
+    global _exits_after_command
+    _exits_after_command = True
+
+
+def stopped(code: int) -> None:
+    """A command has handled a stop and will exit with ``code``: bound that exit if this
+    process ends with the command (:func:`exit_after_command`); in-process callers
+    (tests, notebooks) are left alone."""
+    if _exits_after_command:
+        exit_within(code)
+
+
 def exit_within(code: int, seconds: float = EXIT_WITHIN_S) -> None:
     """Bound the exit that follows: a daemon thread that, if the process is still alive
     ``seconds`` from now, ends its child processes (SIGTERM, then SIGKILL 1 s later),
     flushes stdout/stderr and calls ``os._exit(code)``. Only for a process that is about
-    to exit (never in a library call: it would end the caller's process)."""
+    to exit (never in a library call: it would end the caller's process). Armed once; a
+    second call does nothing."""
+    if _bounded:
+        return
+    _bounded.append(code)
 
     def last_resort() -> None:
         time.sleep(seconds)

@@ -228,6 +228,7 @@ def stop_on_signals(out: Path, again: str) -> Iterator[None]:
             hint = "nothing was measured yet"
         print(f"perfpilot tune: interrupted ({interrupt.signal_name(signum)}); {hint}",
               file=sys.stderr, flush=True)
+        interrupt.stopped(interrupt.exit_code(signum))
         raise typer.Exit(interrupt.exit_code(signum)) from None
 
 
