@@ -13,7 +13,8 @@ baseline's learning curve to the real target (``perfpilot.tune.proxy``). Per cas
    alternates: ``baseline``, ``decision``, ``baseline_batch`` and ``gridN`` (see
    ``WHAT``); a run capped at ``--cap`` x the pre-check's time has not reached it;
 4. decision / baseline (ratio of medians, 95% bootstrap over paired seeds), decision /
-   best arm, and the extrapolation error (seconds and samples; inside the interval?).
+   best arm (on the seeds every arm ran: grid arms often run fewer), and the
+   extrapolation error (seconds and samples; inside the interval?).
 
 ``--pin-threads`` runs every plan with ``cpu_threads=1`` (two threads on two busy cores
 measure contention, not learning; see ``batch_size.py``).
@@ -38,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from _context import Context, Section, header, readable
-from _fmt import Doc, num, secs, table, times
+from _fmt import Doc, num, secs, table
+from _long_fmt import extrapolation_str, oracle_str, ratio_str
 from _long_measure import loadavg, log, run_to_target, target_after
-from _long_stats import extrapolation_error, median_ttt, paired_ratio
+from _long_stats import extrapolation_error, median_ttt, oracle, paired_ratio
 
 RESULTS = Path(__file__).resolve().parent / "results" / "long_runs.json"
 DEFAULTS = {"workload": "digits", "budget": "50s", "target": 0.99, "seeds": 3,
@@ -203,12 +205,8 @@ def figures(doc: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> None:
                                                          runs["baseline_batch"])
     # The oracle: the best of the arms that differ from the decision in batch/LR only
     # ("baseline" differs in other knobs too when "baseline_batch" exists).
-    done = {a: v["median_ttt_s"] for a, v in doc["arms"].items() if v["median_ttt_s"]
-            and not (a == "baseline" and "baseline_batch" in arms)}
-    best = min(done, key=done.get) if done else None
-    doc["oracle"] = {"best": best, "best_ttt_s": done.get(best) if best else None,
-                     "decision_over_best": (done["decision"] / done[best]
-                                            if best and "decision" in done else None)}
+    doc["oracle"] = oracle({a: runs[a] for a in arms
+                            if not (a == "baseline" and "baseline_batch" in arms)})
     doc["extrapolation"] = extrapolation_error(doc["tune"]["proxy"], runs["baseline"])
     doc["loadavg_after"] = loadavg()[0]
 
@@ -270,34 +268,6 @@ def extrap_words(ext: dict[str, Any] | None) -> str:
     return (f"extrapolated time to target {ext['seconds']:.0f} s (95% CI "
             f"{ext['seconds_low']:.0f}-{'inf' if hi is None else f'{hi:.0f}'}), "
             f"{ext['reach']:.1f}x beyond the last measured point")
-
-
-def ratio_str(r: dict[str, Any]) -> str:
-    miss = len(r.get("censored") or [])
-    if r.get("ratio") is None:
-        for key, words in (("ratio_at_most", "at most"), ("ratio_at_least", "at least")):
-            if r.get(key) is not None:
-                return (f"{words} {num(r[key])}x over {r['pairs']} seeds (one arm's median "
-                        "run did not reach the target within its cap; bounded by the cap)")
-        return "not measured (" + (f"too many runs did not reach the target: {miss} of "
-                                   f"{r['pairs']} seeds" if miss else "no paired seeds") + ")"
-    ci = (f" [{num(r['ci_low'])}, inf]" if r.get("ci_high_unbounded") and r.get("ci_low")
-          is not None else "")
-    return (f"{times(r['ratio'], r['ci_low'], r['ci_high'])}{ci} over {r['pairs']} seeds"
-            + (f" ({miss} with a run that did not reach the target within its cap, ranked "
-               "slowest)" if miss else ""))
-
-
-def extrapolation_str(e: dict[str, Any] | None) -> str:
-    if not e or "seconds" not in e:
-        return (e or {}).get("why", "–")
-    s, n = e["seconds"], e["samples"]
-    inside = {True: "inside", False: "outside", None: "–"}
-    return (f"extrapolated {secs(s['extrapolated'])} vs measured {secs(s['measured'])} "
-            f"(ratio {num(s['ratio'])}, measured {inside[s['inside']]} its interval "
-            f"{secs(s['low'])}-{secs(s['high']) if s['high'] is not None else 'inf'}); in "
-            f"samples ratio {num(n['ratio'])}, {inside[n['inside']]} its interval; "
-            f"reach {num(e.get('reach'))}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,7 +424,7 @@ def case_lines(d: Doc) -> list[str]:
     out += [f"- decision / baseline: {ratio_str(d.get('decision_vs_baseline') or {})}"
             + (" (the decision kept the baseline)" if d.get("decision_kept_baseline")
                else "") + ".",
-            f"- decision / best arm ({o.get('best')}): {times(o.get('decision_over_best'))}.",
+            oracle_str(o),
             f"- extrapolation of the baseline's curve: "
             f"{extrapolation_str(d.get('extrapolation'))}.",
             f"- cap {secs(d.get('cap_s'))} per run; benchmark run time "

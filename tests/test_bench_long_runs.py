@@ -128,7 +128,9 @@ def test_section_renders_the_figures(LR):
                                  "runs": [_run(100, 110.0)]}},
            "decision_vs_baseline": {"ratio": 0.846, "ci_low": 0.8, "ci_high": 0.9,
                                     "pairs": 3},
-           "oracle": {"best": "decision", "decision_over_best": 1.0},
+           "oracle": {"best": "grid1", "seeds": [100], "decision_over_best": 0.5,
+                      "paired": {"ratio": 0.5, "ci_low": None, "ci_high": None,
+                                 "pairs": 1}},
            "extrapolation": {"seconds": {"extrapolated": 140.0, "low": 100.0, "high": 200.0,
                                          "measured": 130.0, "ratio": 1.077, "inside": True},
                              "samples": {"ratio": 1.0, "inside": True}, "reach": 8.0}}
@@ -137,6 +139,8 @@ def test_section_renders_the_figures(LR):
     assert "### charlm to val_loss 1.7" in md and "as is (`cpu_threads` unset" in md
     assert "| decision | 64 |" in md and "0.846x [0.800, 0.900] over 3 seeds" in md
     assert "extrapolated 140 s" in md and "inside its interval" in md
+    assert "decision / best arm (grid1, on seed 100, the seeds every arm ran): 0.500x over " \
+        "1 seed." in md
 
 
 def test_results_keep_other_cases(LR, tmp_path):
@@ -206,3 +210,19 @@ def test_more_seeds_adds_alternating_rounds_and_recomputes(LR, tmp_path, monkeyp
     assert d["arms"]["decision"]["median_ttt_s"] == 8.0
     with pytest.raises(SystemExit, match="no case"):
         LR.more_seeds(argparse.Namespace(**{**vars(o), "target": 0.5}))
+
+
+def test_the_oracle_compares_on_the_seeds_every_arm_ran(LR):  # LR: benchmarks on sys.path
+    from _long_stats import oracle
+
+    # The stored digits case: grid2 ran seed 100 only; on it the decision was fastest.
+    runs = {"decision": [_run(100, 192.0), _run(101, None), _run(102, 510.0)],
+            "grid1": [_run(100, None)], "grid2": [_run(100, 479.0)]}
+    o = oracle(runs)
+    assert o["seeds"] == [100] and o["best"] == "decision"
+    assert o["decision_over_best"] == 1.0 and o["paired"]["pairs"] == 1
+    runs["grid2"] = [_run(100, 96.0)]  # an arm faster on the common seed is the best
+    o = oracle(runs)
+    assert o["best"] == "grid2" and o["decision_over_best"] == pytest.approx(2.0)
+    assert oracle({"decision": [_run(100, 1.0)], "grid1": [_run(101, 1.0)]})["best"] is None
+    assert oracle({"decision": [_run(100, None)], "grid1": [_run(100, None)]})["best"] is None
