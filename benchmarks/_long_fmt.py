@@ -35,7 +35,8 @@ def oracle_str(o: dict[str, Any]) -> str:
     on = f"on seed {o['seeds'][0]}" if len(o["seeds"]) == 1 else \
         f"on seeds {', '.join(map(str, o['seeds']))}"
     if o.get("best") is None:
-        return f"- best arm: none reached the target {on} (the seeds every arm ran)."
+        return f"- best arm: none; no arm's median reached the target {on} (the seeds " \
+            "every arm ran)."
     if o["best"] == "decision":
         return f"- best arm {on} (the seeds every arm ran): the decision itself."
     return f"- decision / best arm ({o['best']}, {on}, the seeds every arm ran): " \

@@ -203,7 +203,7 @@ def test_gil_test_takes_its_serial_reference_beside_the_threads(monkeypatch):
 
     monkeypatch.setattr(parallel, "probe", slowed_probe)
     head, choice = parallel._choose(cpu_bound, list(range(40)), 2, 2)
-    assert head == list(range(len(head))) and len(head) >= 3 + 4 * _auto.GIL_ROUNDS
+    assert head == list(range(len(head))) and len(head) >= 3 + 4  # probe + one pair
     # ~1 measured; the old reference (the slowed probe) gave 0.55 and chose threads
     assert choice.gil_ratio is not None and choice.gil_ratio > 0.75
     assert choice.backend != "thread"
@@ -213,7 +213,8 @@ def test_gil_test_takes_its_serial_reference_beside_the_threads(monkeypatch):
     ((0.040, 0.040), (0.061, 0.061), 1.0),   # pure Python on a CPU that slowed: holds it
     ((0.040, 0.040), (0.027, 0.027), 1.0),   # ... or sped up: still one core busy
     ((0.040, 0.040), (0.021, 0.040), 0.525),  # computes with the GIL released: 2 cores
-    ((0.040, 0.080), (0.040, 0.080), 1.0),   # its own ops fill both cores already
+    ((0.040, 0.040), (0.040, 0.080), 1.0),   # its ops fill both cores already: no gain
+    ((0.040, 0.040), (0.050, 0.070), 1.0),   # spins: busier, not faster (the wall vetoes)
     ((0.040, 0.0004), (0.020, 0.001), 0.5),  # sleeps: the wall ratio
 ])
 def test_a_round_is_judged_by_cpu_occupancy_unless_the_calls_wait(serial, threads, ratio):

@@ -139,6 +139,12 @@ def run_cli() -> None:
     code = main()
     if code in interrupt.STOP_CODES:
         interrupt.exit_within(code)  # (already armed if the command reported a stop)
+        # Free what the interrupted trial left in reference cycles (a DataLoader iterator
+        # held by a traceback) now, while the bound's thread can still run: in the
+        # interpreter's last collection, daemon threads can no longer take the GIL.
+        import gc
+
+        gc.collect()
     sys.exit(code)
 
 

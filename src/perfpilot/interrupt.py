@@ -110,14 +110,22 @@ def exit_within(code: int, seconds: float = EXIT_WITHIN_S) -> None:
     def last_resort() -> None:
         time.sleep(seconds)
         _end_children()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+        # Flushed from another thread, waited on briefly: a main thread stuck writing to a
+        # full pipe holds the stream's lock, and a flush here would wait with it.
+        flusher = threading.Thread(target=_flush, name="perfpilot-exit-flush", daemon=True)
+        flusher.start()
+        flusher.join(0.5)
         os._exit(code)
 
     threading.Thread(target=last_resort, name="perfpilot-exit-bound", daemon=True).start()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _end_children(grace_s: float = 1.0) -> None:

@@ -167,7 +167,7 @@ def _choose(fn: Callable[[Any], Any], items: Sequence[Any], workers: int,
         return head, choice  # serial whatever the GIL does: no need to test it
     # pairs of calls per thread half; each pair has 2 serial calls beside it (gil_test)
     wanted = round(0.5 * _auto.GIL_TEST_S / max(pr.per_call_s, 1e-9))
-    pairs = min((n - len(head)) // 4, max(_auto.GIL_ROUNDS, wanted))
+    pairs = min((n - len(head)) // 4, max(1, wanted))  # slow calls: one pair, one round
     if pairs < 1:
         return head, choice
     values, ratio = gil_test(fn, items, len(head), pairs, on_error=_annotate_at(items))

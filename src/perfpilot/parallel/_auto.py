@@ -40,7 +40,7 @@ PROBE_S = 0.02  # measure at least this long (and >= 3 calls) ...
 PROBE_MAX_S = 0.1  # ... but stop as soon as this much serial time is spent
 GIL_TEST_S = 0.04  # serial work handed to the 2 threads of the GIL test (as much again runs
 # serially beside them, as its reference) ...
-GIL_ROUNDS = 3  # ... in this many rounds at least, when the items allow (2 calls a half)
+GIL_ROUNDS = 3  # ... in up to this many rounds (one per pair of calls a thread half has)
 CPU_BOUND = 0.5  # serial calls this busy on a CPU (CPU s per wall s) are judged by occupancy
 
 
@@ -117,29 +117,32 @@ def probe(fn: Callable[[Any], Any], items: Sequence[Any], *,
 def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: int, *,
              on_error: Callable[[int, Exception], BaseException],
              clock: Callable[[], float] = time.perf_counter,
-             cpu_clock: Callable[[], float] = time.process_time) -> tuple[list[Any], float]:
+             cpu_clock: Callable[[], float] = time.thread_time) -> tuple[list[Any], float]:
     """Run items ``first .. first + 4*pairs`` and return their values and the GIL ratio
     (the threads' time for a call over the serial time; about 0.5 if 2 threads overlap).
 
-    Rounds (up to :data:`GIL_ROUNDS`) each run ``2k`` calls serially and ``2k`` calls split
-    over 2 threads, the order swapped every round; the ratio is the median over rounds.
-    Each half's *occupancy* ``u`` (the process's CPU seconds per wall second) is measured
-    with its wall time. A round's ratio is:
+    Rounds (up to :data:`GIL_ROUNDS`, one per pair) each run ``2k`` calls serially and
+    ``2k`` calls split over 2 threads, the order swapped every round; the ratio is the
+    median over rounds. Each half's wall time is measured with its *occupancy* ``u``: the
+    CPU seconds of the threads that ran the calls (``cpu_clock`` read in each; the
+    process's other threads, such as a loader's, are not counted) per wall second. A
+    round's ratio is:
 
-    - ``u_serial / u_threads`` when the serial calls were mostly on a CPU
-      (``u_serial >= CPU_BOUND``): how many more cores the threads kept busy. A function
-      that holds the GIL keeps one core busy either way (1.0); one that computes with the
-      GIL released keeps two (0.5); one whose own ops already fill the cores (torch
-      intra-op threads) gains nothing (1.0).
+    - when the serial calls were mostly on a CPU (``u_serial >= CPU_BOUND``), the larger
+      of ``u_serial / u_threads`` (how many more cores the calling threads kept busy: a
+      function holding the GIL keeps one busy either way, 1.0; one computing with the GIL
+      released keeps two, 0.5) and the wall ratio capped at 1. The wall ratio vetoes a
+      gain the wall clock did not see: threads that burn more CPU per call (spin-waits,
+      oversubscribed intra-op pools, a CUDA sync that spins) look busier, not faster.
     - the wall ratio otherwise (the calls mostly wait: sleeps, I/O), as a wait's wall
       time does not depend on the CPU's speed.
 
-    Why not wall times for CPU-bound calls: on this shared VM the same pure-Python call's
-    time halves or doubles within a second (19.9 ms, then 9.0 ms, both in CPU time), so
-    2 threads measured 0.57-1.82x the serial wall in back-to-back rounds, and CI twice
+    Why not wall times alone for CPU-bound calls: on this shared VM the same pure-Python
+    call's time halves or doubles within a second (19.9 ms, then 9.0 ms, in CPU time too),
+    so 2 threads measured 0.57-1.82x the serial wall in back-to-back rounds, and CI twice
     chose threads ("1.8x faster") for pure Python. Occupancy is a ratio within one window
-    and does not move with the CPU's speed (measured: pure Python 1.0/1.0, sha256 on 8 MB
-    1.0/1.9, sleep 0.01/0.05, half sleep half Python 0.5/0.7).
+    and does not move with the CPU's speed (measured with process CPU time: pure Python
+    1.0/1.0, sha256 on 8 MB 1.0/1.9, sleep 0.01/0.05, half sleep half Python 0.5/0.7).
     """
     values: list[Any] = [None] * (4 * pairs)
     rounds = min(GIL_ROUNDS, pairs)
@@ -149,13 +152,15 @@ def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: 
         k = pairs // rounds + (1 if r < pairs % rounds else 0)
         halves: dict[str, tuple[float, float]] = {}
         for half in (("serial", "threads") if r % 2 == 0 else ("threads", "serial")):
-            t0, c0 = clock(), cpu_clock()
+            t0 = clock()
             if half == "serial":
+                c0 = cpu_clock()
                 for j in range(at, at + 2 * k):
                     values[j] = _call(fn, items, first + j, on_error)
+                cpu = cpu_clock() - c0
             else:
-                _in_two_threads(fn, items, first, at, k, values, on_error)
-            halves[half] = (max(clock() - t0, 1e-9), cpu_clock() - c0)
+                cpu = _in_two_threads(fn, items, first, at, k, values, on_error, cpu_clock)
+            halves[half] = (max(clock() - t0, 1e-9), cpu)
             at += 2 * k
         ratios.append(_round_ratio(halves["serial"], halves["threads"]))
     return values, statistics.median(ratios)
@@ -163,25 +168,31 @@ def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: 
 
 def _round_ratio(serial: tuple[float, float], threads: tuple[float, float]) -> float:
     """One round's GIL ratio from (wall, cpu) of each half (see :func:`gil_test`)."""
+    wall = threads[0] / serial[0]
     u_serial, u_threads = serial[1] / serial[0], threads[1] / threads[0]
     if u_serial >= CPU_BOUND and u_threads > 0:
-        return u_serial / u_threads
-    return threads[0] / serial[0]
+        return max(u_serial / u_threads, min(wall, 1.0))
+    return wall
 
 
 def _in_two_threads(fn: Callable[[Any], Any], items: Sequence[Any], first: int, at: int,
                     k: int, values: list[Any],
-                    on_error: Callable[[int, Exception], BaseException]) -> None:
-    """Run ``values[at .. at + 2k]`` in 2 threads of ``k`` calls each."""
+                    on_error: Callable[[int, Exception], BaseException],
+                    cpu_clock: Callable[[], float]) -> float:
+    """Run ``values[at .. at + 2k]`` in 2 threads of ``k`` calls each; the CPU seconds
+    the 2 threads used (``cpu_clock`` is read in each: a per-thread clock)."""
     errors: list[BaseException] = []
+    cpu: list[float] = []
 
     def work(offsets: range) -> None:
-        for j in offsets:
-            try:
+        c0 = cpu_clock()
+        try:
+            for j in offsets:
                 values[j] = _call(fn, items, first + j, on_error)
-            except BaseException as e:  # noqa: B036 - re-raised in the caller below
-                errors.append(e)
-                return
+        except BaseException as e:  # noqa: B036 - re-raised in the caller below
+            errors.append(e)
+        finally:
+            cpu.append(cpu_clock() - c0)
 
     threads = [threading.Thread(target=work, args=(r,), daemon=True)
                for r in (range(at, at + k), range(at + k, at + 2 * k))]
@@ -191,6 +202,7 @@ def _in_two_threads(fn: Callable[[Any], Any], items: Sequence[Any], first: int, 
         th.join()
     if errors:
         raise errors[0]
+    return sum(cpu)
 
 
 def transfer_cost(items: Sequence[Any], values: Sequence[Any],

@@ -55,8 +55,9 @@ __all__ = ["LOADER_KNOBS", "TorchHooks", "batch_size_of"]
 
 REDISCOVER_EVERY = 50
 NOGRAD_PROBES = 7  # grad-in-eval calls whose inputs are re-run to measure what grad costs
-NOGRAD_BUDGET_S = 1.0  # ... while re-running has taken less than this (a big model's
-# forward can take a second: then one A B B A probe, as many forwards as before)
+NOGRAD_BUDGET_S = 1.0  # ... while re-running has taken less than this (a probe starts
+# under it and may end past it: a big model's second-long forward gets one probe of 2
+# warm-up and 4 timed forwards, where 3 probes of 4 ran before)
 # Order of the re-run forwards (True: grad on) in one probe: ABBA BAAB, best of 4 each. A
 # forward is ~1 ms; with 3 probes of best-of-2 a CI run measured grad mode at 1.03x where
 # it is 1.2-1.3x (this VM's CPU speed moves within a second).
