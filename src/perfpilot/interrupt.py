@@ -77,7 +77,7 @@ STOP_CODES = frozenset(exit_code(s) for s in SIGNALS)
 
 
 _exits_after_command = False  # set by the console entry: this process ends with the command
-_bounded: list[int] = []  # the code exit_within was armed with (once per process)
+_bounded = False  # exit_within was armed (once per process)
 
 
 def exit_after_command() -> None:
@@ -103,9 +103,10 @@ def exit_within(code: int, seconds: float = EXIT_WITHIN_S) -> None:
     flushes stdout/stderr and calls ``os._exit(code)``. Only for a process that is about
     to exit (never in a library call: it would end the caller's process). Armed once; a
     second call does nothing."""
+    global _bounded
     if _bounded:
         return
-    _bounded.append(code)
+    _bounded = True
 
     def last_resort() -> None:
         time.sleep(seconds)

@@ -137,12 +137,11 @@ def gil_test(fn: Callable[[Any], Any], items: Sequence[Any], first: int, pairs: 
     - the wall ratio otherwise (the calls mostly wait: sleeps, I/O), as a wait's wall
       time does not depend on the CPU's speed.
 
-    Why not wall times alone for CPU-bound calls: on this shared VM the same pure-Python
-    call's time halves or doubles within a second (19.9 ms, then 9.0 ms, in CPU time too),
-    so 2 threads measured 0.57-1.82x the serial wall in back-to-back rounds, and CI twice
-    chose threads ("1.8x faster") for pure Python. Occupancy is a ratio within one window
-    and does not move with the CPU's speed (measured with process CPU time: pure Python
-    1.0/1.0, sha256 on 8 MB 1.0/1.9, sleep 0.01/0.05, half sleep half Python 0.5/0.7).
+    Why not wall times alone for CPU-bound calls: where the CPU's speed moves between
+    short windows (this shared VM), 2 threads of pure Python read anywhere from 0.63 to
+    1.48 of the serial wall in interleaved rounds, and CI twice chose threads ("1.8x
+    faster") for pure Python; occupancy is a ratio within one window, and the same rounds
+    read 1.02-1.26 by this rule (``benchmarks/gil_test.py``, its stored run).
     """
     values: list[Any] = [None] * (4 * pairs)
     rounds = min(GIL_ROUNDS, pairs)
